@@ -1,0 +1,1 @@
+"""Adapters layer: the outside world (ComfyUI, marketplaces, files) behind domain ports."""

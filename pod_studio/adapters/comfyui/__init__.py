@@ -1,0 +1,1 @@
+"""Adapters layer: the ComfyUI REST + websocket client (implements ``ImageGenerator``)."""

@@ -1,0 +1,1 @@
+"""Adapters layer: marketplace clients (Printify, Shopify, Etsy, local export)."""

@@ -1,0 +1,1 @@
+"""Adapters layer: files on this machine (settings, secrets, images, caches, job ledger)."""

@@ -1,0 +1,1 @@
+"""App layer: the Qt bridge between async services and widgets (controllers, TaskRunner)."""

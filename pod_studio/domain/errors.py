@@ -1,0 +1,206 @@
+"""Domain layer: the one error tree of POD Studio.
+
+Every library exception is mapped once, at the adapter edge, into one of these
+(``raise ... from exc``). Each error knows the ``service`` it came from, whether it
+is ``retryable`` and a ``user_message`` a seller can act on. Messages never contain
+secrets: adapters build them from status codes and response excerpts only.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+
+class PodStudioError(Exception):
+    """Root of every error POD Studio raises on purpose."""
+
+    default_retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str = "app",
+        user_message: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.service = service
+        self.user_message = user_message or message
+        self.retryable = self.default_retryable if retryable is None else retryable
+
+    @property
+    def kind(self) -> str:
+        """Short, stable name of the error class (for logs, the ledger and the retry log)."""
+        return type(self).__name__
+
+    def __str__(self) -> str:
+        return f"[{self.service}] {self.message}"
+
+
+class APIError(PodStudioError):
+    """The remote answered, but not with what we asked for (4xx other than the specific ones)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        service: str = "app",
+        user_message: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, service=service, user_message=user_message, retryable=retryable)
+        self.status_code = status_code
+
+
+class AuthenticationError(APIError):
+    """401/403 or a missing/invalid secret. Never retried; the seller must fix the token."""
+
+    default_retryable = False
+
+
+class RateLimitError(APIError):
+    """429 or a throttle reply. ``retry_after`` is the server's hint in seconds, if any."""
+
+    default_retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status_code: int | None = 429,
+        service: str = "app",
+        user_message: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, status_code=status_code, service=service, user_message=user_message
+        )
+        self.retry_after = retry_after
+
+
+class TimeoutError(PodStudioError):
+    """The remote did not answer in time (connect, read, write or pool timeout)."""
+
+    default_retryable = True
+
+
+# An alias that does not shadow the builtin, for modules that need both.
+PodTimeoutError = TimeoutError
+BuiltinTimeoutError = builtins.TimeoutError
+
+
+class ValidationError(PodStudioError):
+    """Our input is wrong (bad workflow, bad price, rejected payload). Never retried."""
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[str] | None = None,
+        service: str = "app",
+        user_message: str | None = None,
+    ) -> None:
+        super().__init__(message, service=service, user_message=user_message)
+        self.details: list[str] = list(details or [])
+
+
+class ServiceError(PodStudioError):
+    """The remote is unreachable or failing (5xx, connection refused/reset). Retryable."""
+
+    default_retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        service: str = "app",
+        user_message: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, service=service, user_message=user_message, retryable=retryable)
+        self.status_code = status_code
+
+
+class UpstreamDataError(ServiceError):
+    """The remote answered 2xx with a body we cannot understand (garbage, truncated, HTML)."""
+
+
+class CircuitOpenError(PodStudioError):
+    """The breaker for ``service`` is open: failing fast without touching the network."""
+
+    default_retryable = False
+
+    def __init__(self, service: str, retry_in: float, *, last_error: str | None = None) -> None:
+        retry_in = max(0.0, retry_in)
+        msg = f"circuit open, next attempt in {retry_in:.1f} s"
+        if last_error:
+            msg += f" (last error: {last_error})"
+        super().__init__(
+            msg,
+            service=service,
+            user_message=f"{service} is failing; POD Studio pauses calls to it and will "
+            f"try again in {retry_in:.0f} s.",
+        )
+        self.retry_in = retry_in
+
+
+# --- generation-specific errors -------------------------------------------------------------
+
+
+class WorkflowError(ValidationError):
+    """A workflow file that is not JSON, not an API-format workflow, or cannot be mapped."""
+
+
+class ExecutionError(PodStudioError):
+    """ComfyUI ran the prompt and a node raised (``execution_error``). Not retried."""
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        node_type: str,
+        exception_message: str,
+        exception_type: str = "",
+        service: str = "comfyui",
+    ) -> None:
+        short = exception_message.strip().splitlines()[0] if exception_message.strip() else ""
+        short = short[:300]
+        kind = f"{exception_type}: " if exception_type else ""
+        msg = f"node {node_id} ({node_type}) failed: {kind}{short}"
+        super().__init__(msg, service=service, user_message=f"ComfyUI failed in {msg}")
+        self.node_id = node_id
+        self.node_type = node_type
+        self.exception_message = exception_message
+        self.exception_type = exception_type
+
+
+class JobInterruptedError(PodStudioError):
+    """The prompt was interrupted (by us, or by someone else on the server)."""
+
+    default_retryable = False
+
+
+class PromptLostError(ServiceError):
+    """The server forgot a prompt (restart): it is neither queued nor in history. Resubmit it."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True when trying the same operation again may succeed."""
+    if isinstance(exc, PodStudioError):
+        return exc.retryable
+    return False
+
+
+def user_message(exc: BaseException) -> str:
+    """A message fit for the seller, for any exception."""
+    if isinstance(exc, PodStudioError):
+        return exc.user_message
+    return f"Unexpected error: {type(exc).__name__}: {exc}"

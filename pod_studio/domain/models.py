@@ -1,0 +1,135 @@
+"""Domain layer: value objects for generation (requests, jobs, images, server info)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_PROMPT_CHARS = 4000
+MAX_PROMPTS_PER_BATCH = 1000
+MAX_SEED = 2**53 - 1  # ComfyUI accepts up to 0xffffffffffffffff; JSON-safe ints are enough
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+class ConnectionState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    OFFLINE = "offline"
+
+
+class GenerationRequest(Frozen):
+    """What the seller asked for in the prompt editor (or on the command line)."""
+
+    prompts: list[str]
+    negative: str = ""
+    variations: int = Field(default=1, ge=1, le=64)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    width: int | None = Field(default=None, ge=64, le=8192)
+    height: int | None = Field(default=None, ge=64, le=8192)
+    checkpoint: str | None = None
+    # "node_id.input_name" -> value; applied last, so it wins over detected inputs.
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("prompts")
+    @classmethod
+    def _clean_prompts(cls, prompts: list[str]) -> list[str]:
+        cleaned = [p.strip() for p in prompts if p.strip()]
+        if not cleaned:
+            raise ValueError("write at least one prompt (one per line)")
+        if len(cleaned) > MAX_PROMPTS_PER_BATCH:
+            raise ValueError(
+                f"{len(cleaned)} prompts in one batch; the limit is {MAX_PROMPTS_PER_BATCH}"
+            )
+        too_long = [i + 1 for i, p in enumerate(cleaned) if len(p) > MAX_PROMPT_CHARS]
+        if too_long:
+            raise ValueError(f"prompt line(s) {too_long[:5]} exceed {MAX_PROMPT_CHARS} characters")
+        return cleaned
+
+
+class JobSpec(Frozen):
+    """One unit of generation work: one prompt with one seed (one ComfyUI prompt)."""
+
+    job_id: str
+    prompt: str
+    negative: str = ""
+    seed: int
+    width: int | None = None
+    height: int | None = None
+    checkpoint: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    batch_id: str = ""
+
+
+class ImageRef(Frozen):
+    """An output image as ComfyUI names it (to be fetched with /view). Never a local path."""
+
+    filename: str
+    subfolder: str = ""
+    type: str = "output"
+    node_id: str = ""
+
+
+class GeneratedImage(Frozen):
+    """An image that exists on disk, with everything the gallery and the manifest need."""
+
+    schema_version: int = 1
+    image_id: str
+    job_id: str
+    prompt: str
+    negative: str = ""
+    seed: int
+    width: int
+    height: int
+    file: str  # absolute path on this machine
+    sha256: str
+    server: str
+    prompt_id: str
+    seconds: float
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    approved: bool | None = None
+
+
+class DeviceInfo(Frozen):
+    name: str
+    type: str = ""
+    vram_total: int = 0
+    vram_free: int = 0
+
+
+class ServerInfo(Frozen):
+    """What /system_stats says about a ComfyUI server."""
+
+    url: str
+    comfyui_version: str = ""
+    python_version: str = ""
+    pytorch_version: str = ""
+    os: str = ""
+    devices: list[DeviceInfo] = Field(default_factory=list)
+    queue_remaining: int | None = None
+
+    @property
+    def device_summary(self) -> str:
+        if not self.devices:
+            return "no device reported"
+        d = self.devices[0]
+        free_gb = d.vram_free / 1024**3
+        return f"{d.name} · {free_gb:.1f} GB VRAM free"

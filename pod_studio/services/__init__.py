@@ -1,0 +1,1 @@
+"""Services layer: async use cases and resilience policies. Qt-free."""

@@ -1,0 +1,1 @@
+"""UI layer: windows, docks, editors and dialogs. Pure views driven by app controllers."""

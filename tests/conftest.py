@@ -1,0 +1,54 @@
+"""Test configuration shared by every layer.
+
+- Qt runs offscreen (set before anything imports Qt).
+- Every platformdirs path points into the test's ``tmp_path`` (``POD_STUDIO_HOME``), so no
+  test touches a real profile; secrets come from an in-memory keyring backend.
+- ``qloop`` makes a qasync loop the running asyncio loop without ``exec()``: asyncio work
+  then runs whenever Qt processes events, e.g. inside ``qtbot.waitSignal``/``waitUntil``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "pod-home"
+    monkeypatch.setenv("POD_STUDIO_HOME", str(home))
+    for var in list(os.environ):
+        if var.startswith("POD_") and var not in ("POD_STUDIO_HOME",):
+            monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def qloop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
+    """A qasync loop that is 'running' while Qt processes events (no exec())."""
+    import qasync
+
+    loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            from PySide6.QtCore import QCoreApplication, QDeadlineTimer
+
+            deadline = QDeadlineTimer(5000)
+            while any(not t.done() for t in pending) and not deadline.hasExpired():
+                QCoreApplication.processEvents()
+        asyncio.events._set_running_loop(None)
+        asyncio.set_event_loop(None)

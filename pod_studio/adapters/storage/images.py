@@ -1,0 +1,406 @@
+"""Adapters layer: image stores (implement ``domain.ports.ImageStore``) and thumbnails.
+
+- ``GalleryImageStore``: the app's gallery. Each image is ``<image_id>.<ext>`` plus an
+  ``<image_id>.json`` sidecar (a ``GeneratedImage``), both written atomically, image first (the
+  sidecar is the commit marker).
+- ``FolderImageStore``: the headless CLI's ``--out DIR``: readable file names and a
+  ``manifest.json`` rewritten atomically after every image.
+
+Bytes from ComfyUI are untrusted: they are verified with Pillow (with a pixel limit) before
+anything is written, and local file names never derive from the server's file names.
+Decoding, hashing and writing run in worker threads (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from PIL import Image, UnidentifiedImageError
+
+from pod_studio.adapters.storage.atomic import atomic_write_bytes, atomic_write_text, move_aside
+from pod_studio.domain.errors import ValidationError
+from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_PIXELS = 40_000_000
+FORMAT_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+MANIFEST_NAME = "manifest.json"
+_IMAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    format: str
+    extension: str
+    width: int
+    height: int
+    sha256: str
+
+
+def inspect_image(data: bytes) -> ImageFacts:
+    """Verify that ``data`` is a whole PNG/JPEG/WebP image of sane size. Blocking (CPU)."""
+    if not data:
+        raise ValidationError("empty image data", service="images")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = im.format or ""
+            width, height = im.size
+            if fmt not in FORMAT_EXTENSIONS:
+                raise ValidationError(
+                    f"unsupported image format {fmt or 'unknown'}", service="images"
+                )
+            # Checked on the header, before any pixel is decoded.
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ValidationError(f"image too large ({width}x{height})", service="images")
+            im.verify()
+        # verify() checks the structure; decoding catches truncated pixel data.
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except ValidationError:
+        raise
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as exc:
+        raise ValidationError(
+            f"not a readable image ({type(exc).__name__}: {exc})", service="images"
+        ) from exc
+    return ImageFacts(
+        format=fmt,
+        extension=FORMAT_EXTENSIONS[fmt],
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_thumbnail(
+    path: Path | str,
+    size: int = 256,
+    *,
+    cache_dir: Path | str | None = None,
+    sha256: str | None = None,
+) -> bytes:
+    """PNG bytes of a thumbnail that fits ``size``×``size``. Blocking: run it in a thread.
+
+    With ``cache_dir``, thumbnails are cached as ``<sha256>-<size>.png`` (the source's hash,
+    computed if not given) and reused.
+    """
+    src = Path(path)
+    cached: Path | None = None
+    if cache_dir is not None:
+        digest = sha256 or _sha256_file(src)
+        cached = Path(cache_dir) / f"{digest}-{int(size)}.png"
+        try:
+            return cached.read_bytes()
+        except FileNotFoundError:
+            pass
+    try:
+        with Image.open(src) as opened:
+            opened.draft("RGB", (size, size))
+            opened.thumbnail((size, size), reducing_gap=2.0)
+            im: Image.Image = opened
+            if im.mode not in ("RGB", "RGBA"):
+                im = im.convert("RGBA")
+            out = io.BytesIO()
+            im.save(out, "PNG")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ValidationError(
+            f"cannot make a thumbnail of {src.name}: {exc}", service="images"
+        ) from exc
+    data = out.getvalue()
+    if cached is not None:
+        atomic_write_bytes(cached, data, fsync=False)
+    return data
+
+
+class GalleryImageStore:
+    """The gallery: ``<image_id>.<ext>`` + ``<image_id>.json`` in ``images_dir``."""
+
+    def __init__(self, images_dir: Path | str, *, thumbnails_dir: Path | str | None = None) -> None:
+        self.images_dir = Path(images_dir)
+        self.thumbnails_dir = Path(thumbnails_dir) if thumbnails_dir else None
+        self._lock = asyncio.Lock()
+
+    def _sidecar(self, image_id: str) -> Path:
+        if not _IMAGE_ID_RE.match(image_id):
+            raise ValidationError(f"invalid image id {image_id!r}", service="images")
+        return self.images_dir / f"{image_id}.json"
+
+    async def save(
+        self,
+        job: JobSpec,
+        data: bytes,
+        *,
+        ref: ImageRef,
+        server: str,
+        prompt_id: str,
+        seconds: float,
+    ) -> GeneratedImage:
+        del ref  # the server's file name is untrusted and never used locally
+        return await asyncio.to_thread(self._save_sync, job, data, server, prompt_id, seconds)
+
+    def _save_sync(
+        self, job: JobSpec, data: bytes, server: str, prompt_id: str, seconds: float
+    ) -> GeneratedImage:
+        facts = inspect_image(data)
+        image_id = uuid.uuid4().hex
+        path = self.images_dir / f"{image_id}.{facts.extension}"
+        image = GeneratedImage(
+            image_id=image_id,
+            job_id=job.job_id,
+            prompt=job.prompt,
+            negative=job.negative,
+            seed=job.seed,
+            width=facts.width,
+            height=facts.height,
+            file=str(path.resolve()),
+            sha256=facts.sha256,
+            server=server,
+            prompt_id=prompt_id,
+            seconds=seconds,
+        )
+        atomic_write_bytes(path, data)
+        atomic_write_text(self._sidecar(image_id), image.model_dump_json(indent=2))
+        return image
+
+    async def list_images(self) -> list[GeneratedImage]:
+        return await asyncio.to_thread(self._list_sync)
+
+    def _read_sidecar(self, sidecar: Path) -> GeneratedImage | None:
+        try:
+            image = GeneratedImage.model_validate_json(sidecar.read_bytes())
+        except (OSError, pydantic.ValidationError, ValueError) as exc:
+            log.warning("skipping unreadable image record %s: %s", sidecar.name, exc)
+            return None
+        file = Path(image.file)
+        if not file.exists():
+            local = self.images_dir / file.name
+            if not local.exists():
+                log.warning("skipping %s: its image file %s is missing", sidecar.name, file.name)
+                return None
+            image = image.model_copy(update={"file": str(local.resolve())})
+        return image
+
+    def _list_sync(self) -> list[GeneratedImage]:
+        if not self.images_dir.is_dir():
+            return []
+        images = [
+            img
+            for sidecar in self.images_dir.glob("*.json")
+            if _IMAGE_ID_RE.match(sidecar.stem)
+            if (img := self._read_sidecar(sidecar)) is not None
+        ]
+        images.sort(key=lambda i: (i.created_at, i.image_id), reverse=True)
+        return images
+
+    async def set_approved(self, image_id: str, approved: bool | None) -> GeneratedImage:
+        async with self._lock:
+            return await asyncio.to_thread(self._approve_sync, image_id, approved)
+
+    def _approve_sync(self, image_id: str, approved: bool | None) -> GeneratedImage:
+        sidecar = self._sidecar(image_id)
+        if not sidecar.exists():
+            raise ValidationError(f"no image {image_id}", service="images")
+        image = self._read_sidecar(sidecar)
+        if image is None:
+            raise ValidationError(f"the record of image {image_id} is unreadable", service="images")
+        image = image.model_copy(update={"approved": approved})
+        atomic_write_text(sidecar, image.model_dump_json(indent=2))
+        return image
+
+    async def thumbnail(self, image: GeneratedImage, size: int = 256) -> bytes:
+        """PNG thumbnail bytes (cached by sha256 when a thumbnails dir is set)."""
+        return await asyncio.to_thread(
+            make_thumbnail,
+            image.file,
+            size,
+            cache_dir=self.thumbnails_dir,
+            sha256=image.sha256,
+        )
+
+
+def _safe_part(text: str, limit: int = 40) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")
+    return cleaned[:limit].strip("-_") or "image"
+
+
+class FolderImageStore:
+    """Images in ``out_dir`` with readable unique names, listed in ``out_dir/manifest.json``.
+
+    The manifest is a JSON list of entries (``prompt, seed, file, width, height, sha256,
+    server, prompt_id, seconds`` plus ``image_id, job_id, negative, created_at, approved``),
+    rewritten atomically after each image, so a crash never leaves a broken manifest.
+    Entries of an existing manifest are kept (a readable one) or moved aside (a corrupt one).
+    ``server_label``, if given, replaces the server URL in records.
+    """
+
+    def __init__(self, out_dir: Path | str, *, server_label: str | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.server_label = server_label
+        self.manifest_path = self.out_dir / MANIFEST_NAME
+        self._lock = asyncio.Lock()
+        self._entries: list[dict[str, Any]] | None = None
+        self.warnings: list[str] = []
+
+    def _load_sync(self) -> list[dict[str, Any]]:
+        if not self.manifest_path.exists():
+            return []
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+                raise ValueError("not a list of entries")
+        except (OSError, ValueError) as exc:
+            backup = move_aside(self.manifest_path, f"unreadable manifest: {exc}")
+            self.warnings.append(f"{MANIFEST_NAME} was unreadable; kept as {backup.name}")
+            return []
+        return list(data)
+
+    async def _entries_locked(self) -> list[dict[str, Any]]:
+        if self._entries is None:
+            self._entries = await asyncio.to_thread(self._load_sync)
+        return self._entries
+
+    def _unique_path(self, stem: str, ext: str) -> Path:
+        path = self.out_dir / f"{stem}.{ext}"
+        n = 1
+        while path.exists():
+            path = self.out_dir / f"{stem}-{n}.{ext}"
+            n += 1
+        return path
+
+    @staticmethod
+    def _entry(image: GeneratedImage, file_name: str) -> dict[str, Any]:
+        return {
+            "image_id": image.image_id,
+            "job_id": image.job_id,
+            "prompt": image.prompt,
+            "negative": image.negative,
+            "seed": image.seed,
+            "file": file_name,
+            "width": image.width,
+            "height": image.height,
+            "sha256": image.sha256,
+            "server": image.server,
+            "prompt_id": image.prompt_id,
+            "seconds": image.seconds,
+            "created_at": image.created_at.isoformat(),
+            "approved": image.approved,
+        }
+
+    def _write_manifest_sync(self, entries: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.manifest_path, json.dumps(entries, indent=2) + "\n")
+
+    async def save(
+        self,
+        job: JobSpec,
+        data: bytes,
+        *,
+        ref: ImageRef,
+        server: str,
+        prompt_id: str,
+        seconds: float,
+    ) -> GeneratedImage:
+        del ref  # the server's file name is untrusted and never used locally
+        facts = await asyncio.to_thread(inspect_image, data)
+        async with self._lock:
+            entries = await self._entries_locked()
+            image = await asyncio.to_thread(
+                self._write_image_sync, job, data, facts, server, prompt_id, seconds
+            )
+            entries.append(self._entry(image, Path(image.file).name))
+            await asyncio.to_thread(self._write_manifest_sync, list(entries))
+        return image
+
+    def _write_image_sync(
+        self,
+        job: JobSpec,
+        data: bytes,
+        facts: ImageFacts,
+        server: str,
+        prompt_id: str,
+        seconds: float,
+    ) -> GeneratedImage:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{_safe_part(job.job_id)}-{job.seed}"
+        path = self._unique_path(stem, facts.extension)
+        atomic_write_bytes(path, data)
+        return GeneratedImage(
+            image_id=uuid.uuid4().hex,
+            job_id=job.job_id,
+            prompt=job.prompt,
+            negative=job.negative,
+            seed=job.seed,
+            width=facts.width,
+            height=facts.height,
+            file=str(path.resolve()),
+            sha256=facts.sha256,
+            server=self.server_label or server,
+            prompt_id=prompt_id,
+            seconds=seconds,
+        )
+
+    def _image_from_entry(self, entry: dict[str, Any]) -> GeneratedImage | None:
+        try:
+            return GeneratedImage(
+                image_id=str(
+                    entry.get("image_id") or uuid.uuid5(uuid.NAMESPACE_URL, entry["file"]).hex
+                ),
+                job_id=str(entry.get("job_id", "")),
+                prompt=entry["prompt"],
+                negative=entry.get("negative", ""),
+                seed=entry["seed"],
+                width=entry["width"],
+                height=entry["height"],
+                file=str((self.out_dir / Path(entry["file"]).name).resolve()),
+                sha256=entry["sha256"],
+                server=entry.get("server", ""),
+                prompt_id=entry.get("prompt_id", ""),
+                seconds=entry.get("seconds", 0.0),
+                created_at=entry["created_at"],
+                approved=entry.get("approved"),
+            )
+        except (KeyError, TypeError, pydantic.ValidationError) as exc:
+            log.warning("skipping unreadable manifest entry: %s", exc)
+            return None
+
+    async def list_images(self) -> list[GeneratedImage]:
+        async with self._lock:
+            entries = list(await self._entries_locked())
+        images = [img for e in entries if (img := self._image_from_entry(e)) is not None]
+        images.sort(key=lambda i: i.created_at, reverse=True)
+        return images
+
+    async def set_approved(self, image_id: str, approved: bool | None) -> GeneratedImage:
+        async with self._lock:
+            entries = await self._entries_locked()
+            for entry in entries:
+                if entry.get("image_id") == image_id:
+                    entry["approved"] = approved
+                    await asyncio.to_thread(self._write_manifest_sync, list(entries))
+                    image = self._image_from_entry(entry)
+                    if image is not None:
+                        return image
+            raise ValidationError(f"no image {image_id} in {self.manifest_path}", service="images")

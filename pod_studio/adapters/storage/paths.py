@@ -1,0 +1,79 @@
+"""Adapters layer: the one place that knows where POD Studio keeps its files.
+
+Only this module calls platformdirs. Setting ``POD_STUDIO_HOME`` puts every folder under
+that directory instead (tests, portable installs, demo runs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP_DIR_NAME = "pod-studio"
+APP_AUTHOR = "pod-studio"
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    config_dir: Path
+    data_dir: Path
+    cache_dir: Path
+    log_dir: Path
+
+    @property
+    def settings_file(self) -> Path:
+        return self.config_dir / "settings.json"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def ledger_file(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def stats_file(self) -> Path:
+        return self.data_dir / "stats.json"
+
+    @property
+    def catalog_cache_dir(self) -> Path:
+        return self.cache_dir / "catalog"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.cache_dir / "thumbnails"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "pod-studio.log"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.data_dir / "metrics.prom"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.data_dir / "export"
+
+    def ensure(self) -> AppPaths:
+        for d in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def app_paths(home: str | os.PathLike[str] | None = None) -> AppPaths:
+    """The app's folders: under ``home`` / ``$POD_STUDIO_HOME`` if given, else platformdirs."""
+    root = home if home is not None else os.environ.get("POD_STUDIO_HOME")
+    if root:
+        base = Path(root)
+        return AppPaths(base / "config", base / "data", base / "cache", base / "logs")
+    return AppPaths(
+        Path(platformdirs.user_config_dir(APP_DIR_NAME, APP_AUTHOR)),
+        Path(platformdirs.user_data_dir(APP_DIR_NAME, APP_AUTHOR)),
+        Path(platformdirs.user_cache_dir(APP_DIR_NAME, APP_AUTHOR)),
+        Path(platformdirs.user_log_dir(APP_DIR_NAME, APP_AUTHOR)),
+    )

@@ -1,0 +1,230 @@
+"""Domain layer: the app's settings model and the secret-store port.
+
+Settings are persisted as JSON by ``adapters/storage/settings_store.py``. Unknown keys are
+ignored on load (a newer version's file still opens), but every known key is validated.
+Settings never hold secrets: tokens live behind ``SecretStorePort`` (OS keyring or env vars).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SETTINGS_SCHEMA_VERSION = 1
+DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*$")
+
+
+def normalise_http_url(value: str) -> str:
+    """Validate an http(s) URL with a host; return it stripped, without a trailing slash."""
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL (expected e.g. {DEFAULT_COMFYUI_URL})")
+    if parts.username or parts.password:
+        raise ValueError("URLs must not embed a user name or password")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{value!r} has an invalid port") from exc
+    return text.rstrip("/")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class GenerationDefaults(_Section):
+    """Values the prompt editor starts with."""
+
+    width: int = Field(default=1024, ge=64, le=8192)
+    height: int = Field(default=1024, ge=64, le=8192)
+    variations: int = Field(default=1, ge=1, le=64)
+    negative: str = ""
+    checkpoint: str | None = None
+
+
+class PrintifySettings(_Section):
+    base_url: str = "https://api.printify.com"
+    shop_id: int | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        return normalise_http_url(v)
+
+
+class ShopifySettings(_Section):
+    """``shop_domain`` is ``<name>.myshopify.com``; ``base_url`` overrides it (sandbox, proxies)."""
+
+    shop_domain: str = ""
+    base_url: str | None = None
+    api_version: str = "2025-07"
+
+    @field_validator("shop_domain")
+    @classmethod
+    def _check_domain(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v.startswith(("http://", "https://")):
+            v = urlsplit(v).hostname or ""
+        if v and not _HOST_RE.match(v):
+            raise ValueError(f"{v!r} is not a shop domain (expected e.g. my-shop.myshopify.com)")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        return normalise_http_url(v) if v else None
+
+    @field_validator("api_version")
+    @classmethod
+    def _check_version(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{4}-\d{2}|unstable", v):
+            raise ValueError(f"{v!r} is not a Shopify API version (expected e.g. 2025-07)")
+        return v
+
+    @property
+    def effective_base_url(self) -> str | None:
+        """The admin API origin, or None when no shop is configured."""
+        if self.base_url:
+            return self.base_url
+        return f"https://{self.shop_domain}" if self.shop_domain else None
+
+
+class EtsySettings(_Section):
+    base_url: str = "https://openapi.etsy.com"
+    shop_id: int | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        return normalise_http_url(v)
+
+
+class RetryPolicySettings(_Section):
+    max_retries: int = Field(default=5, ge=0, le=50)
+    initial_delay: float = Field(default=1.0, gt=0, le=3600)
+    max_delay: float = Field(default=60.0, gt=0, le=86400)
+    backoff_multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> RetryPolicySettings:
+        if self.max_delay < self.initial_delay:
+            raise ValueError("max_delay must be at least initial_delay")
+        return self
+
+
+class BreakerSettings(_Section):
+    failure_threshold: int = Field(default=5, ge=1, le=1000)
+    window_seconds: float = Field(default=60.0, gt=0, le=86400)
+    reset_timeout: float = Field(default=30.0, gt=0, le=86400)
+
+
+class WindowSettings(_Section):
+    geometry_b64: str = ""
+    state_b64: str = ""
+
+
+SERVICE_NAMES = ("comfyui", "printify", "shopify", "etsy")
+
+
+def _default_retry() -> dict[str, RetryPolicySettings]:
+    return {name: RetryPolicySettings() for name in SERVICE_NAMES}
+
+
+def _default_breakers() -> dict[str, BreakerSettings]:
+    return {name: BreakerSettings() for name in SERVICE_NAMES}
+
+
+class AppSettings(_Section):
+    """Everything the seller can configure, except secrets."""
+
+    schema_version: int = SETTINGS_SCHEMA_VERSION
+    comfyui_servers: list[str] = Field(default_factory=lambda: [DEFAULT_COMFYUI_URL])
+    max_in_flight_per_server: int = Field(default=2, ge=1, le=32)
+    workflow_path: str | None = None
+    # "node_id.input_name" of the positive prompt input, when auto-detection is wrong.
+    prompt_input_override: str | None = None
+    generation: GenerationDefaults = Field(default_factory=GenerationDefaults)
+    printify: PrintifySettings = Field(default_factory=PrintifySettings)
+    shopify: ShopifySettings = Field(default_factory=ShopifySettings)
+    etsy: EtsySettings = Field(default_factory=EtsySettings)
+    export_dir: str | None = None
+    auto_publish: bool = False
+    retry: dict[str, RetryPolicySettings] = Field(default_factory=_default_retry)
+    breakers: dict[str, BreakerSettings] = Field(default_factory=_default_breakers)
+    product_templates: list[dict[str, Any]] = Field(default_factory=list)
+    window: WindowSettings = Field(default_factory=WindowSettings)
+    first_run_done: bool = False
+    demo_mode: bool = False
+
+    @field_validator("comfyui_servers")
+    @classmethod
+    def _check_servers(cls, servers: list[str]) -> list[str]:
+        cleaned: list[str] = []
+        for s in servers:
+            url = normalise_http_url(s)
+            if url not in cleaned:
+                cleaned.append(url)
+        if not cleaned:
+            raise ValueError("configure at least one ComfyUI server")
+        return cleaned
+
+    @field_validator("prompt_input_override")
+    @classmethod
+    def _check_override(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip()
+        if not re.fullmatch(r"[^.\s]+\.[^.\s]+", v):
+            raise ValueError(f"{v!r} is not 'node_id.input_name'")
+        return v
+
+    def retry_policy(self, service: str) -> RetryPolicySettings:
+        return self.retry.get(service) or RetryPolicySettings()
+
+    def breaker(self, service: str) -> BreakerSettings:
+        return self.breakers.get(service) or BreakerSettings()
+
+    def with_changes(self, **changes: Any) -> AppSettings:
+        """A validated copy with ``changes`` applied (``model_copy`` would skip validation)."""
+        data = self.model_dump(mode="python")
+        data.update(changes)
+        return AppSettings.model_validate(data)
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+class SecretName(StrEnum):
+    """Names of the secrets POD Studio knows (keys in the secret store)."""
+
+    PRINTIFY_TOKEN = "printify_token"
+    SHOPIFY_TOKEN = "shopify_token"
+    ETSY_KEYSTRING = "etsy_keystring"
+    ETSY_SHARED_SECRET = "etsy_shared_secret"
+    ETSY_TOKEN = "etsy_token"
+    ETSY_REFRESH_TOKEN = "etsy_refresh_token"
+
+
+@runtime_checkable
+class SecretStorePort(Protocol):
+    """Where tokens live. Calls may block (OS keyring): call them through ``asyncio.to_thread``."""
+
+    @property
+    def writable(self) -> bool: ...
+
+    def get(self, name: str) -> str | None: ...
+
+    def set(self, name: str, value: str) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def describe(self) -> str:
+        """One line for the health panel: which store is active, or why it is unavailable."""
+        ...

@@ -1,0 +1,151 @@
+"""Domain layer: print-file preflight (pure rules, no image decoding).
+
+``ImageInfo`` describes a decoded image (the imaging adapter reads it); ``PrintFileInfo``
+describes a print file the adapter wrote, including the source it was made from.
+:func:`preflight` turns either into a badge (pass / warn / fail) with reasons a seller can act
+on. Placeholder pixels are taken to be meant at 300 DPI (Printify's print areas), so the
+effective DPI of a design is ``300 * image width / (scale * placeholder width)``. Upscaling
+adds pixels, not detail: a print file is judged by the source it was made from.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PRINT_DPI = 300
+FAIL_DPI = 150
+WARN_DPI = 300
+ASPECT_WARN_DELTA = 0.10
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ImageInfo(_Frozen):
+    """What a decoded image looks like."""
+
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    mode: str
+    has_alpha: bool  # the image has an alpha channel (or a transparent palette entry)
+    has_transparency: bool  # some pixel is not fully opaque
+    file_size: int = Field(ge=0)
+    dpi: tuple[float, float] | None = None
+    # Fully opaque, with near-white corners: prints as a white box on a coloured garment.
+    opaque_white_background: bool = False
+
+
+class PrintFileInfo(_Frozen):
+    """A print file written by the imaging adapter, and the source it was made from."""
+
+    path: str
+    width: int
+    height: int
+    dpi: int
+    file_size: int
+    sha256: str
+    has_transparency: bool
+    icc_converted: bool  # an embedded colour profile was converted to sRGB
+    content_box: tuple[int, int, int, int]  # left, top, width, height of the design
+    source: ImageInfo
+
+
+class PreflightBadge(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class PreflightResult(_Frozen):
+    badge: PreflightBadge
+    reasons: list[str]
+    effective_dpi: float
+    aspect_ratio_delta: float  # |image aspect - placeholder aspect| / placeholder aspect
+    has_transparency: bool
+    file_size: int
+
+
+def effective_dpi(image_width: int, placeholder_width: int, scale: float = 1.0) -> float:
+    """DPI of an image ``image_width`` px wide printed ``scale`` x the placeholder's width."""
+    if placeholder_width <= 0 or scale <= 0:
+        raise ValueError("placeholder width and scale must be positive")
+    printed_inches = scale * placeholder_width / PRINT_DPI
+    return image_width / printed_inches
+
+
+def preflight(
+    image_info: ImageInfo | PrintFileInfo,
+    placeholder: tuple[int, int],
+    max_file_bytes: int,
+    *,
+    scale: float = 1.0,
+    garment: bool = True,
+) -> PreflightResult:
+    """Judge a design (or a prepared print file) against a print area.
+
+    Rules: effective DPI below 150 fails, below 300 warns; an aspect ratio more than 10 % off
+    the placeholder's warns; a file larger than ``max_file_bytes`` fails; an opaque white
+    background on a garment warns.
+    """
+    pw, ph = placeholder
+    if pw <= 0 or ph <= 0:
+        raise ValueError(f"placeholder must be positive pixels, got {placeholder}")
+    if isinstance(image_info, PrintFileInfo):
+        design = image_info.source
+        file_size = image_info.file_size
+        transparent = image_info.has_transparency
+    else:
+        design = image_info
+        file_size = image_info.file_size
+        transparent = image_info.has_transparency
+
+    fails: list[str] = []
+    warns: list[str] = []
+
+    dpi = effective_dpi(design.width, pw, scale)
+    if dpi < FAIL_DPI:
+        fails.append(
+            f"Resolution too low: {dpi:.0f} DPI at this size (needs at least {FAIL_DPI}, "
+            f"ideally {WARN_DPI}). Use a larger design or upscale it in ComfyUI."
+        )
+    elif dpi < WARN_DPI:
+        warns.append(f"Resolution is {dpi:.0f} DPI at this size; {WARN_DPI} DPI prints sharpest.")
+
+    image_aspect = design.width / design.height
+    area_aspect = pw / ph
+    delta = abs(image_aspect - area_aspect) / area_aspect
+    if delta > ASPECT_WARN_DELTA:
+        warns.append(
+            f"The design's shape ({design.width}x{design.height}) differs from the print area "
+            f"({pw}x{ph}) by {delta:.0%}: it will leave empty bands or be scaled down."
+        )
+
+    if file_size > max_file_bytes:
+        fails.append(f"The file is {_size(file_size)}, above the {_size(max_file_bytes)} limit.")
+
+    if garment and design.opaque_white_background:
+        warns.append(
+            "The design has an opaque white background: on a coloured garment it prints "
+            "as a white box. Remove the background if that is not intended."
+        )
+
+    badge = PreflightBadge.FAIL if fails else PreflightBadge.WARN if warns else PreflightBadge.PASS
+    return PreflightResult(
+        badge=badge,
+        reasons=fails + warns,
+        effective_dpi=round(dpi, 1),
+        aspect_ratio_delta=round(delta, 4),
+        has_transparency=transparent,
+        file_size=file_size,
+    )
+
+
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.0f} KB"
+    return f"{n} bytes"

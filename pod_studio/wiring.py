@@ -1,0 +1,418 @@
+"""Composition (Qt-free): builds settings, adapters and services for the CLI and the GUI.
+
+This is the only module that imports adapters and injects them into services. Both
+``cli`` and ``bootstrap`` call it, so the headless commands and the app run the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pod_studio.adapters.comfyui.client import ComfyUIClient, probe_server
+from pod_studio.adapters.storage.images import FolderImageStore, GalleryImageStore, make_thumbnail
+from pod_studio.adapters.storage.metrics import render_prometheus, write_prometheus
+from pod_studio.adapters.storage.paths import AppPaths, app_paths
+from pod_studio.adapters.storage.resources import default_workflow_path
+from pod_studio.adapters.storage.settings_store import SettingsStore
+from pod_studio.adapters.storage.stats_store import JsonStatsStore
+from pod_studio.domain.errors import PodStudioError, WorkflowError, user_message
+from pod_studio.domain.events import Event, EventSink
+from pod_studio.domain.models import GeneratedImage
+from pod_studio.domain.ports import ImageStore
+from pod_studio.domain.settings import AppSettings
+from pod_studio.domain.workflow import WorkflowTemplate
+from pod_studio.services.generation import GenerationService
+from pod_studio.services.health import HealthResult, HealthService
+from pod_studio.services.resilience import ResilienceHub
+from pod_studio.services.stats import StatsService
+
+log = logging.getLogger(__name__)
+
+MAX_WORKFLOW_BYTES = 20 * 1024 * 1024
+
+
+class FanoutSink:
+    """An EventSink that hands every event to each of its sinks; one failing sink is logged."""
+
+    def __init__(self, sinks: Iterable[EventSink] = ()) -> None:
+        self._sinks: list[EventSink] = list(sinks)
+
+    def add(self, sink: EventSink) -> None:
+        self._sinks.append(sink)
+
+    def remove(self, sink: EventSink) -> None:
+        with contextlib.suppress(ValueError):
+            self._sinks.remove(sink)
+
+    def __call__(self, event: Event) -> None:
+        for sink in list(self._sinks):
+            try:
+                sink(event)
+            except Exception:
+                log.exception("event sink %r failed on %s", sink, type(event).__name__)
+
+
+# --- settings and workflow -----------------------------------------------------------------
+
+
+def load_settings(paths: AppPaths | None = None) -> tuple[AppSettings, list[str], SettingsStore]:
+    paths = paths or app_paths()
+    store = SettingsStore(paths.settings_file)
+    result = store.load()
+    return result.settings, list(result.warnings), store
+
+
+def configured_servers() -> list[str]:
+    settings, _warnings, _store = load_settings()
+    return list(settings.comfyui_servers)
+
+
+def load_template(path: str | Path | None, *, prompt_input: str | None = None) -> WorkflowTemplate:
+    """The workflow at ``path`` (API format), or the built-in text-to-image one."""
+    source = Path(path) if path else default_workflow_path()
+    try:
+        size = source.stat().st_size
+        if size > MAX_WORKFLOW_BYTES:
+            raise WorkflowError(
+                f"{source.name} is {size // 1024} KiB; that is not a workflow", service="workflow"
+            )
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(
+            f"{source.name} is not a text file (not a ComfyUI workflow)", service="workflow"
+        ) from exc
+    except OSError as exc:
+        raise WorkflowError(
+            f"cannot read workflow {source}: {exc.strerror or exc}", service="workflow"
+        ) from exc
+    template = WorkflowTemplate.from_json_text(text, name=source.name)
+    if prompt_input:
+        template = template.with_override("positive", prompt_input)
+    return template
+
+
+def comfyui_breaker_name(url: str) -> str:
+    parts = urlsplit(url)
+    return f"comfyui@{parts.netloc or url}"
+
+
+def resilience_settings(settings: AppSettings) -> dict[str, Any]:
+    """Only what the seller changed; the hub's tuned defaults apply everywhere else."""
+    policies = {
+        name: p.model_dump(exclude_defaults=True)
+        for name, p in settings.retry.items()
+        if p.model_dump(exclude_defaults=True)
+    }
+    breakers = {
+        name: b.model_dump(exclude_defaults=True)
+        for name, b in settings.breakers.items()
+        if b.model_dump(exclude_defaults=True)
+    }
+    return {"policies": policies, "breakers": breakers}
+
+
+def make_comfyui_clients(
+    urls: Sequence[str], sink: EventSink, hub: ResilienceHub, **client_options: Any
+) -> list[ComfyUIClient]:
+    clients = []
+    for url in urls:
+        guard = hub.guard("comfyui", comfyui_breaker_name(url))
+        clients.append(ComfyUIClient(url, sink=sink, guard=guard, **client_options))
+    return clients
+
+
+def _comfyui_health(client: ComfyUIClient) -> Callable[[], Any]:
+    async def check() -> HealthResult:
+        info = await client.system_info()
+        return HealthResult(reachable=True, auth_ok=None, detail=info.device_summary)
+
+    return check
+
+
+# --- the app's core ------------------------------------------------------------------------
+
+
+@dataclass
+class Core:
+    """Everything the app runs on, without Qt. ``bootstrap`` adds the Qt bridge to ``sink``."""
+
+    paths: AppPaths
+    settings: AppSettings
+    settings_store: SettingsStore
+    settings_warnings: list[str]
+    sink: FanoutSink
+    stats: StatsService
+    hub: ResilienceHub
+    health: HealthService
+    generators: list[ComfyUIClient]
+    store: GalleryImageStore
+    generation: GenerationService
+    _started: bool = False
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        for gen in self.generators:
+            await gen.start()
+        self._started = True
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for gen in self.generators:
+            try:
+                await gen.aclose()
+            except Exception:
+                log.exception("closing %s failed", gen.url)
+        try:
+            await self.stats.save()
+        except Exception:
+            log.exception("saving statistics failed")
+
+    async def set_comfyui_servers(self, urls: Sequence[str]) -> None:
+        """Switch to other ComfyUI servers (settings change, demo mode) while running."""
+        old = self.generators
+        new = make_comfyui_clients(urls, self.sink, self.hub)
+        self.generators = new
+        self.generation.set_generators(new)
+        self._register_health()
+        if self._started:
+            for gen in new:
+                await gen.start()
+        for gen in old:
+            with contextlib.suppress(Exception):
+                await gen.aclose()
+
+    async def save_settings(self, settings: AppSettings) -> None:
+        await asyncio.to_thread(self.settings_store.save, settings)
+        self.settings = settings
+
+    def _register_health(self) -> None:
+        for name in [s for s in self.health.services if s.startswith("comfyui")]:
+            self.health._checks.pop(name, None)
+        for gen in self.generators:
+            self.health.add_check(comfyui_breaker_name(gen.url), _comfyui_health(gen))
+
+    def thumbnail(self, image: GeneratedImage) -> bytes:
+        """PNG thumbnail bytes (blocking: call it in a worker thread)."""
+        return make_thumbnail(
+            Path(image.file), 256, cache_dir=self.paths.thumbnails_dir, sha256=image.sha256
+        )
+
+    async def load_workflow(self, path: str) -> WorkflowTemplate:
+        template = await asyncio.to_thread(load_template, path)
+        self.generation.set_template(template)
+        return template
+
+
+def build_core(
+    *,
+    paths: AppPaths | None = None,
+    settings: AppSettings | None = None,
+    servers: Sequence[str] | None = None,
+    template: WorkflowTemplate | None = None,
+    sinks: Iterable[EventSink] = (),
+) -> Core:
+    paths = (paths or app_paths()).ensure()
+    loaded, warnings, settings_store = load_settings(paths)
+    settings = settings or loaded
+    sink = FanoutSink(sinks)
+    stats = StatsService(sink, JsonStatsStore(paths.stats_file))
+    try:
+        stats.load()
+    except Exception:
+        log.exception("statistics could not be loaded; starting from zero")
+    sink.add(stats)
+    hub = ResilienceHub(sink, settings=resilience_settings(settings), stats=stats)
+    urls = list(servers or settings.comfyui_servers)
+    generators = make_comfyui_clients(urls, sink, hub)
+    health = HealthService({}, sink, budgets=hub.budgets)
+    if template is None:
+        try:
+            template = load_template(
+                settings.workflow_path, prompt_input=settings.prompt_input_override
+            )
+        except WorkflowError as exc:
+            warnings.append(f"{user_message(exc)} — using the built-in workflow instead")
+            template = load_template(None)
+    store = GalleryImageStore(paths.images_dir, thumbnails_dir=paths.thumbnails_dir)
+    generation = GenerationService(
+        generators,
+        store,
+        template,
+        sink,
+        in_flight_per_server=settings.max_in_flight_per_server,
+    )
+    core = Core(
+        paths=paths,
+        settings=settings,
+        settings_store=settings_store,
+        settings_warnings=warnings,
+        sink=sink,
+        stats=stats,
+        hub=hub,
+        health=health,
+        generators=generators,
+        store=store,
+        generation=generation,
+    )
+    core._register_health()
+    return core
+
+
+# --- headless generation -------------------------------------------------------------------
+
+
+@dataclass
+class HeadlessGeneration:
+    service: GenerationService
+    generators: list[ComfyUIClient]
+    store: ImageStore
+
+    async def preflight_all(self) -> list[str]:
+        """Problems per server: unreachable, missing node classes or model files."""
+        problems: list[str] = []
+        for gen in self.generators:
+            try:
+                info = await gen.object_info()
+            except PodStudioError as exc:
+                problems.append(f"{gen.url}: {user_message(exc)}")
+                continue
+            for p in self.service.template.preflight(info):
+                problems.append(f"{gen.url}: {p}")
+        return problems
+
+
+@contextlib.asynccontextmanager
+async def headless_generation(
+    *,
+    servers: Sequence[str] | None,
+    out_dir: Path,
+    template: WorkflowTemplate,
+    sink: EventSink,
+    in_flight_per_server: int | None = None,
+    client_options: dict[str, Any] | None = None,
+) -> AsyncIterator[HeadlessGeneration]:
+    settings, _warnings, _store = load_settings()
+    urls = list(servers or settings.comfyui_servers)
+    fan = FanoutSink([sink])
+    hub = ResilienceHub(fan, settings=resilience_settings(settings))
+    generators = make_comfyui_clients(urls, fan, hub, **(client_options or {}))
+    store = FolderImageStore(out_dir)
+    service = GenerationService(
+        generators,
+        store,
+        template,
+        fan,
+        in_flight_per_server=in_flight_per_server or settings.max_in_flight_per_server,
+    )
+    try:
+        for gen in generators:
+            await gen.start()
+        yield HeadlessGeneration(service, generators, store)
+    finally:
+        for gen in generators:
+            with contextlib.suppress(Exception):
+                await gen.aclose()
+
+
+# --- doctor and stats ----------------------------------------------------------------------
+
+
+@dataclass
+class DoctorReport:
+    ok: bool
+    text: str
+
+
+async def doctor(url: str) -> DoctorReport:
+    started = time.perf_counter()
+    try:
+        info = await probe_server(url, timeout=5.0)
+    except PodStudioError as exc:
+        return DoctorReport(
+            False,
+            f"✗ {url}\n  not usable: {user_message(exc)}\n"
+            "  Start ComfyUI (python main.py --listen 127.0.0.1 --port 8188), "
+            "check the URL, or try `pod-studio --demo`.",
+        )
+    ms = (time.perf_counter() - started) * 1000
+    lines = [
+        f"✓ {url} answers as ComfyUI {info.comfyui_version or '(version unknown)'} in {ms:.0f} ms"
+    ]
+    for d in info.devices:
+        lines.append(
+            f"  device: {d.name} ({d.type}), VRAM {d.vram_free / 1024**3:.1f} GB free "
+            f"of {d.vram_total / 1024**3:.1f} GB"
+        )
+    if not info.devices:
+        lines.append("  device: none reported")
+    if info.queue_remaining is not None:
+        lines.append(f"  queue: {info.queue_remaining} prompt(s) waiting or running")
+    if info.python_version:
+        lines.append(
+            f"  python {info.python_version.split()[0]}, pytorch {info.pytorch_version or '?'}"
+        )
+    lines.append("  verdict: ready to generate")
+    return DoctorReport(True, "\n".join(lines))
+
+
+def load_stats_snapshot() -> dict[str, Any]:
+    paths = app_paths()
+    stats = StatsService(store=JsonStatsStore(paths.stats_file))
+    stats.load()
+    return stats.snapshot()
+
+
+def export_prometheus(snapshot: dict[str, Any], path: Path) -> None:
+    write_prometheus(snapshot, path)
+
+
+def prometheus_text(snapshot: dict[str, Any]) -> str:
+    return render_prometheus(snapshot)
+
+
+def format_stats(snapshot: dict[str, Any]) -> str:
+    pipe = snapshot.get("pipeline", {})
+    lines = ["Pipeline"]
+    for key in (
+        "runs",
+        "successful_runs",
+        "failed_runs",
+        "success_rate",
+        "images",
+        "products",
+        "errors",
+        "avg_products_per_run",
+    ):
+        if key in pipe:
+            value = pipe[key]
+            if key == "success_rate" and isinstance(value, int | float):
+                value = f"{value * 100:.1f} %"
+            lines.append(f"  {key.replace('_', ' '):<24} {value}")
+    services = snapshot.get("services", {})
+    if services:
+        lines.append("Services")
+        for name, c in sorted(services.items()):
+            lines.append(
+                f"  {name:<24} calls {c.get('calls', 0)}, failures {c.get('failures', 0)}, "
+                f"retries {c.get('retries', 0)}, p50 {c.get('p50_ms', '-')} ms, "
+                f"p95 {c.get('p95_ms', '-')} ms"
+            )
+    breakers = snapshot.get("breakers", {})
+    if breakers:
+        lines.append("Circuit breakers")
+        for name, state in sorted(breakers.items()):
+            lines.append(f"  {name:<24} {state}")
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""App layer: AppController — builds every controller from an ``AppContext``.
+
+The main window receives one ``AppController`` and passes each widget its own controller.
+The composition root listens to ``sig_demo_requested`` (restart in demo mode) and awaits
+``wait_closed()`` then ``aclose()`` to shut down in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from PySide6.QtCore import QObject, Signal
+
+from pod_studio.app.context import AppContext
+from pod_studio.app.gallery import GalleryController
+from pod_studio.app.generation import GenerationController
+from pod_studio.app.settings import SettingsController, WorkflowController
+from pod_studio.app.status import ConnectionController, ResilienceController, StatsController
+
+
+class AppController(QObject):
+    """Signals:
+    sig_demo_requested(): the seller asked for demo mode (the composition root handles it).
+    sig_close_requested(): the main window was closed; the root shuts down.
+    """
+
+    sig_demo_requested = Signal()
+    sig_close_requested = Signal()
+
+    def __init__(self, ctx: AppContext, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.runner = ctx.runner
+        self.bridge = ctx.bridge
+        self.demo = ctx.demo
+        self.generation = GenerationController(
+            ctx.runner,
+            ctx.bridge,
+            ctx.generation,
+            ctx.store,
+            list_checkpoints=ctx.list_checkpoints,
+            parent=self,
+        )
+        self.gallery = GalleryController(
+            ctx.runner, ctx.store, ctx.thumbnailer, bridge=ctx.bridge, parent=self
+        )
+        self.connection = ConnectionController(ctx.bridge, parent=self)
+        self.resilience = ResilienceController(
+            ctx.bridge, ctx.reset_breaker, ctx.check_health, runner=ctx.runner, parent=self
+        )
+        self.stats = StatsController(ctx.bridge, parent=self)
+        self.settings = SettingsController(
+            ctx.settings_getter,
+            ctx.settings_saver,
+            runner=ctx.runner,
+            test_connection=ctx.test_connection,
+            parent=self,
+        )
+        self.workflow = WorkflowController(ctx.runner, ctx.load_workflow, parent=self)
+        self._closed = asyncio.Event()
+
+    def request_demo(self) -> None:
+        self.sig_demo_requested.emit()
+
+    def request_close(self) -> None:
+        """Called by the main window's ``closeEvent``."""
+        self._closed.set()
+        self.sig_close_requested.emit()
+
+    @property
+    def close_requested(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def aclose(self) -> None:
+        """Finish pending settings saves, then cancel every task still running."""
+        await self.settings.flush()
+        await self.runner.aclose()

@@ -1,0 +1,248 @@
+"""App layer: GenerationController — starts and cancels generation batches for the GUI.
+
+The prompt editor hands it a ``PromptForm`` (plain values from the widgets); the controller
+checks it (job count, limits, sizes), builds a ``GenerationRequest``, plans the jobs with the
+``GenerationService`` and runs them through the ``TaskRunner``. Progress reaches the views
+as events through the ``QtEventBridge``, not through this controller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pydantic
+from PySide6.QtCore import QObject, Signal
+
+from pod_studio.app.bridge import QtEventBridge
+from pod_studio.app.runner import TaskRunner
+from pod_studio.domain.errors import ValidationError, user_message
+from pod_studio.domain.models import (
+    MAX_PROMPT_CHARS,
+    MAX_PROMPTS_PER_BATCH,
+    GenerationRequest,
+    JobSpec,
+)
+from pod_studio.domain.ports import ImageStore
+
+if TYPE_CHECKING:
+    from pod_studio.services.generation import BatchResult, GenerationService
+
+log = logging.getLogger(__name__)
+
+MIN_SIDE = 64
+MAX_SIDE = 4096
+SIDE_STEP = 8
+MAX_VARIATIONS = 64
+LONG_PROMPT_WARNING = 1000  # characters; ComfyUI's CLIP reads ~77 tokens, the rest is ignored
+
+
+@dataclass(frozen=True)
+class PromptForm:
+    """What the prompt editor shows, as plain values."""
+
+    text: str
+    negative: str = ""
+    variations: int = 1
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class FormCheck:
+    """The live verdict on a ``PromptForm``: counts, blocking errors and soft warnings."""
+
+    prompts: int
+    variations: int
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def jobs(self) -> int:
+        return self.prompts * self.variations
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.prompts > 0
+
+
+def prompt_lines(text: str) -> list[str]:
+    """One prompt per non-empty line."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def check_form(form: PromptForm) -> FormCheck:
+    """Validate the editor's values without building anything."""
+    prompts = prompt_lines(form.text)
+    errors: list[str] = []
+    warnings: list[str] = []
+    if len(prompts) > MAX_PROMPTS_PER_BATCH:
+        errors.append(
+            f"{len(prompts):,} prompts in one batch; the limit is {MAX_PROMPTS_PER_BATCH:,} "
+            "(split the list)"
+        )
+    too_long = [i + 1 for i, p in enumerate(prompts) if len(p) > MAX_PROMPT_CHARS]
+    if too_long:
+        lines = ", ".join(str(n) for n in too_long[:5])
+        errors.append(f"line {lines} is longer than {MAX_PROMPT_CHARS:,} characters")
+    long_ones = [
+        i + 1 for i, p in enumerate(prompts) if LONG_PROMPT_WARNING < len(p) <= MAX_PROMPT_CHARS
+    ]
+    if long_ones:
+        lines = ", ".join(str(n) for n in long_ones[:5])
+        warnings.append(
+            f"line {lines} is very long; the model mostly reads the first few dozen words"
+        )
+    if not 1 <= form.variations <= MAX_VARIATIONS:
+        errors.append(f"variations must be between 1 and {MAX_VARIATIONS}")
+    for label, side in (("width", form.width), ("height", form.height)):
+        if side is None:
+            continue
+        if not MIN_SIDE <= side <= MAX_SIDE:
+            errors.append(f"{label} must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+        elif side % SIDE_STEP:
+            errors.append(f"{label} must be a multiple of {SIDE_STEP}")
+    return FormCheck(
+        prompts=len(prompts), variations=form.variations, errors=errors, warnings=warnings
+    )
+
+
+class GenerationController(QObject):
+    """Starts batches and cancels jobs.
+
+    Signals:
+        sig_batch_started(str batch_id, list job_ids)
+        sig_batch_completed(object BatchResult)
+        sig_batch_failed(str batch_id, str message): the batch could not run at all
+            (e.g. the workflow cannot take these inputs).
+        sig_validation_failed(str message): ``start`` refused the request.
+        sig_busy_changed(bool busy)
+        sig_checkpoints_loaded(list names) / sig_checkpoints_failed(str message)
+    """
+
+    sig_batch_started = Signal(str, list)
+    sig_batch_completed = Signal(object)
+    sig_batch_failed = Signal(str, str)
+    sig_validation_failed = Signal(str)
+    sig_busy_changed = Signal(bool)
+    sig_checkpoints_loaded = Signal(list)
+    sig_checkpoints_failed = Signal(str)
+
+    def __init__(
+        self,
+        runner: TaskRunner,
+        bridge: QtEventBridge,
+        service: GenerationService,
+        store: ImageStore,
+        *,
+        list_checkpoints: Callable[[], Awaitable[list[str]]] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.bridge = bridge
+        self.service = service
+        self.store = store
+        self._list_checkpoints = list_checkpoints
+        self._active_batches: set[str] = set()
+
+    @property
+    def is_busy(self) -> bool:
+        return bool(self._active_batches)
+
+    def check(self, form: PromptForm) -> FormCheck:
+        return check_form(form)
+
+    def start_form(self, form: PromptForm) -> list[str]:
+        """Check ``form``, then start it (see ``start``). Returns the job ids ([] if refused)."""
+        verdict = check_form(form)
+        if not verdict.ok:
+            message = "; ".join(verdict.errors) or "write at least one prompt (one per line)"
+            self.sig_validation_failed.emit(message)
+            return []
+        try:
+            request = GenerationRequest(
+                prompts=prompt_lines(form.text),
+                negative=form.negative.strip(),
+                variations=form.variations,
+                seed=form.seed,
+                width=form.width,
+                height=form.height,
+                checkpoint=form.checkpoint or None,
+            )
+        except pydantic.ValidationError as exc:
+            self.sig_validation_failed.emit(_pydantic_message(exc))
+            return []
+        return self.start(request)
+
+    def start(self, request: GenerationRequest) -> list[str]:
+        """Plan ``request`` into jobs and run them in the background; returns the job ids."""
+        problems: list[str] = []
+        for label, side in (("width", request.width), ("height", request.height)):
+            if side is not None and (side % SIDE_STEP or not MIN_SIDE <= side <= MAX_SIDE):
+                problems.append(
+                    f"{label} must be a multiple of {SIDE_STEP} between {MIN_SIDE} and {MAX_SIDE}"
+                )
+        if problems:
+            self.sig_validation_failed.emit("; ".join(problems))
+            return []
+        jobs = self.service.plan(request)
+        if not jobs:
+            self.sig_validation_failed.emit("nothing to generate")
+            return []
+        batch_id = jobs[0].batch_id
+        self._active_batches.add(batch_id)
+        job_ids = [j.job_id for j in jobs]
+        self.sig_batch_started.emit(batch_id, job_ids)
+        if len(self._active_batches) == 1:
+            self.sig_busy_changed.emit(True)
+        self.runner.spawn(self._run(batch_id, jobs), name=f"batch-{batch_id}")
+        return job_ids
+
+    async def _run(self, batch_id: str, jobs: list[JobSpec]) -> None:
+        try:
+            result: BatchResult = await self.service.run_jobs(jobs)
+        except ValidationError as exc:
+            log.warning("batch %s refused: %s", batch_id, exc)
+            self.sig_batch_failed.emit(batch_id, user_message(exc))
+            return
+        finally:
+            self._active_batches.discard(batch_id)
+            if not self._active_batches:
+                self.sig_busy_changed.emit(False)
+        self.sig_batch_completed.emit(result)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel one job (queued: skipped; running: interrupted). False if already over."""
+        return self.service.cancel(job_id)
+
+    def cancel_all(self) -> int:
+        return self.service.cancel_all()
+
+    def load_checkpoints(self) -> bool:
+        """Ask the server for its checkpoints (``sig_checkpoints_loaded``); False if unknown."""
+        if self._list_checkpoints is None:
+            return False
+        self.runner.spawn(self._load_checkpoints(self._list_checkpoints), name="list-checkpoints")
+        return True
+
+    async def _load_checkpoints(self, fetch: Callable[[], Awaitable[list[str]]]) -> None:
+        try:
+            names = await fetch()
+        except Exception as exc:  # noqa: BLE001 - shown next to the combo, not a crash
+            log.info("could not list checkpoints: %s", exc)
+            self.sig_checkpoints_failed.emit(user_message(exc))
+            return
+        self.sig_checkpoints_loaded.emit(sorted(names, key=str.lower))
+
+
+def _pydantic_message(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        msg = str(err.get("msg", ""))
+        parts.append(msg.removeprefix("Value error, "))
+    return "; ".join(parts) or "invalid request"

@@ -1,0 +1,344 @@
+"""UI layer: MainWindow — prompt editor, job list and gallery, the live docks, the status bar
+with the ComfyUI connection, and a non-modal offline banner offering demo mode.
+
+Closing the window saves its geometry and dock layout through the settings controller and
+asks the app controller to shut down (the composition root awaits it); no dialog here runs a
+nested event loop.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from pod_studio.app.app_controller import AppController
+from pod_studio.ui.docks import BreakersDock, HealthDock, RetryLogDock, StatsDock
+from pod_studio.ui.gallery import GalleryView
+from pod_studio.ui.job_list import JobListView
+from pod_studio.ui.prompt_editor import PromptEditor
+from pod_studio.ui.settings_dialog import SettingsDialog
+from pod_studio.ui.widgets import CONNECTION_COLOURS, GREY, StatusDot
+
+APP_TITLE = "POD Studio"
+
+
+class OfflineBanner(QFrame):
+    """A strip above the work area: ComfyUI is offline; try demo mode or open Settings."""
+
+    def __init__(self, parent: QWidget | None = None, *, demo: bool = False) -> None:
+        super().__init__(parent)
+        self.setObjectName("offline_banner")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setStyleSheet(
+            "#offline_banner { background: #fff4e0; border: 1px solid #e8c48a; "
+            "border-radius: 4px; }"
+        )
+        self.text_label = QLabel(self)
+        self.text_label.setObjectName("offline_banner_label")
+        self.text_label.setWordWrap(True)
+        self.demo_button = QPushButton(self.tr("Try demo mode"), self)
+        self.demo_button.setObjectName("try_demo_button")
+        self.demo_button.setVisible(not demo)
+        self.settings_button = QPushButton(self.tr("Settings…"), self)
+        self.settings_button.setObjectName("banner_settings_button")
+        self.close_button = QPushButton(self.tr("Dismiss"), self)
+        self.close_button.setObjectName("banner_dismiss_button")
+        self.close_button.setFlat(True)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.addWidget(self.text_label, 1)
+        layout.addWidget(self.demo_button)
+        layout.addWidget(self.settings_button)
+        layout.addWidget(self.close_button)
+
+
+class MainWindow(QMainWindow):
+    """Signals:
+    sig_close_requested(): the window was closed (after its layout was saved).
+    """
+
+    sig_close_requested = Signal()
+
+    def __init__(self, app: AppController, *, demo: bool = False) -> None:
+        super().__init__()
+        self.app = app
+        self.demo = demo
+        self._dialogs: list[QWidget] = []
+        self._banner_dismissed = False
+        self._started = False
+        self.settings_dialog: SettingsDialog | None = None
+        self.setObjectName("main_window")
+        self.setWindowTitle(APP_TITLE + (self.tr(" — Demo") if demo else ""))
+        self.resize(1440, 900)
+
+        defaults = getattr(app.settings.current(), "generation", None)
+        self.prompt_editor = PromptEditor(
+            app.generation,
+            width=getattr(defaults, "width", 1024),
+            height=getattr(defaults, "height", 1024),
+            variations=getattr(defaults, "variations", 1),
+            negative=getattr(defaults, "negative", ""),
+        )
+        self.job_list = JobListView(app.generation)
+        self.gallery = GalleryView(app.gallery)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("main_splitter")
+        self.splitter.addWidget(self.prompt_editor)
+        self.splitter.addWidget(self.job_list)
+        self.splitter.addWidget(self.gallery)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setStretchFactor(2, 4)
+        self.splitter.setSizes([360, 480, 600])
+
+        self.banner = OfflineBanner(demo=demo)
+        self.banner.hide()
+        central = QWidget(self)
+        central.setObjectName("central")
+        c_layout = QVBoxLayout(central)
+        c_layout.setContentsMargins(6, 6, 6, 0)
+        c_layout.setSpacing(6)
+        c_layout.addWidget(self.banner)
+        c_layout.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
+
+        self.breakers_dock = BreakersDock(app.resilience, self)
+        self.retry_dock = RetryLogDock(app.resilience, self)
+        self.stats_dock = StatsDock(app.stats, self)
+        self.health_dock = HealthDock(app.resilience, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.breakers_dock)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.retry_dock)
+        self.tabifyDockWidget(self.breakers_dock, self.retry_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.stats_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.health_dock)
+        self.tabifyDockWidget(self.stats_dock, self.health_dock)
+        self.breakers_dock.raise_()
+        self.stats_dock.raise_()
+        self.docks = [self.breakers_dock, self.retry_dock, self.stats_dock, self.health_dock]
+        self.resizeDocks([self.breakers_dock], [190], Qt.Orientation.Vertical)
+        self.resizeDocks([self.stats_dock], [320], Qt.Orientation.Horizontal)
+
+        self.connection_dot = StatusDot()
+        self.connection_dot.setObjectName("connection_dot")
+        self.connection_label = QLabel()
+        self.connection_label.setObjectName("connection_label")
+        self.demo_label = QLabel(self.tr("DEMO — images come from a built-in stand-in server"))
+        self.demo_label.setObjectName("demo_label")
+        self.demo_label.setStyleSheet("color: #b26a00; font-weight: 600;")
+        self.demo_label.setVisible(demo)
+        self.statusBar().addWidget(self.connection_dot)
+        self.statusBar().addWidget(self.connection_label, 1)
+        self.statusBar().addPermanentWidget(self.demo_label)
+        self._set_connection(app.connection.status_text(), app.connection.state())
+
+        self._build_menus()
+        self._connect_signals()
+        self._restore_layout()
+
+    def set_demo(self, demo: bool) -> None:
+        """Mark the window as running on the built-in sandbox (title, status bar, banner)."""
+        self.demo = demo
+        self.setWindowTitle(APP_TITLE + (self.tr(" — Demo") if demo else ""))
+        self.demo_label.setVisible(demo)
+        self.banner.demo_button.setVisible(not demo)
+        if demo:
+            self.banner.hide()
+
+    # -- construction -------------------------------------------------------------------
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu(self.tr("&File"))
+        file_menu.setObjectName("file_menu")
+        self.import_workflow_action = QAction(self.tr("Import workflow…"), self)
+        self.import_workflow_action.setObjectName("import_workflow_action")
+        self.import_workflow_action.setEnabled(self.app.workflow.available)
+        self.settings_action = QAction(self.tr("Settings…"), self)
+        self.settings_action.setObjectName("settings_action")
+        self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        self.quit_action = QAction(self.tr("Quit"), self)
+        self.quit_action.setObjectName("quit_action")
+        self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        file_menu.addAction(self.import_workflow_action)
+        file_menu.addAction(self.settings_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+
+        view_menu = bar.addMenu(self.tr("&View"))
+        view_menu.setObjectName("view_menu")
+        for dock in self.docks:
+            view_menu.addAction(dock.toggleViewAction())
+
+        help_menu = bar.addMenu(self.tr("&Help"))
+        help_menu.setObjectName("help_menu")
+        self.about_action = QAction(self.tr("About POD Studio"), self)
+        self.about_action.setObjectName("about_action")
+        help_menu.addAction(self.about_action)
+
+    def _connect_signals(self) -> None:
+        app = self.app
+        app.connection.sig_status_changed.connect(self._on_connection_status_changed)
+        app.runner.sig_task_failed.connect(self._on_runner_task_failed)
+        app.workflow.sig_workflow_loaded.connect(self._on_workflow_loaded)
+        app.workflow.sig_workflow_failed.connect(self._on_workflow_failed)
+        app.generation.sig_batch_failed.connect(self._on_generation_batch_failed)
+        self.banner.demo_button.clicked.connect(self._on_banner_demo_clicked)
+        self.banner.settings_button.clicked.connect(self.open_settings)
+        self.banner.close_button.clicked.connect(self._on_banner_dismiss_clicked)
+        self.import_workflow_action.triggered.connect(self._on_import_workflow_triggered)
+        self.settings_action.triggered.connect(self.open_settings)
+        self.quit_action.triggered.connect(self.close)
+        self.about_action.triggered.connect(self.open_about)
+
+    def _restore_layout(self) -> None:
+        geometry, state = self.app.settings.window_state()
+        if geometry:
+            self.restoreGeometry(QByteArray(geometry))
+        if state:
+            self.restoreState(QByteArray(state))
+
+    def layout_state(self) -> tuple[bytes, bytes]:
+        return bytes(self.saveGeometry().data()), bytes(self.saveState().data())
+
+    # -- actions ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load what the window shows from the outside (gallery, checkpoints). Idempotent."""
+        if self._started:
+            return
+        self._started = True
+        self.app.gallery.refresh()
+        self.prompt_editor.refresh_checkpoints()
+
+    @Slot()
+    def open_settings(self) -> SettingsDialog:
+        if self.settings_dialog is None or not self.settings_dialog.isVisible():
+            self.settings_dialog = SettingsDialog(self.app.settings, self.app.workflow, self)
+            self.settings_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            self.settings_dialog.destroyed.connect(self._on_settings_dialog_destroyed)
+            self.settings_dialog.show()
+        self.settings_dialog.raise_()
+        return self.settings_dialog
+
+    @Slot()
+    def open_about(self) -> QMessageBox:
+        box = QMessageBox(self)
+        box.setObjectName("about_box")
+        box.setWindowTitle(self.tr("About POD Studio"))
+        box.setText(
+            self.tr(
+                "<b>POD Studio</b><br>Generate designs on your ComfyUI server, approve them "
+                "and publish them to Printify, Shopify and Etsy."
+            )
+        )
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
+
+    def _show_message(self, title: str, text: str) -> QMessageBox:
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self
+        )
+        box.setObjectName("message_box")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
+
+    def _set_connection(self, text: str, state: str) -> None:
+        self.connection_label.setText(text)
+        self.connection_dot.set_colour(CONNECTION_COLOURS.get(state, GREY))
+        self.connection_dot.setToolTip(state)
+        if state == "offline" and not self._banner_dismissed:
+            self.banner.text_label.setText(text)
+            self.banner.show()
+        elif state == "connected":
+            self.banner.hide()
+            self._banner_dismissed = False
+
+    # -- slots ----------------------------------------------------------------------------
+
+    @Slot(str, str)
+    def _on_connection_status_changed(self, text: str, state: str) -> None:
+        self._set_connection(text, state)
+
+    @Slot()
+    def _on_banner_demo_clicked(self) -> None:
+        self.app.request_demo()
+
+    @Slot()
+    def _on_banner_dismiss_clicked(self) -> None:
+        self._banner_dismissed = True
+        self.banner.hide()
+
+    @Slot()
+    def _on_settings_dialog_destroyed(self) -> None:
+        self.settings_dialog = None
+
+    @Slot(str, str)
+    def _on_runner_task_failed(self, name: str, message: str) -> None:
+        self.statusBar().showMessage(
+            self.tr("%1 failed: %2").replace("%1", name).replace("%2", message), 15000
+        )
+
+    @Slot(str, str)
+    def _on_generation_batch_failed(self, _batch_id: str, message: str) -> None:
+        self.statusBar().showMessage(message, 15000)
+
+    @Slot()
+    def _on_import_workflow_triggered(self) -> None:
+        dialog = QFileDialog(self, self.tr("Import a ComfyUI workflow (API format)"))
+        dialog.setObjectName("import_workflow_dialog")
+        dialog.setNameFilter(self.tr("Workflow JSON (*.json)"))
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dialog.fileSelected.connect(self._on_import_file_selected)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+
+    @Slot(str)
+    def _on_import_file_selected(self, path: str) -> None:
+        if path:
+            self.app.workflow.load(path)
+            self.statusBar().showMessage(self.tr("Reading workflow…"), 5000)
+
+    @Slot(str, str, list)
+    def _on_workflow_loaded(self, name: str, summary: str, problems: list[str]) -> None:
+        text = f"{name}: {summary}"
+        if problems:
+            text += " — " + self.tr("%n problem(s)", "", len(problems))
+            self._show_message(
+                self.tr("Workflow imported with problems"),
+                text + "\n\n" + "\n".join(f"• {p}" for p in problems),
+            )
+        self.statusBar().showMessage(text, 15000)
+
+    @Slot(str)
+    def _on_workflow_failed(self, message: str) -> None:
+        self._show_message(self.tr("Workflow not imported"), message)
+
+    # -- Qt events ------------------------------------------------------------------------
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.start()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.app.close_requested:
+            event.accept()  # already shutting down (a second close, e.g. at exit)
+            return
+        geometry, state = self.layout_state()
+        self.app.settings.save_window_state(geometry, state)
+        event.accept()
+        self.sig_close_requested.emit()
+        self.app.request_close()

@@ -1,0 +1,55 @@
+"""UI layer: screenshots of the main window, each dock and each dialog (for reviews and docs).
+
+``grab_all(window, out_dir)`` renders widgets with ``QWidget.grab()`` (works offscreen) and
+saves PNGs; dialogs are opened non-modally, grabbed and closed again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication
+from PySide6.QtWidgets import QWidget
+
+from pod_studio.ui.image_viewer import ImageViewerDialog
+from pod_studio.ui.main_window import MainWindow
+
+
+def _save(widget: QWidget, path: Path) -> Path:
+    QCoreApplication.processEvents()
+    if not widget.grab().save(str(path)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def grab_all(window: MainWindow, out_dir: Path | str) -> list[Path]:
+    """Save PNGs of the window, its docks and dialogs into ``out_dir``; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    if not window.isVisible():
+        window.show()
+    paths.append(_save(window, out / "main_window.png"))
+    for dock in window.docks:
+        was_visible = dock.isVisible()
+        was_floating = dock.isFloating()
+        dock.setFloating(True)
+        dock.resize(720, 360)
+        dock.show()
+        paths.append(_save(dock, out / f"{dock.objectName()}.png"))
+        dock.setFloating(was_floating)
+        dock.setVisible(was_visible)
+    settings = window.open_settings()
+    paths.append(_save(settings, out / "settings_dialog.png"))
+    settings.close()
+    about = window.open_about()
+    paths.append(_save(about, out / "about_box.png"))
+    about.close()
+    images = window.gallery.model.images()
+    if images:
+        viewer = ImageViewerDialog(window.app.gallery, images[0], window)
+        viewer.show()
+        paths.append(_save(viewer, out / "image_viewer.png"))
+        viewer.close()
+        viewer.deleteLater()
+    return paths

@@ -1,0 +1,196 @@
+"""Widget tests: prompt editor → jobs → gallery, cancel from the job list, window chrome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+
+from pod_studio.domain.events import ConnectionChanged
+from pod_studio.domain.models import ConnectionState, JobState
+from pod_studio.ui.main_window import MainWindow
+from pod_studio.ui.screens import grab_all
+
+
+def _window(qtbot: Any, app_ctl: Any, *, demo: bool = False) -> MainWindow:
+    window = MainWindow(app_ctl, demo=demo)
+    qtbot.addWidget(window)
+    return window
+
+
+def test_generate_from_editor_fills_job_list_and_gallery(qtbot: Any, app_ctl: Any) -> None:
+    window = _window(qtbot, app_ctl)
+    window.show()
+    editor = window.prompt_editor
+    assert not editor.generate_button.isEnabled()
+    qtbot.keyClicks(editor.prompts_edit, "retro sunset")
+    qtbot.keyClick(editor.prompts_edit, Qt.Key.Key_Return)
+    qtbot.keyClicks(editor.prompts_edit, "vintage cat")
+    editor.variations_spin.setValue(2)
+    assert editor.job_count_label.text() == "2 prompts × 2 variations = 4 jobs"
+    assert editor.generate_button.isEnabled()
+    qtbot.mouseClick(editor.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 4, timeout=5000)
+    jobs = window.job_list.model.jobs()
+    assert len(jobs) == 4
+    qtbot.waitUntil(lambda: all(j.state is JobState.DONE for j in jobs), timeout=3000)
+    assert all(j.fraction == 1.0 for j in jobs)
+    qtbot.waitUntil(
+        lambda: all(
+            window.gallery.model.has_thumbnail(i.image_id) for i in window.gallery.model.images()
+        ),
+        timeout=5000,
+    )
+    assert window.gallery.stack.currentWidget() is window.gallery.list_view
+    # checkpoints were loaded when the window was shown
+    qtbot.waitUntil(lambda: window.prompt_editor.checkpoint_combo.count() == 3, timeout=2000)
+
+
+def test_editor_shows_validation_inline(qtbot: Any, app_ctl: Any) -> None:
+    window = _window(qtbot, app_ctl)
+    editor = window.prompt_editor
+    editor.prompts_edit.setPlainText("\n".join(f"p{i}" for i in range(1001)))
+    assert not editor.generate_button.isEnabled()
+    assert "1,000" in editor.message_label.text()
+    editor.prompts_edit.setPlainText("x" * 1200)
+    assert editor.generate_button.isEnabled()
+    assert "very long" in editor.message_label.text()
+
+
+def test_cancel_running_job_from_job_list(qtbot: Any, app_ctl: Any) -> None:
+    app_ctl.parts.generator.hold = True
+    window = _window(qtbot, app_ctl)
+    editor = window.prompt_editor
+    editor.prompts_edit.setPlainText("one\ntwo")
+    qtbot.mouseClick(editor.generate_button, Qt.MouseButton.LeftButton)
+    model = window.job_list.model
+    qtbot.waitUntil(
+        lambda: model.rowCount() == 2 and all(j.state is JobState.RUNNING for j in model.jobs()),
+        timeout=3000,
+    )
+    assert editor.cancel_all_button.isEnabled()
+    first = model.jobs()[0]
+    window.job_list.select_job(first.job_id)
+    assert window.job_list.cancel_button.isEnabled()
+    qtbot.mouseClick(window.job_list.cancel_button, Qt.MouseButton.LeftButton)
+    state_col = model.index(0, model.COL_STATE)
+    qtbot.waitUntil(lambda: state_col.data() == "cancelled", timeout=3000)
+    # the live preview of the selected job was decoded from the PreviewFrame
+    qtbot.waitUntil(
+        lambda: (
+            window.job_list.preview_label.pixmap() is not None
+            and not window.job_list.preview_label.pixmap().isNull()
+        ),
+        timeout=2000,
+    )
+    app_ctl.parts.generator.release.set()
+    qtbot.waitUntil(lambda: model.jobs()[1].state is JobState.DONE, timeout=3000)
+    qtbot.waitUntil(lambda: not editor.cancel_all_button.isEnabled(), timeout=3000)
+
+
+def test_failed_job_shows_reason(qtbot: Any, app_ctl: Any) -> None:
+    app_ctl.parts.generator.fail_prompts = ("bad",)
+    window = _window(qtbot, app_ctl)
+    window.prompt_editor.prompts_edit.setPlainText("bad design")
+    window.prompt_editor.generate_button.click()
+    model = window.job_list.model
+    qtbot.waitUntil(
+        lambda: model.rowCount() == 1 and model.jobs()[0].state is JobState.FAILED, timeout=3000
+    )
+    assert model.index(0, model.COL_STATE).data(Qt.ItemDataRole.ToolTipRole) == (
+        "the GPU fell over"
+    )
+    window.job_list.select_job(model.jobs()[0].job_id)
+    assert "the GPU fell over" in window.job_list.details_label.text()
+
+
+def test_offline_banner_and_demo_button(qtbot: Any, app_ctl: Any) -> None:
+    window = _window(qtbot, app_ctl)
+    window.show()
+    assert not window.banner.isVisible()
+    app_ctl.bridge(
+        ConnectionChanged(
+            server="http://127.0.0.1:8188", state=ConnectionState.OFFLINE, detail="refused"
+        )
+    )
+    assert window.banner.isVisible()
+    assert "offline" in window.connection_label.text()
+    with qtbot.waitSignal(app_ctl.sig_demo_requested, timeout=1000):
+        qtbot.mouseClick(window.banner.demo_button, Qt.MouseButton.LeftButton)
+    app_ctl.bridge(
+        ConnectionChanged(
+            server="http://127.0.0.1:8188", state=ConnectionState.CONNECTED, device="GPU"
+        )
+    )
+    assert not window.banner.isVisible()
+    assert window.connection_label.text().startswith("Connected")
+
+
+def test_demo_title_and_no_demo_button(qtbot: Any, app_ctl: Any) -> None:
+    window = _window(qtbot, app_ctl, demo=True)
+    assert window.windowTitle() == "POD Studio — Demo"
+    assert window.banner.demo_button.isHidden()
+
+
+def test_window_saves_and_restores_dock_state(qtbot: Any, app_ctl: Any) -> None:
+    window = _window(qtbot, app_ctl)
+    window.show()
+    window.retry_dock.setFloating(True)
+    window.health_dock.hide()
+    with qtbot.waitSignal(app_ctl.sig_close_requested, timeout=1000):
+        window.close()
+    assert app_ctl.close_requested
+    settings = app_ctl.parts.settings
+    qtbot.waitUntil(lambda: bool(settings.value.window.state_b64), timeout=2000)
+
+    again = _window(qtbot, app_ctl)
+    again.show()
+    assert again.retry_dock.isFloating()
+    assert not again.health_dock.isVisible()
+    assert again.breakers_dock.isVisible()
+
+
+def test_settings_dialog_saves_servers(qtbot: Any, app_ctl: Any) -> None:
+    window = _window(qtbot, app_ctl)
+    dialog = window.open_settings()
+    assert dialog.isVisible() and not dialog.isModal()
+    dialog.server_url_edit.setText("not a url")
+    dialog.add_server_button.click()
+    assert "http" in dialog.error_label.text()
+    dialog.server_url_edit.setText("http://10.0.0.9:8188/")
+    dialog.add_server_button.click()
+    assert dialog.server_urls() == ["http://127.0.0.1:8188", "http://10.0.0.9:8188"]
+    dialog.in_flight_spin.setValue(3)
+    with qtbot.waitSignal(app_ctl.settings.sig_settings_saved, timeout=2000):
+        dialog.save_button.click()
+    value = app_ctl.parts.settings.value
+    assert value.comfyui_servers == ["http://127.0.0.1:8188", "http://10.0.0.9:8188"]
+    assert value.max_in_flight_per_server == 3
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=1000)
+
+
+def test_gallery_viewer_approves(qtbot: Any, app_ctl: Any) -> None:
+    window = _window(qtbot, app_ctl)
+    window.prompt_editor.prompts_edit.setPlainText("flower")
+    window.prompt_editor.generate_button.click()
+    gallery = window.gallery
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=3000)
+    image = gallery.model.image_at(0)
+    assert image is not None
+    viewer = gallery.open_viewer(image)
+    qtbot.waitUntil(viewer.has_image, timeout=3000)
+    assert viewer.fields["seed"].text() == str(image.seed)
+    viewer.approve_button.click()
+    qtbot.waitUntil(lambda: gallery.model.images()[0].approved is True, timeout=2000)
+    assert gallery.model.index(0).data().startswith("✓")
+    assert viewer.status_label.text() == "Approved"
+
+
+def test_grab_all_writes_pngs(qtbot: Any, app_ctl: Any, tmp_path: Path) -> None:
+    window = _window(qtbot, app_ctl)
+    window.show()
+    paths = grab_all(window, tmp_path / "shots")
+    names = {p.name for p in paths}
+    assert {"main_window.png", "breakers_dock.png", "settings_dialog.png"} <= names
+    assert all(p.stat().st_size > 0 for p in paths)

@@ -1,7 +1,237 @@
-"""GUI composition root (placeholder until the window lands)."""
+"""GUI composition root: logging, wiring, controllers, the main window and the qasync loop.
+
+One asyncio loop runs on the GUI thread (qasync). ``main()`` makes the QApplication and
+calls ``qasync.run(_amain(...))``; nothing else runs or nests an event loop. Shutdown: the
+window's close asks the AppController, ``_amain`` awaits the runner's and the core's
+``aclose()`` and returns.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
 
-def main(argv: list[str]) -> int:
-    raise SystemExit("the desktop app is not available in this build")
+import qasync
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from pod_studio import APP_NAME, __version__, wiring
+from pod_studio.app.app_controller import AppController
+from pod_studio.app.bridge import QtEventBridge
+from pod_studio.app.context import AppContext
+from pod_studio.app.runner import TaskRunner
+from pod_studio.domain.errors import PodStudioError, user_message
+from pod_studio.domain.workflow import WorkflowTemplate
+from pod_studio.sandbox.comfyui import ComfyUISandbox
+from pod_studio.sandbox.threaded import ServerThread
+from pod_studio.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="pod-studio", add_help=False)
+    parser.add_argument("--demo", action="store_true")
+    parser.add_argument("--server", action="append")
+    parser.add_argument("--screenshots", metavar="DIR", help=argparse.SUPPRESS)
+    args, _unknown = parser.parse_known_args(list(argv))
+    return args
+
+
+class DemoServers:
+    """The sandbox ComfyUI the app runs on in demo mode, in its own thread."""
+
+    def __init__(self) -> None:
+        self.thread: ServerThread | None = None
+
+    async def start(self) -> str:
+        if self.thread is None:
+            thread = ServerThread(ComfyUISandbox(seconds_per_job=1.5, steps=10, preview_every=2))
+            await asyncio.to_thread(thread.start)
+            self.thread = thread
+        return self.thread.url
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
+
+
+def _summary(template: WorkflowTemplate) -> str:
+    m = template.mapping
+    parts = [f"prompt → {m.positive}" if m.positive else "no prompt input found"]
+    if m.negative:
+        parts.append(f"negative → {m.negative}")
+    if m.seed:
+        parts.append(f"seed → {m.seed}")
+    if m.width and m.height:
+        parts.append(f"size → {m.width}, {m.height}")
+    if m.checkpoint:
+        parts.append(f"model → {m.checkpoint}")
+    return "; ".join(parts)
+
+
+def build_context(
+    core: wiring.Core, runner: TaskRunner, bridge: QtEventBridge, *, demo: bool
+) -> AppContext:
+    """The GUI's view of the core: callables only, so app/ and ui/ never see adapters."""
+
+    async def load_workflow(path: str) -> tuple[str, str, list[str]]:
+        template = await core.load_workflow(path)
+        problems: list[str] = []
+        try:
+            problems = template.preflight(await core.generators[0].object_info())
+        except PodStudioError as exc:
+            problems = [f"could not check against the server: {user_message(exc)}"]
+        settings = core.settings.with_changes(workflow_path=path)
+        await core.save_settings(settings)
+        return template.name or Path(path).name, _summary(template), problems
+
+    async def list_checkpoints() -> list[str]:
+        return await core.generators[0].checkpoints()
+
+    async def test_connection(url: str) -> str:
+        report = await wiring.doctor(url)
+        if not report.ok:
+            raise PodStudioError(report.text.splitlines()[1].strip(), service="comfyui")
+        return report.text.splitlines()[0].lstrip("✓ ")
+
+    async def check_health() -> None:
+        await core.health.check_now()
+
+    async def save_settings(settings: Any) -> None:
+        await core.save_settings(settings)
+
+    return AppContext(
+        runner=runner,
+        bridge=bridge,
+        generation=core.generation,
+        store=core.store,
+        settings_getter=lambda: core.settings,
+        settings_saver=save_settings,
+        thumbnailer=core.thumbnail,
+        reset_breaker=lambda name: (
+            core.hub.breakers.reset_all() if name is None else core.hub.breakers.reset(name)
+        ),
+        check_health=check_health,
+        load_workflow=load_workflow,
+        list_checkpoints=list_checkpoints,
+        test_connection=test_connection,
+        demo=demo,
+        server_urls=[g.url for g in core.generators],
+    )
+
+
+def _show_warning(window: MainWindow, title: str, text: str) -> None:
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, window)
+    box.setModal(False)
+    box.open()
+
+
+async def _amain(app: QApplication, args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception_handler)
+    demo_servers = DemoServers()
+    demo = bool(args.demo)
+    servers = args.server
+    if demo:
+        servers = [await demo_servers.start()]
+    core = wiring.build_core(servers=servers)
+    runner = TaskRunner()
+    bridge = QtEventBridge()
+    core.sink.add(bridge)
+    core.hub.breakers.announce()
+    breaker_refresh = QTimer()
+    breaker_refresh.setInterval(2000)
+    breaker_refresh.timeout.connect(core.hub.breakers.announce)
+    breaker_refresh.start()
+    controller = AppController(build_context(core, runner, bridge, demo=demo))
+    window = MainWindow(controller, demo=demo)
+
+    async def switch_to_demo() -> None:
+        url = await demo_servers.start()
+        await core.set_comfyui_servers([url])
+        window.set_demo(True)
+        controller.generation.load_checkpoints()
+
+    controller.sig_demo_requested.connect(lambda: runner.spawn(switch_to_demo(), name="demo"))
+    icon = wiring.resource_file("icons", "pod-studio.png")
+    if icon is not None:
+        app.setWindowIcon(QIcon(str(icon)))
+    window.show()
+    for warning in core.settings_warnings:
+        _show_warning(window, "Settings", warning)
+    runner.spawn(core.start(), name="comfyui-connect")
+    runner.spawn(core.health.run_periodic(), name="health-checks")
+    if args.screenshots:
+        runner.spawn(_screenshots(window, Path(args.screenshots)), name="screenshots")
+    try:
+        await controller.wait_closed()
+    finally:
+        breaker_refresh.stop()
+        window.hide()
+        await controller.aclose()
+        await core.aclose()
+        await asyncio.to_thread(demo_servers.stop)
+    return 0
+
+
+async def _screenshots(window: MainWindow, out_dir: Path) -> None:
+    from pod_studio.ui.screens import grab_all
+
+    await asyncio.sleep(3.0)  # let the connection settle so the status bar shows it
+    grab_all(window, out_dir)
+
+
+def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    exc = context.get("exception")
+    log.error("unhandled error in the event loop: %s", context.get("message"), exc_info=exc)
+
+
+def _excepthook(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    log.critical("unhandled exception", exc_info=(exc_type, exc, tb))
+    app = QApplication.instance()
+    if isinstance(app, QApplication):
+        QTimer.singleShot(0, lambda: _error_box(f"{exc_type.__name__}: {exc}"))
+
+
+def _error_box(text: str) -> None:
+    box = QMessageBox(
+        QMessageBox.Icon.Critical,
+        APP_NAME,
+        f"Something went wrong: {text}\nYour work is saved; details are in the log.",
+    )
+    box.setModal(False)
+    box.show()
+    _open_boxes.append(box)
+
+
+_open_boxes: list[QMessageBox] = []
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parse(argv)
+    wiring.configure_logging()
+    sys.excepthook = _excepthook
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    assert isinstance(app, QApplication)
+    app.setApplicationName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    app.setOrganizationName("pod-studio")
+    app.setQuitOnLastWindowClosed(False)
+    qss = wiring.resource_file("style.qss")
+    if qss is not None:
+        app.setStyleSheet(qss.read_text(encoding="utf-8"))
+    try:
+        return int(qasync.run(_amain(app, args)))
+    finally:
+        wiring.shutdown_logging()

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError as PydanticValidationError
 
 from pod_studio import __version__, wiring
-from pod_studio.domain.errors import PodStudioError, user_message
+from pod_studio.domain.errors import PodStudioError, ValidationError, user_message
 from pod_studio.domain.events import (
     BatchFinished,
     Event,
@@ -327,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         details = getattr(exc, "details", None)
         for line in details or []:
             print(f"  - {line}", file=sys.stderr)
-        return EXIT_USAGE if exc.service == "cli" else EXIT_FAILED
+        bad_input = exc.service == "cli" or isinstance(exc, ValidationError)
+        return EXIT_USAGE if bad_input else EXIT_FAILED
     except KeyboardInterrupt:
         print(f"interrupted after {time.monotonic() - started:.1f} s", file=sys.stderr)
         return 130

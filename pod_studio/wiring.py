@@ -416,3 +416,26 @@ def format_stats(snapshot: dict[str, Any]) -> str:
         for name, state in sorted(breakers.items()):
             lines.append(f"  {name:<24} {state}")
     return "\n".join(lines)
+
+
+# --- files and logging for the composition roots -------------------------------------------
+
+
+def resource_file(*parts: str) -> Path | None:
+    from pod_studio.adapters.storage.resources import resource_path
+
+    path = resource_path(*parts)
+    return path if path.exists() else None
+
+
+def configure_logging(*, stderr: bool = False) -> None:
+    from pod_studio.adapters.storage.logs import configure_logging as _configure
+    from pod_studio.adapters.storage.secrets import Redactor
+
+    _configure(app_paths().ensure(), redactor=Redactor(), stderr=stderr)
+
+
+def shutdown_logging() -> None:
+    from pod_studio.adapters.storage.logs import shutdown_logging as _shutdown
+
+    _shutdown()

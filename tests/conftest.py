@@ -37,6 +37,11 @@ def qloop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
     import qasync
 
     loop = qasync.QEventLoop(qapp, already_running=True)
+    # qasync keeps its default executor's threads until the loop is closed, which never
+    # happens here; Qt would abort at exit ("QThread: Destroyed while thread is still
+    # running"). Give the loop a pool this fixture shuts down.
+    pool = qasync.QThreadExecutor(4)
+    loop.set_default_executor(pool)
     asyncio.set_event_loop(loop)
     try:
         yield loop
@@ -50,5 +55,6 @@ def qloop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
             deadline = QDeadlineTimer(5000)
             while any(not t.done() for t in pending) and not deadline.hasExpired():
                 QCoreApplication.processEvents()
+        pool.shutdown(wait=True)
         asyncio.events._set_running_loop(None)
         asyncio.set_event_loop(None)

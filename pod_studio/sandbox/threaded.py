@@ -33,7 +33,9 @@ class ServerThread:
         self._ready = threading.Event()
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        # A plain selector loop, never the process's policy: under the GUI that policy makes
+        # Qt event loops, which cannot run in a second thread.
+        loop = asyncio.SelectorEventLoop()
         self._loop = loop
         asyncio.set_event_loop(loop)
         loop.call_soon(self._ready.set)

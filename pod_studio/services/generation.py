@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pod_studio.domain.errors import (
+    CircuitOpenError,
     ExecutionError,
     JobInterruptedError,
     PodStudioError,
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 SeedSource = Callable[[], int]
 
+# How often a job may wait for an open circuit breaker before it fails.
+MAX_BREAKER_WAITS = 20
+
 
 def _random_seed() -> int:
     return random.SystemRandom().randint(0, 2**32 - 1)
@@ -79,6 +83,8 @@ class _JobRun:
     state: JobState = JobState.QUEUED
     task: asyncio.Task[list[GeneratedImage]] | None = None
     cancel_requested: bool = False
+    breaker_waits: int = 0
+    retry_after: float = 0.0
 
 
 class GenerationService:
@@ -210,8 +216,9 @@ class GenerationService:
                 outcome = await self._attempt(gen, run, result)
                 if outcome == "retry":
                     queue.put_nowait(run)
-                    # A failing server should not drain the queue: let the others take it.
-                    await asyncio.sleep(self._retry_delay)
+                    # A failing server should not drain the queue: this worker waits (for the
+                    # breaker's probe time when it is open) while the other servers go on.
+                    await asyncio.sleep(max(self._retry_delay, run.retry_after))
                 else:
                     finished()
 
@@ -260,6 +267,19 @@ class GenerationService:
             if isinstance(exc, JobInterruptedError) and run.cancel_requested:
                 self._finish_cancelled(run, result)
                 return "done"
+            if isinstance(exc, CircuitOpenError) and run.breaker_waits < MAX_BREAKER_WAITS:
+                # Not the job's fault: wait for the breaker's probe, without using an attempt.
+                run.attempts -= 1
+                run.breaker_waits += 1
+                run.retry_after = exc.retry_in
+                run.state = JobState.QUEUED
+                self._sink(
+                    JobStateChanged(
+                        job_id=job.job_id, state=JobState.QUEUED, detail=exc.user_message
+                    )
+                )
+                return "retry"
+            run.retry_after = 0.0
             if is_retryable(exc) and run.attempts < self._max_attempts:
                 log.info("job %s attempt %d failed (%s); will retry", job.job_id, run.attempts, exc)
                 run.state = JobState.QUEUED

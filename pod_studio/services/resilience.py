@@ -215,6 +215,12 @@ class BreakerManager:
             self._breakers[name] = breaker
         return breaker
 
+    def announce(self) -> None:
+        """Push every breaker's current state and counts (for views that start late)."""
+        for name in sorted(self._breakers):
+            breaker = self._breakers[name]
+            self._on_transition(breaker, breaker.state, breaker.state)
+
     def names(self) -> list[str]:
         return sorted(self._breakers)
 
@@ -232,7 +238,8 @@ class BreakerManager:
 
     def _on_transition(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
         m = breaker.metrics()
-        log.info("breaker %s: %s -> %s", breaker.name, old, new)
+        if old != new:
+            log.info("breaker %s: %s -> %s", breaker.name, old, new)
         self._sink(
             BreakerChanged(
                 name=breaker.name,

@@ -528,3 +528,19 @@ async def test_hub_feeds_statistics() -> None:
     figures = stats.snapshot()["services"]["printify"]
     assert (figures["calls"], figures["failures"], figures["retries"]) == (2, 1, 1)
     assert len(sleeps) == 1
+
+
+def test_announce_pushes_every_breaker_state_for_late_views() -> None:
+    from pod_studio.domain.events import BreakerChanged
+    from pod_studio.services.resilience import BreakerManager
+
+    seen: list[BreakerChanged] = []
+    manager = BreakerManager(lambda e: seen.append(e) if isinstance(e, BreakerChanged) else None)
+    manager.get("printify")
+    manager.get("comfyui@127.0.0.1:8188")
+    assert seen == []
+    manager.announce()
+    assert [(e.name, e.old_state, e.new_state) for e in seen] == [
+        ("comfyui@127.0.0.1:8188", "closed", "closed"),
+        ("printify", "closed", "closed"),
+    ]

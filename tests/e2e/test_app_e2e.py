@@ -1,0 +1,191 @@
+"""End to end: the real composition (wiring + bootstrap context + main window) on the sandbox.
+
+Set ``PODSTUDIO_SCREENSHOTS=DIR`` to also save PNGs of the window at the interesting moments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt
+
+from pod_studio import bootstrap, wiring
+from pod_studio.app.app_controller import AppController
+from pod_studio.app.bridge import QtEventBridge
+from pod_studio.app.runner import TaskRunner
+from pod_studio.domain.models import JobState
+from pod_studio.domain.settings import AppSettings, BreakerSettings, RetryPolicySettings
+from pod_studio.sandbox.comfyui import ComfyUISandbox
+from pod_studio.sandbox.threaded import ServerThread
+from pod_studio.ui.main_window import MainWindow
+
+
+def _shot(window: MainWindow, name: str) -> None:
+    target = os.environ.get("PODSTUDIO_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        window.grab().save(str(Path(target) / f"{name}.png"))
+
+
+class App:
+    def __init__(
+        self,
+        core: wiring.Core,
+        runner: TaskRunner,
+        controller: AppController,
+        window: MainWindow,
+        sandbox: ServerThread,
+    ) -> None:
+        self.core, self.runner, self.controller = core, runner, controller
+        self.window, self.sandbox = window, sandbox
+
+
+@pytest.fixture
+def sandbox() -> Iterator[ServerThread]:
+    with ServerThread(ComfyUISandbox(seconds_per_job=0.15, steps=4, preview_every=1)) as t:
+        yield t
+
+
+def _make_app(qtbot: Any, sandbox: ServerThread, settings: AppSettings | None = None) -> App:
+    core = wiring.build_core(servers=[sandbox.url], settings=settings)
+    runner = TaskRunner()
+    bridge = QtEventBridge()
+    core.sink.add(bridge)
+    controller = AppController(bootstrap.build_context(core, runner, bridge, demo=False))
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.resize(1400, 860)
+    window.show()
+    runner.spawn(core.start(), name="comfyui-connect")
+    return App(core, runner, controller, window, sandbox)
+
+
+def _close(qtbot: Any, app: App) -> None:
+    """Close like the seller does: the window's close, then the composition root's shutdown."""
+    done: list[bool] = []
+    app.window.close()
+    assert app.controller.close_requested
+
+    async def shutdown() -> None:
+        await app.controller.aclose()
+        await app.core.aclose()
+        done.append(True)
+
+    asyncio.ensure_future(shutdown())
+    qtbot.waitUntil(lambda: bool(done), timeout=15000)
+
+
+def test_generate_in_the_window_lands_in_gallery_and_survives_restart(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, sandbox: ServerThread
+) -> None:
+    app = _make_app(qtbot, sandbox)
+    window = app.window
+    qtbot.waitUntil(lambda: window.app.connection.state() == "connected", timeout=10000)
+    assert "Sandbox GPU" in window.connection_label.text()
+    _shot(window, "01_connected_empty")
+    editor = window.prompt_editor
+    editor.width_spin.setValue(256)
+    editor.height_spin.setValue(256)
+    qtbot.keyClicks(editor.prompts_edit, "retro sunset over mountains")
+    qtbot.keyClick(editor.prompts_edit, Qt.Key.Key_Return)
+    qtbot.keyClicks(editor.prompts_edit, "a cat in a spacesuit, vector art")
+    editor.variations_spin.setValue(2)
+    qtbot.mouseClick(editor.generate_button, Qt.MouseButton.LeftButton)
+    model = window.job_list.model
+    qtbot.waitUntil(lambda: any(j.state is JobState.RUNNING for j in model.jobs()), timeout=10000)
+    _shot(window, "02_running")
+    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 4, timeout=20000)
+    qtbot.waitUntil(lambda: all(j.state is JobState.DONE for j in model.jobs()), timeout=5000)
+    qtbot.waitUntil(
+        lambda: all(
+            window.gallery.model.has_thumbnail(i.image_id) for i in window.gallery.model.images()
+        ),
+        timeout=10000,
+    )
+    _shot(window, "03_gallery")
+    files = sorted(Path(i.file).name for i in window.gallery.model.images())
+    _close(qtbot, app)
+
+    # A new window on the same data folder (not connected to any server) shows the images.
+    core = wiring.build_core(servers=["http://127.0.0.1:9"])
+    runner = TaskRunner()
+    bridge = QtEventBridge()
+    core.sink.add(bridge)
+    controller = AppController(bootstrap.build_context(core, runner, bridge, demo=False))
+    again = MainWindow(controller)
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitUntil(lambda: again.gallery.model.rowCount() == 4, timeout=10000)
+    assert sorted(Path(i.file).name for i in again.gallery.model.images()) == files
+
+
+def test_faults_open_the_breaker_the_dock_counts_down_and_the_probe_closes_it(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, sandbox: ServerThread
+) -> None:
+    settings = AppSettings().with_changes(
+        retry={"comfyui": RetryPolicySettings(max_retries=3, initial_delay=0.05, max_delay=0.1)},
+        breakers={
+            "comfyui": BreakerSettings(failure_threshold=2, window_seconds=30, reset_timeout=1.5)
+        },
+    )
+    app = _make_app(qtbot, sandbox, settings)
+    window = app.window
+    qtbot.waitUntil(lambda: window.app.connection.state() == "connected", timeout=10000)
+    comfy: ComfyUISandbox = sandbox.server
+    sandbox.call(lambda: comfy.fail_next(2, 503, path_prefix="/prompt"))
+    window.prompt_editor.width_spin.setValue(128)
+    window.prompt_editor.height_spin.setValue(128)
+    window.prompt_editor.prompts_edit.setPlainText("a lighthouse at dusk")
+    qtbot.mouseClick(window.prompt_editor.generate_button, Qt.MouseButton.LeftButton)
+
+    name = wiring.comfyui_breaker_name(sandbox.url)
+    dock = window.breakers_dock
+    qtbot.waitUntil(
+        lambda: dock.table.rowCount() == 1 and dock.row_texts(name)[1] == "OPEN", timeout=10000
+    )
+    assert dock.row_texts(name)[5].startswith("probe in")
+    window.breakers_dock.raise_()
+    _shot(window, "04_breaker_open")
+    # The half-open probe succeeds once the sandbox stops failing: the breaker closes and
+    # the job finishes.
+    qtbot.waitUntil(lambda: dock.row_texts(name)[1] == "CLOSED", timeout=15000)
+    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 1, timeout=15000)
+    rows = window.retry_dock.visible_rows()
+    assert any("503" in " ".join(r) for r in rows)
+    assert len(rows) >= 2
+    window.retry_dock.raise_()
+    _shot(window, "05_retry_log")
+    _close(qtbot, app)
+
+
+def test_offline_server_offers_demo_mode(qtbot: Any, qloop: asyncio.AbstractEventLoop) -> None:
+    core = wiring.build_core(servers=["http://127.0.0.1:9"])
+    runner = TaskRunner()
+    bridge = QtEventBridge()
+    core.sink.add(bridge)
+    controller = AppController(bootstrap.build_context(core, runner, bridge, demo=False))
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    runner.spawn(core.start(), name="comfyui-connect")
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=15000)
+    assert window.app.connection.state() == "offline"
+    assert "127.0.0.1:9" in window.connection_label.text()
+    _shot(window, "06_offline")
+    with qtbot.waitSignal(controller.sig_demo_requested, timeout=2000):
+        qtbot.mouseClick(window.banner.demo_button, Qt.MouseButton.LeftButton)
+    window.close()
+    done: list[bool] = []
+
+    async def shutdown() -> None:
+        await controller.aclose()
+        await core.aclose()
+        done.append(True)
+
+    asyncio.ensure_future(shutdown())
+    qtbot.waitUntil(lambda: bool(done), timeout=10000)

@@ -76,8 +76,8 @@ def _close(qtbot: Any, app: App) -> None:
         await app.core.aclose()
         done.append(True)
 
-    asyncio.ensure_future(shutdown())
-    qtbot.waitUntil(lambda: bool(done), timeout=15000)
+    closing = asyncio.ensure_future(shutdown())
+    qtbot.waitUntil(lambda: bool(done) and closing.done(), timeout=15000)
 
 
 def test_generate_in_the_window_lands_in_gallery_and_survives_restart(
@@ -187,5 +187,5 @@ def test_offline_server_offers_demo_mode(qtbot: Any, qloop: asyncio.AbstractEven
         await core.aclose()
         done.append(True)
 
-    asyncio.ensure_future(shutdown())
-    qtbot.waitUntil(lambda: bool(done), timeout=10000)
+    closing = asyncio.ensure_future(shutdown())
+    qtbot.waitUntil(lambda: bool(done) and closing.done(), timeout=10000)

@@ -269,9 +269,12 @@ class JobListView(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
+        # Fixed widths: ResizeToContents would make Qt read every row on every progress
+        # update, which stalls the GUI on big batches.
         header.setSectionResizeMode(JobTableModel.COL_PROMPT, QHeaderView.ResizeMode.Stretch)
-        for col in (JobTableModel.COL_SEED, JobTableModel.COL_STATE):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setMinimumSectionSize(40)
+        header.resizeSection(JobTableModel.COL_SEED, 92)
+        header.resizeSection(JobTableModel.COL_STATE, 74)
         header.resizeSection(JobTableModel.COL_PROGRESS, 110)
 
         self.cancel_button = QPushButton(self.tr("Cancel job"), self)

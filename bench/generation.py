@@ -1,0 +1,294 @@
+"""Benchmark: generation throughput and latency, POD Studio's client vs the common polling client.
+
+Runs 20 jobs on the sandbox ComfyUI (0.25 s per job) with
+  - POD Studio: GenerationService + ComfyUIClient (websocket, 2 prompts in flight), and
+  - baseline: the common client (POST /prompt, poll /history with backoff 2 s x1.5 up to 10 s,
+    at most 3 prompts in flight),
+and prints for both: wall time / sum of execution times (1.0 = the GPU never waits), HTTP
+requests per image, and completion-to-event latency p50/p95 (server finished -> client has
+the image). Then the longest GUI event-loop stall during a 100-image batch in the real main
+window, beside the same probe on the idle window. Each figure is the median of --runs runs.
+
+    .venv/bin/python -m bench.generation [--runs 3] [--jobs 20] [--skip-gui]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._common import isolate_home, median, pct, table
+
+SECONDS_PER_JOB = 0.25
+
+
+@dataclass
+class RunFigures:
+    wall_over_exec: float
+    requests_per_image: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    images: int
+
+
+def _exec_total(log: list[tuple[str, float, float]]) -> float:
+    return sum(end - start for _pid, start, end in log)
+
+
+async def run_pod_studio(jobs: int) -> RunFigures:
+    from pod_studio import wiring
+    from pod_studio.domain.events import Event, ImageReady
+    from pod_studio.domain.models import GenerationRequest
+    from pod_studio.sandbox.comfyui import ComfyUISandbox
+
+    async with ComfyUISandbox(seconds_per_job=SECONDS_PER_JOB, steps=4) as sb:
+        seen: dict[str, float] = {}
+
+        def sink(event: Event) -> None:
+            if isinstance(event, ImageReady):
+                seen[event.image.prompt_id] = time.perf_counter()
+
+        template = wiring.load_template(None)
+        out = Path(os.environ["POD_STUDIO_HOME"]) / f"out-{uuid.uuid4().hex[:6]}"
+        async with wiring.headless_generation(
+            servers=[sb.url], out_dir=out, template=template, sink=sink
+        ) as gen:
+            await gen.generators[0].wait_connected(5)  # type: ignore[attr-defined]
+            before = sum(sb.request_counts.values())
+            started = time.perf_counter()
+            result = await gen.service.run_batch(
+                GenerationRequest(
+                    prompts=[f"benchmark prompt {i}" for i in range(jobs)], width=256, height=256
+                )
+            )
+            wall = time.perf_counter() - started
+            requests = sum(sb.request_counts.values()) - before
+        assert result.ok, result.failures
+        finish = {pid: end for pid, _s, end in sb.execution_log}
+        lat = [(seen[pid] - finish[pid]) * 1000 for pid in seen if pid in finish]
+        return RunFigures(
+            wall / _exec_total(sb.execution_log),
+            requests / len(result.images),
+            pct(lat, 0.5),
+            pct(lat, 0.95),
+            len(result.images),
+        )
+
+
+async def run_baseline(jobs: int) -> RunFigures:
+    """The common way: POST /prompt, then poll /history with backoff; 3 prompts in flight."""
+    from pod_studio.sandbox.comfyui import ComfyUISandbox
+
+    graph_text = (
+        Path(__file__).resolve().parents[1] / "resources" / "workflows" / "default_txt2img.json"
+    ).read_text(encoding="utf-8")
+    import json
+
+    async with ComfyUISandbox(seconds_per_job=SECONDS_PER_JOB, steps=4) as sb:
+        seen: dict[str, float] = {}
+        images = 0
+        sem = asyncio.Semaphore(3)
+        async with httpx.AsyncClient(base_url=sb.url, timeout=30) as client:
+
+            async def one(i: int) -> None:
+                nonlocal images
+                graph: dict[str, Any] = json.loads(graph_text)
+                graph["6"]["inputs"]["text"] = f"benchmark prompt {i}"
+                graph["3"]["inputs"]["seed"] = i
+                graph["5"]["inputs"]["width"] = graph["5"]["inputs"]["height"] = 256
+                async with sem:
+                    r = await client.post("/prompt", json={"prompt": graph})
+                    pid = r.json()["prompt_id"]
+                    delay = 2.0
+                    while True:
+                        await asyncio.sleep(delay)
+                        h = (await client.get(f"/history/{pid}")).json()
+                        if pid in h:
+                            seen[pid] = time.perf_counter()
+                            break
+                        delay = min(delay * 1.5, 10.0)
+                    for out in h[pid]["outputs"].values():
+                        for img in out.get("images", []):
+                            await client.get("/view", params=img)
+                            images += 1
+
+            before = sum(sb.request_counts.values())
+            started = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(jobs)))
+            wall = time.perf_counter() - started
+            requests = sum(sb.request_counts.values()) - before
+        finish = {pid: end for pid, _s, end in sb.execution_log}
+        lat = [(seen[pid] - finish[pid]) * 1000 for pid in seen if pid in finish]
+        return RunFigures(
+            wall / _exec_total(sb.execution_log),
+            requests / images,
+            pct(lat, 0.5),
+            pct(lat, 0.95),
+            images,
+        )
+
+
+@contextlib.contextmanager
+def sandbox_process(seconds_per_job: float) -> Iterator[str]:
+    """A sandbox ComfyUI in a child process (``pod-studio sandbox comfyui``); yields its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pod_studio",
+            "sandbox",
+            "comfyui",
+            "--port",
+            str(port),
+            "--seconds-per-job",
+            str(seconds_per_job),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "ComfyUI sandbox listening on ..."
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def gui_stall(images: int) -> tuple[float, float]:
+    """Longest gap of a 5 ms QTimer probe (ms): idle window vs during an ``images`` batch."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import qasync
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from pod_studio import bootstrap, wiring
+    from pod_studio.app.app_controller import AppController
+    from pod_studio.app.bridge import QtEventBridge
+    from pod_studio.app.runner import TaskRunner
+    from pod_studio.domain.models import GenerationRequest
+    from pod_studio.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    assert isinstance(app, QApplication)
+    app.setQuitOnLastWindowClosed(False)
+
+    async def measure() -> tuple[float, float]:
+        # The sandbox runs in its own process, as a real ComfyUI would: rendering PNGs in this
+        # process would compete for the GIL and blame the GUI for the server's work.
+        with sandbox_process(seconds_per_job=0.02) as url:
+            core = wiring.build_core(servers=[url])
+            runner, bridge = TaskRunner(), QtEventBridge()
+            core.sink.add(bridge)
+            ctl = AppController(bootstrap.build_context(core, runner, bridge, demo=False))
+            window = MainWindow(ctl)
+            window.show()
+            await core.start()
+            await core.generators[0].wait_connected(5)
+            gaps: list[float] = []
+            last = [time.perf_counter()]
+
+            stamps: list[float] = []
+
+            def tick() -> None:
+                now = time.perf_counter()
+                gaps.append((now - last[0]) * 1000 - 5)
+                stamps.append(now)
+                last[0] = now
+
+            probe = QTimer()
+            probe.setInterval(5)
+            probe.timeout.connect(tick)
+            probe.start()
+            await asyncio.sleep(3.0)
+            idle = max(gaps[2:])
+            gaps.clear()
+            done = asyncio.Event()
+            ctl.generation.sig_batch_completed.connect(lambda _r: done.set())
+            ctl.generation.start(
+                GenerationRequest(
+                    prompts=[f"stall probe {i}" for i in range(images)], width=512, height=512
+                )
+            )
+            t_start = time.perf_counter()
+            await done.wait()
+            t_done = time.perf_counter()
+            await asyncio.sleep(1.0)  # thumbnails and gallery refresh after the batch
+            busy = max(gaps)
+            if os.environ.get("BENCH_DEBUG"):
+                big = sorted(zip(gaps, stamps[-len(gaps) :], strict=False), reverse=True)[:8]
+                print(
+                    "batch", t_done - t_start, [(round(g), round(ts - t_start, 2)) for g, ts in big]
+                )
+            probe.stop()
+            window.close()
+            await ctl.aclose()
+            await core.aclose()
+            return idle, busy
+
+    return qasync.run(measure())  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--gui-images", type=int, default=100)
+    parser.add_argument("--skip-gui", action="store_true")
+    args = parser.parse_args()
+    isolate_home()
+    ours = [asyncio.run(run_pod_studio(args.jobs)) for _ in range(args.runs)]
+    base = [asyncio.run(run_baseline(args.jobs)) for _ in range(args.runs)]
+
+    def row(name: str, figs: list[RunFigures]) -> list[object]:
+        return [
+            name,
+            median([f.wall_over_exec for f in figs]),
+            median([f.requests_per_image for f in figs]),
+            median([f.latency_p50_ms for f in figs]),
+            median([f.latency_p95_ms for f in figs]),
+        ]
+
+    print(
+        f"generation: {args.jobs} jobs x {SECONDS_PER_JOB} s on the sandbox, "
+        f"median of {args.runs} runs"
+    )
+    print(
+        table(
+            [
+                "client",
+                "wall/exec (target <=1.02)",
+                "HTTP req/image (<=3)",
+                "latency p50 ms",
+                "latency p95 ms (<100)",
+            ],
+            [row("POD Studio", ours), row("baseline poll", base)],
+        )
+    )
+    if not args.skip_gui:
+        idle, busy = gui_stall(args.gui_images)
+        print(
+            f"\nGUI event-loop stall, 5 ms timer probe: idle window max {idle:.1f} ms; "
+            f"during a {args.gui_images}-image batch max {busy:.1f} ms (target < 50 ms)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -33,6 +34,9 @@ import httpx
 from bench._common import isolate_home, median, pct, table
 
 SECONDS_PER_JOB = 0.25
+DEFAULT_WORKFLOW = (
+    Path(__file__).resolve().parents[1] / "resources" / "workflows" / "default_txt2img.json"
+)
 
 
 @dataclass
@@ -92,10 +96,7 @@ async def run_baseline(jobs: int) -> RunFigures:
     """The common way: POST /prompt, then poll /history with backoff; 3 prompts in flight."""
     from pod_studio.sandbox.comfyui import ComfyUISandbox
 
-    graph_text = (
-        Path(__file__).resolve().parents[1] / "resources" / "workflows" / "default_txt2img.json"
-    ).read_text(encoding="utf-8")
-    import json
+    graph_text = DEFAULT_WORKFLOW.read_text(encoding="utf-8")
 
     async with ComfyUISandbox(seconds_per_job=SECONDS_PER_JOB, steps=4) as sb:
         seen: dict[str, float] = {}

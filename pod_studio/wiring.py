@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pod_studio.adapters.comfyui.client import ComfyUIClient, probe_server
+from pod_studio.adapters.marketplaces.export import ExportMarketplace
 from pod_studio.adapters.storage.images import FolderImageStore, GalleryImageStore, make_thumbnail
+from pod_studio.adapters.storage.ledger import SqliteJobLedger
 from pod_studio.adapters.storage.metrics import render_prometheus, write_prometheus
 from pod_studio.adapters.storage.paths import AppPaths, app_paths
 from pod_studio.adapters.storage.resources import default_workflow_path
@@ -27,10 +30,16 @@ from pod_studio.domain.errors import PodStudioError, WorkflowError, user_message
 from pod_studio.domain.events import Event, EventSink
 from pod_studio.domain.models import GeneratedImage
 from pod_studio.domain.ports import ImageStore
+from pod_studio.domain.publishing import PublishExecutor
 from pod_studio.domain.settings import AppSettings
 from pod_studio.domain.workflow import WorkflowTemplate
 from pod_studio.services.generation import GenerationService
 from pod_studio.services.health import HealthResult, HealthService
+from pod_studio.services.orchestrator import (
+    MarketplacePublishExecutor,
+    Orchestrator,
+    OrchestratorOptions,
+)
 from pod_studio.services.resilience import ResilienceHub
 from pod_studio.services.stats import StatsService
 
@@ -155,13 +164,23 @@ class Core:
     generators: list[ComfyUIClient]
     store: GalleryImageStore
     generation: GenerationService
+    ledger: SqliteJobLedger
+    orchestrator: Orchestrator
+    ledger_warnings: list[str] = field(default_factory=list)
     _started: bool = False
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def start(self) -> None:
+        """Open the job database, connect to the servers, resume what a crash left."""
+        self.ledger_warnings.extend(await self.ledger.open())
         for gen in self.generators:
             await gen.start()
         self._started = True
+        await self.orchestrator.recover()
+
+    async def run_queue(self) -> None:
+        """The durable queue's worker loop (runs until cancelled)."""
+        await self.orchestrator.run_forever()
 
     async def aclose(self) -> None:
         for task in self._tasks:
@@ -170,6 +189,10 @@ class Core:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        try:
+            await self.orchestrator.aclose()
+        except Exception:  # noqa: BLE001 - closing must go on
+            log.exception("closing the job queue failed")
         for gen in self.generators:
             try:
                 await gen.aclose()
@@ -186,6 +209,7 @@ class Core:
         new = make_comfyui_clients(urls, self.sink, self.hub)
         self.generators = new
         self.generation.set_generators(new)
+        self.orchestrator.set_generators(new)
         self._register_health()
         if self._started:
             for gen in new:
@@ -213,6 +237,7 @@ class Core:
     async def load_workflow(self, path: str) -> WorkflowTemplate:
         template = await asyncio.to_thread(load_template, path)
         self.generation.set_template(template)
+        self.orchestrator.set_template(template)
         return template
 
 
@@ -254,6 +279,18 @@ def build_core(
         sink,
         in_flight_per_server=settings.max_in_flight_per_server,
     )
+    ledger = SqliteJobLedger(paths.ledger_file)
+    export_root = Path(settings.export_dir or paths.export_dir)
+    orchestrator = Orchestrator(
+        ledger,
+        generators,
+        store,
+        template,
+        sink,
+        publishers={"export": MarketplacePublishExecutor(ExportMarketplace(export_root))},
+        breaker_state=lambda url: hub.breakers.get(comfyui_breaker_name(url)).state.value,
+        options=OrchestratorOptions(in_flight_per_server=settings.max_in_flight_per_server),
+    )
     core = Core(
         paths=paths,
         settings=settings,
@@ -266,6 +303,8 @@ def build_core(
         generators=generators,
         store=store,
         generation=generation,
+        ledger=ledger,
+        orchestrator=orchestrator,
     )
     core._register_health()
     return core
@@ -303,11 +342,13 @@ async def headless_generation(
     sink: EventSink,
     in_flight_per_server: int | None = None,
     client_options: dict[str, Any] | None = None,
+    resilience: dict[str, Any] | None = None,
 ) -> AsyncIterator[HeadlessGeneration]:
+    """A generation pipeline writing into ``out_dir`` (``resilience`` overrides settings)."""
     settings, _warnings, _store = load_settings()
     urls = list(servers or settings.comfyui_servers)
     fan = FanoutSink([sink])
-    hub = ResilienceHub(fan, settings=resilience_settings(settings))
+    hub = ResilienceHub(fan, settings=resilience or resilience_settings(settings))
     generators = make_comfyui_clients(urls, fan, hub, **(client_options or {}))
     store = FolderImageStore(out_dir)
     service = GenerationService(
@@ -325,6 +366,80 @@ async def headless_generation(
         for gen in generators:
             with contextlib.suppress(Exception):
                 await gen.aclose()
+
+
+# --- the durable queue ---------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def open_ledger(paths: AppPaths | None = None) -> AsyncIterator[SqliteJobLedger]:
+    """The job database, opened (warnings go to stderr and the log) and closed after use."""
+    paths = (paths or app_paths()).ensure()
+    ledger = SqliteJobLedger(paths.ledger_file)
+    try:
+        for warning in await ledger.open():
+            log.warning("job database: %s", warning)
+            print(f"warning: {warning}", file=sys.stderr)
+        yield ledger
+    finally:
+        await ledger.aclose()
+
+
+@dataclass
+class OrchestratorHandle:
+    orchestrator: Orchestrator
+    ledger: SqliteJobLedger
+    hub: ResilienceHub
+
+
+@contextlib.asynccontextmanager
+async def open_orchestrator(
+    *,
+    sink: EventSink,
+    servers: Sequence[str] | None = None,
+    export_dir: Path | None = None,
+    publishers: dict[str, PublishExecutor] | None = None,
+    paths: AppPaths | None = None,
+    options: OrchestratorOptions | None = None,
+) -> AsyncIterator[OrchestratorHandle]:
+    """The orchestrator over the app's ledger, gallery, ComfyUI servers and export folder."""
+    paths = (paths or app_paths()).ensure()
+    settings, _warnings, _store = load_settings(paths)
+    fan = FanoutSink([sink])
+    hub = ResilienceHub(fan, settings=resilience_settings(settings))
+    urls = list(servers or settings.comfyui_servers)
+    clients = make_comfyui_clients(urls, fan, hub)
+    template = load_template(settings.workflow_path, prompt_input=settings.prompt_input_override)
+    export = Path(export_dir or settings.export_dir or paths.export_dir)
+    all_publishers: dict[str, PublishExecutor] = {
+        "export": MarketplacePublishExecutor(ExportMarketplace(export))
+    }
+    all_publishers.update(publishers or {})
+    ledger = SqliteJobLedger(paths.ledger_file)
+    opts = options or OrchestratorOptions(in_flight_per_server=settings.max_in_flight_per_server)
+    orch = Orchestrator(
+        ledger,
+        clients,
+        GalleryImageStore(paths.images_dir, thumbnails_dir=paths.thumbnails_dir),
+        template,
+        fan,
+        publishers=all_publishers,
+        breaker_state=lambda url: hub.breakers.get(comfyui_breaker_name(url)).state.value,
+        options=opts,
+    )
+    try:
+        for warning in await ledger.open():
+            log.warning("job database: %s", warning)
+            print(f"warning: {warning}", file=sys.stderr)
+        for client in clients:
+            await client.start()
+        yield OrchestratorHandle(orch, ledger, hub)
+    finally:
+        await orch.aclose()
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        await ledger.aclose()
 
 
 # --- doctor and stats ----------------------------------------------------------------------

@@ -317,6 +317,11 @@ class ComfyUISandbox:
         self.steps = max(1, steps)
         self.preview_every = max(1, preview_every)
         self.fault_rate = fault_rate
+        # What a random fault looks like: "500" (aiohttp's trouble page), "503", "429" (with
+        # Retry-After: 1), "reset" (connection dropped, no response) or "timeout" (no answer
+        # for ``hang_seconds``). Picked uniformly for each faulty request.
+        self.fault_kinds: list[str] = ["500"]
+        self.hang_seconds = 30.0
         self.slow_seconds = 0.0
         self.checkpoints = list(DEFAULT_CHECKPOINTS if checkpoints is None else checkpoints)
         self.device_name = device_name
@@ -877,7 +882,7 @@ class ComfyUISandbox:
                 reason = web.Response(status=status).reason
                 return web.Response(status=status, text=f"{status}: {reason}")
             if self.fault_rate > 0 and self._rng.random() < self.fault_rate:
-                return _trouble()
+                return await self._random_fault(request)
             garble = self._take_rule(self._malformed_rules, path, 1) is not None
         try:
             response = await handler(request)
@@ -889,6 +894,22 @@ class ComfyUISandbox:
             cut = raw[: max(1, len(raw) // 2)] if raw else b'{"exec_info": {"queue_rem'
             return web.Response(status=200, body=cut, content_type="application/json")
         return response
+
+    async def _random_fault(self, request: web.Request) -> web.StreamResponse:
+        kind = self._rng.choice(self.fault_kinds or ["500"])
+        if kind == "503":
+            return web.Response(status=503, text="503: Service Unavailable")
+        if kind == "429":
+            return web.Response(
+                status=429, text="429: Too Many Requests", headers={"Retry-After": "1"}
+            )
+        if kind == "reset":
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError  # the handler never answers: the peer sees a reset
+        if kind == "timeout":
+            await asyncio.sleep(self.hang_seconds)
+        return _trouble()
 
     # ------------------------------------------------------------------ websocket
 

@@ -437,3 +437,19 @@ async def test_probe_server_reads_system_stats_and_queue() -> None:
         info = await probe_server(sb.url)
     assert info.url == sb.url and info.comfyui_version and info.queue_remaining == 0
     assert "Sandbox GPU" in info.device_summary
+
+
+@pytest.mark.asyncio
+async def test_429_from_a_proxy_is_a_rate_limit_error_with_the_servers_hint() -> None:
+    from pod_studio.domain.errors import RateLimitError
+
+    client = make_client(
+        lambda req: httpx.Response(429, text="slow down", headers={"Retry-After": "7"})
+    )
+    try:
+        with pytest.raises(RateLimitError) as info:
+            await client.system_info()
+    finally:
+        await client.aclose()
+    assert info.value.retry_after == 7.0
+    assert info.value.retryable

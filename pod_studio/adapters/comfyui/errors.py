@@ -14,6 +14,7 @@ Messages carry the server URL, status codes and short body excerpts, never reque
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,11 +26,13 @@ from pod_studio.domain.errors import (
     ExecutionError,
     JobInterruptedError,
     PodStudioError,
+    RateLimitError,
     ServiceError,
     TimeoutError,
     UpstreamDataError,
     ValidationError,
 )
+from pod_studio.domain.retry_after import parse_retry_after
 
 SERVICE = "comfyui"
 _EXCERPT = 200
@@ -100,8 +103,12 @@ def error_for_status(
             retryable=False,
         )
     if status == 429:
-        return ServiceError(
+        # Stock ComfyUI never says 429, but a proxy or a hosted GPU in front of it may.
+        return RateLimitError(
             f"{operation}: ComfyUI at {url} is throttling requests (HTTP 429)",
+            retry_after=parse_retry_after(
+                response.headers.get("Retry-After"), now=time.time(), cap=86400.0
+            ),
             status_code=status,
             service=SERVICE,
         )

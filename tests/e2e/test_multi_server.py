@@ -54,7 +54,7 @@ async def test_dead_server_jobs_move_and_it_gets_work_when_back(tmp_path: Path) 
             assert all(j is not None and j.state.value == "succeeded" for j in jobs)
             moved = [e for e in ev.of(JobMoved) if e.from_server == a.url]  # type: ignore[attr-defined]
             moved_ids = {e.job_id for e in moved}
-            print("MOVED", moved_ids, dict(ev.images_by_server))
+            assert moved_ids, "the dead server's running jobs should have been moved"
             for image in await stack.store.list_images():
                 if image.job_id in moved_ids:
                     assert image.server == b.url  # the dead server's jobs finished on the other

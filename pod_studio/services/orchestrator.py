@@ -1,0 +1,1161 @@
+"""Services layer: the durable job orchestrator (generation and publishing over the job ledger).
+
+Every job — a prompt to generate, a design × product × platform to publish — is a row in the
+``JobLedger``; every side effect is preceded by a durable intent and followed by its result,
+so a crash at any point resumes without losing or duplicating work:
+
+- Generation: the prompt id is recorded (step ``prompt-N``, key ``server#prompt_id``) BEFORE
+  the POST. On resume the prompt is looked up on its server (``/history``, ``/queue``):
+  finished → its images are downloaded; still queued → followed; vanished → resubmitted.
+  Images are saved under a ``save`` step; an interrupted save is reconciled with the image
+  store (images already stored for the job are not stored again).
+- Publishing: each step goes through a ``StepJournal``; a step found in flight is reconciled
+  with the platform (``PublishExecutor.reconcile``, a lookup by idempotency key) before
+  anything is sent again.
+- Scheduling: each ComfyUI server gets a few prompts in flight (default 2); a job goes to the
+  least busy eligible server (breaker closed, workflow preflight passed); when a server's
+  breaker opens its jobs go back to the queue for another server; an open server is probed
+  so it gets work again once it answers. Publish jobs run in parallel, bounded per platform.
+- Failures: retryable → ``retry_wait`` with the injectable schedule (1 min, 5 min, 30 min,
+  2 h); permanent or exhausted → ``dead`` (the dead-letter queue) with the attempt history.
+
+Qt-free; events for every state change go to the ``EventSink``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pod_studio.domain.errors import (
+    CircuitOpenError,
+    ExecutionError,
+    PodStudioError,
+    ValidationError,
+    is_retryable,
+    user_message,
+)
+from pod_studio.domain.events import (
+    EventSink,
+    ImageReady,
+    JobFailed,
+    JobNodeExecuting,
+    JobProgress,
+    JobQueued,
+    JobResubmitted,
+    JobStateChanged,
+    PreviewFrame,
+    PublishDone,
+)
+from pod_studio.domain.jobs import (
+    MAX_ATTEMPTS,
+    ErrorKind,
+    JobKind,
+    JobStatus,
+    StepStatus,
+    idempotency_key,
+    next_retry_delay,
+)
+from pod_studio.domain.ledger_port import JobLedger, JobNotRunningError, JobRecord, LedgerError
+from pod_studio.domain.models import (
+    MAX_SEED,
+    GeneratedImage,
+    GenerationRequest,
+    ImageRef,
+    JobSpec,
+    JobState,
+)
+from pod_studio.domain.orchestration import (
+    SAVE_STEP,
+    DeadLettered,
+    DesignPublishChanged,
+    DesignPublishState,
+    GenerationPayload,
+    JobMoved,
+    PromptLookup,
+    PublishJobChanged,
+    PublishPayload,
+    QueueChanged,
+    QueueEntry,
+    QueuePaused,
+    QueueSnapshot,
+    RetrySchedule,
+    RunSummary,
+    ServerStatus,
+    StepView,
+    parse_history_entry,
+    parse_prompt_step_key,
+    prompt_step_key,
+    prompt_step_name,
+    prompt_step_number,
+    publish_job_id,
+)
+from pod_studio.domain.ports import ImageGenerator, ImageStore, RunUpdate
+from pod_studio.domain.publishing import PublishExecutor, PublishTask
+from pod_studio.domain.workflow import WorkflowTemplate
+from pod_studio.services._orchestrator_publish import (
+    ExportPublishExecutor,
+    LedgerJournal,
+    MarketplacePublishExecutor,
+)
+
+__all__ = [
+    "ExportPublishExecutor",
+    "MarketplacePublishExecutor",
+    "Orchestrator",
+    "OrchestratorOptions",
+]
+
+log = logging.getLogger(__name__)
+
+BreakerLookup = Callable[[str], str]
+"""Server URL -> breaker state ("closed", "open", "half_open")."""
+
+_STATE_FOR_LIST: dict[JobStatus, JobState] = {
+    JobStatus.QUEUED: JobState.QUEUED,
+    JobStatus.RETRY_WAIT: JobState.QUEUED,
+    JobStatus.RUNNING: JobState.RUNNING,
+    JobStatus.SUCCEEDED: JobState.DONE,
+    JobStatus.PARTIALLY_PUBLISHED: JobState.FAILED,
+    JobStatus.DEAD: JobState.FAILED,
+    JobStatus.CANCELLED: JobState.CANCELLED,
+}
+
+
+def _always_closed(_url: str) -> str:
+    return "closed"
+
+
+@dataclass
+class OrchestratorOptions:
+    in_flight_per_server: int = 2
+    publish_concurrency: int = 8
+    per_platform_concurrency: int = 2
+    retry_delay: RetrySchedule = next_retry_delay
+    max_attempts: int = MAX_ATTEMPTS
+    reconcile: bool = True  # False only for the control run of the crash test
+    tick: float = 0.5  # longest wait between scheduling passes
+    poll_interval: float = 1.0  # following a prompt resumed after a restart
+    probe_interval: float = 5.0  # asking a server with an open breaker whether it is back
+    preflight_retry: float = 10.0  # re-reading /object_info after it failed
+    idle_horizon: float = 5.0  # run_until_idle waits for retries due within this
+    stall_timeout: float = 120.0  # run_until_idle gives up when nothing can run for this long
+    lease_seconds: float = 3600.0
+    owner: str = ""
+    filename_prefix: str = "pod_studio/img"
+
+
+@dataclass
+class _Server:
+    gen: ImageGenerator
+    url: str
+    running: set[str] = field(default_factory=set)
+    problems: list[str] | None = None  # None: not checked yet
+    checked_at: float = -1e18
+    checking: bool = False
+    probed_at: float = -1e18
+    probing: bool = False
+
+
+@dataclass
+class _Active:
+    job_id: str
+    kind: JobKind
+    task: asyncio.Task[None] | None = None
+    server: _Server | None = None
+    cancel_reason: str | None = None  # "cancel", "server", "move"; None = shutdown
+
+
+class Orchestrator:
+    """Drives the durable queue: dispatch, resume, retry, dead-letter, pause."""
+
+    def __init__(
+        self,
+        ledger: JobLedger,
+        generators: Sequence[ImageGenerator],
+        store: ImageStore,
+        template: WorkflowTemplate,
+        sink: EventSink,
+        *,
+        publishers: Mapping[str, PublishExecutor] | None = None,
+        breaker_state: BreakerLookup | None = None,
+        clock: Callable[[], float] = time.time,
+        options: OrchestratorOptions | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._store = store
+        self._template = template
+        self._sink = sink
+        self._publishers: dict[str, PublishExecutor] = dict(publishers or {})
+        self._breaker_state = breaker_state or _always_closed
+        self._clock = clock
+        self.options = options or OrchestratorOptions()
+        if self.options.in_flight_per_server < 1:
+            raise ValueError("in_flight_per_server must be at least 1")
+        self._servers: dict[str, _Server] = {g.url: _Server(g, g.url) for g in generators}
+        self._active: dict[str, _Active] = {}
+        self._helpers: set[asyncio.Task[Any]] = set()
+        self._platform_slots: dict[str, asyncio.Semaphore] = {}
+        self._pinned: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._last_progress = 0.0
+        self._driving = False
+
+    # --- configuration ------------------------------------------------------------------------
+
+    @property
+    def template(self) -> WorkflowTemplate:
+        return self._template
+
+    def set_template(self, template: WorkflowTemplate) -> None:
+        self._template = template
+        for server in self._servers.values():
+            server.problems = None
+            server.checked_at = -1e18
+        self._poke()
+
+    def set_generators(self, generators: Sequence[ImageGenerator]) -> None:
+        """Switch servers; jobs running on a removed server go back to the queue."""
+        new = {g.url: g for g in generators}
+        for url, server in list(self._servers.items()):
+            if url not in new or new[url] is not server.gen:
+                self._evict(server, "move", "server removed from the settings")
+                del self._servers[url]
+        for url, gen in new.items():
+            self._servers.setdefault(url, _Server(gen, url))
+        self._poke()
+
+    def set_publisher(self, platform: str, executor: PublishExecutor) -> None:
+        self._publishers[platform] = executor
+        self._poke()
+
+    # --- enqueueing ---------------------------------------------------------------------------
+
+    def plan(self, request: GenerationRequest, *, batch_id: str | None = None) -> list[JobSpec]:
+        """One job per prompt × variation; a fixed seed gives seed, seed+1, ... per prompt."""
+        batch = batch_id or uuid.uuid4().hex[:12]
+        rng = random.SystemRandom()
+        jobs: list[JobSpec] = []
+        for prompt in request.prompts:
+            for v in range(request.variations):
+                seed = (
+                    (request.seed + v) % (MAX_SEED + 1)
+                    if request.seed is not None
+                    else rng.randint(0, 2**32 - 1)
+                )
+                jobs.append(
+                    JobSpec(
+                        job_id=uuid.uuid4().hex,
+                        prompt=prompt,
+                        negative=request.negative,
+                        seed=seed,
+                        width=request.width,
+                        height=request.height,
+                        checkpoint=request.checkpoint,
+                        overrides=dict(request.overrides),
+                        batch_id=batch,
+                    )
+                )
+        return jobs
+
+    async def enqueue_generation(
+        self, work: GenerationRequest | Sequence[JobSpec], *, batch_id: str | None = None
+    ) -> list[str]:
+        """Record generation jobs durably (a job id already in the ledger is kept as it is)."""
+        specs = self.plan(work, batch_id=batch_id) if isinstance(work, GenerationRequest) else work
+        for spec in specs:  # a workflow that cannot take these inputs fails up front
+            self._template.build(spec, filename_prefix=self.options.filename_prefix)
+        ids: list[str] = []
+        for spec in specs:
+            ids.append(spec.job_id)
+            if await self._ledger.get_job(spec.job_id) is not None:
+                continue
+            payload = GenerationPayload(spec=spec).model_dump(mode="json")
+            rec = await self._ledger.add_job(
+                JobKind.GENERATE,
+                payload,
+                job_id=spec.job_id,
+                max_attempts=self.options.max_attempts,
+            )
+            self._sink(
+                JobQueued(
+                    job_id=spec.job_id, batch_id=spec.batch_id, prompt=spec.prompt, seed=spec.seed
+                )
+            )
+            self._queue_event(rec)
+        self._poke()
+        return ids
+
+    async def enqueue_publish(
+        self,
+        designs: Sequence[GeneratedImage],
+        templates: Sequence[str],
+        platforms: Sequence[str],
+        *,
+        draft: bool = True,
+    ) -> list[str]:
+        """One job per design × product template × platform, keyed by its idempotency key;
+        a task that already has a job keeps it (never a second listing)."""
+        ids: list[str] = []
+        for design in designs:
+            for template_name in templates:
+                for platform in platforms:
+                    key = idempotency_key(design.sha256, template_name, platform)
+                    job_id = publish_job_id(key)
+                    ids.append(job_id)
+                    if await self._ledger.get_job(job_id) is not None:
+                        continue
+                    task = PublishTask(
+                        job_id=job_id,
+                        design_id=design.image_id,
+                        design_path=design.file,
+                        design_sha256=design.sha256,
+                        prompt=design.prompt,
+                        template_name=template_name,
+                        platform=platform,
+                        idem_key=key,
+                        draft=draft,
+                    )
+                    rec = await self._ledger.add_job(
+                        JobKind.PUBLISH,
+                        PublishPayload(task=task).model_dump(mode="json"),
+                        job_id=job_id,
+                        max_attempts=self.options.max_attempts,
+                    )
+                    self._queue_event(rec)
+                    self._publish_event(task, "queued")
+        self._poke()
+        return ids
+
+    # --- control ------------------------------------------------------------------------------
+
+    async def pause(self) -> None:
+        """Stop claiming new work (running jobs finish). Durable across restarts."""
+        await self._ledger.set_paused(True)
+        self._sink(QueuePaused(paused=True))
+
+    async def resume(self) -> None:
+        await self._ledger.set_paused(False)
+        self._sink(QueuePaused(paused=False))
+        self._poke()
+
+    async def is_paused(self) -> bool:
+        return await self._ledger.is_paused()
+
+    async def retry_now(self, job_id: str) -> JobRecord:
+        """Requeue a dead, cancelled or waiting job now (attempts reset; done steps stay done)."""
+        rec = await self._ledger.manual_retry(job_id, now=self._clock())
+        self._queue_event(rec)
+        self._poke()
+        return rec
+
+    async def retry_all_dead(self) -> list[str]:
+        ids = []
+        for job in await self._ledger.list_jobs([JobStatus.DEAD]):
+            await self.retry_now(job.id)
+            ids.append(job.id)
+        return ids
+
+    async def discard(self, job_id: str) -> bool:
+        """Remove a job that is not running (with its steps and history)."""
+        if job_id in self._active:
+            raise LedgerError(
+                f"job {job_id} is running; cancel it first",
+                user_message="Cancel the job before removing it.",
+            )
+        removed = await self._ledger.discard(job_id)
+        if removed:
+            self._sink(QueueChanged(job_id=job_id, kind="", state="discarded"))
+        return removed
+
+    async def cancel(self, job_id: str) -> bool:
+        active = self._active.get(job_id)
+        if active is not None and active.task is not None and not active.task.done():
+            active.cancel_reason = "cancel"
+            active.task.cancel()
+            return True
+        job = await self._ledger.get_job(job_id)
+        if job is None or job.state not in (JobStatus.QUEUED, JobStatus.RETRY_WAIT):
+            return False
+        rec = await self._ledger.mark_cancelled(job_id)
+        self._queue_event(rec)
+        return True
+
+    async def move_to_server(self, job_id: str, url: str) -> bool:
+        """Run a generation job on ``url`` (from now on, while that server is eligible)."""
+        if url not in self._servers:
+            raise ValueError(f"unknown ComfyUI server {url}")
+        self._pinned[job_id] = url
+        active = self._active.get(job_id)
+        if (
+            active is not None
+            and active.server is not None
+            and active.server.url != url
+            and active.task is not None
+            and not active.task.done()
+        ):
+            active.cancel_reason = "move"
+            active.task.cancel()
+        self._poke()
+        return True
+
+    # --- start-up recovery --------------------------------------------------------------------
+
+    async def recover(self) -> dict[str, int]:
+        """Requeue jobs a crash left running; reconcile publish steps left in flight with their
+        platform. Prompts left in flight are looked up on their server when their job runs."""
+        requeued = await self._ledger.requeue_running()
+        found = missing = 0
+        for step in await self._ledger.in_flight_steps():
+            job = await self._ledger.get_job(step.job_id)
+            if job is None or job.kind is not JobKind.PUBLISH:
+                continue
+            try:
+                landed = await self._reconcile_publish(job)
+            except PodStudioError as exc:
+                log.warning("could not reconcile job %s yet: %s", job.id, exc)
+                continue
+            found += landed[0]
+            missing += landed[1]
+        for job_id in requeued:
+            rec = await self._ledger.get_job(job_id)
+            if rec is not None:
+                self._queue_event(rec)
+        self._poke()
+        return {"requeued": len(requeued), "landed": found, "not_landed": missing}
+
+    async def _reconcile_publish(self, job: JobRecord) -> tuple[int, int]:
+        task = PublishPayload.model_validate(job.payload).task
+        executor = self._publishers.get(task.platform)
+        found = missing = 0
+        for step in job.steps:
+            if step.state is not StepStatus.IN_FLIGHT:
+                continue
+            ref: str | None = None
+            if self.options.reconcile and executor is not None:
+                ref = await executor.reconcile(task, step.step)
+            if ref is not None:
+                await self._ledger.record_result(job.id, step.step, ref)
+                found += 1
+            else:
+                await self._ledger.reset_step(job.id, step.step)
+                missing += 1
+        return found, missing
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def run_until_idle(self, *, horizon: float | None = None) -> RunSummary:
+        """Headless: process everything due (waiting for retries due within ``horizon``
+        seconds), then return what is left."""
+        started = self._clock()
+        await self._drive(
+            until_idle=True, horizon=self.options.idle_horizon if horizon is None else horizon
+        )
+        return await self.summary(seconds=self._clock() - started)
+
+    async def run_forever(self) -> None:
+        """The app: keep the queue moving until cancelled."""
+        await self._drive(until_idle=False, horizon=0.0)
+
+    async def aclose(self) -> None:
+        """Stop every running job (they stay ``running`` in the ledger: the next start
+        resumes them) and helper task."""
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        tasks += list(self._helpers)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def summary(self, *, seconds: float = 0.0) -> RunSummary:
+        counts = await self._ledger.counts()
+        dead = {j.id: j.last_error or "" for j in await self._ledger.list_jobs([JobStatus.DEAD])}
+        return RunSummary(
+            counts={k.value: v for k, v in counts.items()},
+            dead=dead,
+            waiting=counts[JobStatus.RETRY_WAIT],
+            queued=counts[JobStatus.QUEUED],
+            paused=await self._ledger.is_paused(),
+            seconds=seconds,
+        )
+
+    def _poke(self) -> None:
+        self._wake.set()
+
+    async def _drive(self, *, until_idle: bool, horizon: float) -> None:
+        if self._driving:
+            raise RuntimeError("the orchestrator is already running")
+        self._driving = True
+        self._last_progress = self._clock()
+        try:
+            while True:
+                self._wake.clear()
+                self._watch_servers()
+                if await self._claim_and_start():
+                    self._last_progress = self._clock()
+                timeout = self.options.tick
+                if until_idle and not self._active:
+                    wait = await self._idle_wait(horizon)
+                    if wait is None:
+                        return
+                    timeout = min(timeout, wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
+        finally:
+            self._driving = False
+            if not until_idle:
+                await self.aclose()
+
+    async def _idle_wait(self, horizon: float) -> float | None:
+        """None when the headless run should end, else how long to wait."""
+        counts = await self._ledger.counts()
+        if counts[JobStatus.QUEUED] + counts[JobStatus.RETRY_WAIT] == 0:
+            return None
+        if await self._ledger.is_paused():
+            return None
+        now = self._clock()
+        pending = await self._ledger.list_jobs([JobStatus.QUEUED, JobStatus.RETRY_WAIT])
+        pending = [
+            j
+            for j in pending
+            if (j.kind is JobKind.GENERATE and self._servers)
+            or (j.kind is JobKind.PUBLISH and self._publishers)
+        ]
+        if not pending:
+            return None
+        next_due = min(j.next_run_at for j in pending)
+        if next_due <= now:
+            # due but not claimable: no eligible server (yet)
+            if now - self._last_progress > self.options.stall_timeout:
+                log.warning("nothing could run for %.0f s; stopping", now - self._last_progress)
+                return None
+            return self.options.tick
+        if next_due - now > horizon:
+            return None
+        self._last_progress = max(self._last_progress, now)
+        return next_due - now
+
+    # --- servers ------------------------------------------------------------------------------
+
+    def _breaker(self, server: _Server) -> str:
+        try:
+            return str(self._breaker_state(server.url))
+        except Exception:
+            log.exception("breaker lookup failed for %s", server.url)
+            return "closed"
+
+    def _eligible(self, server: _Server) -> bool:
+        return self._breaker(server) == "closed" and server.problems == []
+
+    def _capacity(self, server: _Server) -> int:
+        return max(0, self.options.in_flight_per_server - len(server.running))
+
+    def _watch_servers(self) -> None:
+        now = self._clock()
+        for server in self._servers.values():
+            state = self._breaker(server)
+            if state == "open":
+                self._evict(server, "server", f"the circuit breaker of {server.url} is open")
+            if state != "closed":
+                if not server.probing and now - server.probed_at >= self.options.probe_interval:
+                    server.probing = True
+                    server.probed_at = now
+                    self._helper(self._probe(server), f"probe {server.url}")
+            elif (
+                server.problems is None
+                and not server.checking
+                and now - server.checked_at >= self.options.preflight_retry
+            ):
+                server.checking = True
+                self._helper(self._preflight(server), f"preflight {server.url}")
+
+    def _evict(self, server: _Server, reason: str, detail: str) -> None:
+        for job_id in list(server.running):
+            active = self._active.get(job_id)
+            if active is None or active.task is None or active.task.done():
+                continue
+            if active.cancel_reason is None:
+                active.cancel_reason = reason
+                log.info("moving job %s off %s: %s", job_id, server.url, detail)
+                self._sink(JobMoved(job_id=job_id, from_server=server.url, reason=detail))
+                active.task.cancel()
+
+    def _helper(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    async def _probe(self, server: _Server) -> None:
+        try:
+            await server.gen.system_info()
+        except PodStudioError as exc:
+            log.debug("%s still unavailable: %s", server.url, exc)
+        finally:
+            server.probing = False
+            self._poke()
+
+    async def _preflight(self, server: _Server) -> None:
+        try:
+            info = await server.gen.object_info()
+            server.problems = self._template.preflight(info)
+            if server.problems:
+                log.warning("%s cannot run the workflow: %s", server.url, server.problems)
+        except PodStudioError as exc:
+            log.info("preflight of %s failed: %s", server.url, exc)
+        finally:
+            server.checked_at = self._clock()
+            server.checking = False
+            self._poke()
+
+    def servers(self) -> list[ServerStatus]:
+        return [
+            ServerStatus(
+                url=s.url,
+                breaker=self._breaker(s),
+                in_flight=len(s.running),
+                capacity=self.options.in_flight_per_server,
+                eligible=self._eligible(s),
+                problems=list(s.problems or []),
+            )
+            for s in self._servers.values()
+        ]
+
+    def _pick_server(self, job: JobRecord) -> _Server | None:
+        eligible = [s for s in self._servers.values() if self._eligible(s)]
+        if not eligible:
+            return None
+        wanted = self._pinned.get(job.id)
+        if wanted is None:
+            latest = _latest_prompt_step(job)
+            if latest is not None and latest.state in (StepStatus.IN_FLIGHT, StepStatus.DONE):
+                with contextlib.suppress(ValueError):
+                    wanted = parse_prompt_step_key(latest.idem_key)[0]
+        for s in eligible:
+            if s.url == wanted and self._capacity(s) > 0:
+                return s
+        return min(eligible, key=lambda s: len(s.running) / self.options.in_flight_per_server)
+
+    # --- claiming -----------------------------------------------------------------------------
+
+    async def _claim_and_start(self) -> int:
+        started = 0
+        now = self._clock()
+        capacity = sum(self._capacity(s) for s in self._servers.values() if self._eligible(s))
+        if capacity > 0:
+            jobs = await self._ledger.claim_ready(
+                now,
+                capacity,
+                owner=self.options.owner,
+                lease_seconds=self.options.lease_seconds,
+                kind=JobKind.GENERATE,
+            )
+            for job in jobs:
+                self._queue_event(job)
+                server = self._pick_server(job)
+                if server is None:
+                    rec = await self._ledger.mark_retry(
+                        job.id, "no ComfyUI server available", ErrorKind.TRANSIENT, now
+                    )
+                    self._queue_event(rec)
+                    continue
+                self._start(job, server)
+                started += 1
+        busy = sum(1 for a in self._active.values() if a.kind is JobKind.PUBLISH)
+        free = self.options.publish_concurrency - busy
+        if free > 0 and self._publishers:
+            jobs = await self._ledger.claim_ready(
+                now,
+                free,
+                owner=self.options.owner,
+                lease_seconds=self.options.lease_seconds,
+                kind=JobKind.PUBLISH,
+            )
+            for job in jobs:
+                self._queue_event(job)
+                self._start(job, None)
+                started += 1
+        return started
+
+    def _start(self, job: JobRecord, server: _Server | None) -> None:
+        active = _Active(job.id, job.kind, server=server)
+        self._active[job.id] = active
+        if server is not None:
+            server.running.add(job.id)
+        coro = self._run_job(job, active)
+        active.task = asyncio.create_task(coro, name=f"{job.kind.value}-{job.id[:12]}")
+
+    async def _run_job(self, job: JobRecord, active: _Active) -> None:
+        try:
+            if job.kind is JobKind.GENERATE:
+                assert active.server is not None
+                await self._generate(job, active.server)
+            else:
+                await self._publish(job)
+        except asyncio.CancelledError:
+            reason = active.cancel_reason
+            if reason is None:
+                raise  # shutdown: the job stays running in the ledger and resumes next start
+            await self._settle(self._after_cancel(job, active, reason), job.id)
+        except JobNotRunningError:
+            log.info("job %s is no longer running here", job.id)
+        except LedgerError:
+            # the outcome could not be recorded: the job stays running and resumes next start
+            log.exception("job %s: the job database failed", job.id)
+        except PodStudioError as exc:
+            await self._settle(self._failed(job, exc), job.id)
+        except Exception as exc:
+            log.exception("job %s crashed", job.id)
+            await self._settle(self._failed(job, exc), job.id)
+        finally:
+            if active.server is not None:
+                active.server.running.discard(job.id)
+            if self._active.get(job.id) is active:
+                del self._active[job.id]
+            self._last_progress = self._clock()
+            self._poke()
+
+    async def _settle(self, outcome: Any, job_id: str) -> None:
+        """Record a job's outcome; if even that fails, the job resumes at the next start."""
+        try:
+            await outcome
+        except (PodStudioError, ValueError):
+            log.exception("job %s: its outcome could not be recorded", job_id)
+
+    async def _after_cancel(self, job: JobRecord, active: _Active, reason: str) -> None:
+        if reason == "cancel":
+            rec = await self._ledger.mark_cancelled(job.id)
+            self._queue_event(rec)
+            if job.kind is JobKind.GENERATE:
+                self._sink(JobStateChanged(job_id=job.id, state=JobState.CANCELLED))
+            return
+        where = active.server.url if active.server else ""
+        rec = await self._ledger.mark_retry(
+            job.id,
+            f"moved off {where}: " + ("server unavailable" if reason == "server" else "moved"),
+            ErrorKind.TRANSIENT,
+            self._clock(),
+        )
+        self._queue_event(rec)
+        if rec.state is JobStatus.DEAD:
+            await self._dead_event(rec)
+
+    async def _failed(self, job: JobRecord, exc: BaseException) -> None:
+        reason = user_message(exc)
+        if isinstance(exc, ValidationError) and exc.details:
+            reason += ": " + "; ".join(exc.details[:5])
+        now = self._clock()
+        if isinstance(exc, CircuitOpenError):
+            # another server (generation) or after the breaker's reset timeout (publishing)
+            delay = 0.0 if job.kind is JobKind.GENERATE else max(0.0, exc.retry_in)
+            rec = await self._ledger.mark_retry(job.id, reason, ErrorKind.TRANSIENT, now + delay)
+        elif is_retryable(exc):
+            exhausted = job.attempts >= job.max_attempts  # the ledger dead-letters it
+            delay = 0.0 if exhausted else self.options.retry_delay(max(1, job.attempts))
+            rec = await self._ledger.mark_retry(job.id, reason, ErrorKind.TRANSIENT, now + delay)
+        else:
+            rec = await self._ledger.mark_dead(job.id, reason, ErrorKind.PERMANENT)
+        self._queue_event(rec)
+        if job.kind is JobKind.GENERATE:
+            kind = exc.kind if isinstance(exc, PodStudioError) else type(exc).__name__
+            if rec.state is JobStatus.DEAD:
+                self._sink(
+                    JobFailed(job_id=job.id, reason=reason, error_kind=kind, retryable=False)
+                )
+            self._sink(
+                JobStateChanged(
+                    job_id=job.id,
+                    state=_STATE_FOR_LIST[rec.state],
+                    detail=reason if rec.state is JobStatus.DEAD else f"retrying: {reason}",
+                )
+            )
+        else:
+            task = PublishPayload.model_validate(job.payload).task
+            self._publish_event(task, rec.state.value, detail=reason)
+            if rec.state is JobStatus.DEAD:
+                self._sink(
+                    PublishDone(
+                        design_id=task.design_id, platform=task.platform, ok=False, detail=reason
+                    )
+                )
+                await self._design_check(task.design_id)
+        if rec.state is JobStatus.DEAD:
+            await self._dead_event(rec)
+
+    # --- generation ---------------------------------------------------------------------------
+
+    async def _generate(self, job: JobRecord, server: _Server) -> None:
+        spec = GenerationPayload.model_validate(job.payload).spec
+        save = job.step(SAVE_STEP)
+        if save is not None and save.state is StepStatus.DONE:
+            await self._generation_done(job, server.url)
+            return
+        images: list[tuple[ImageRef, bytes]] | None = None
+        prompt_server, prompt_id, seconds = server.url, "", 0.0
+        latest = _latest_prompt_step(job)
+        if latest is not None and latest.state in (StepStatus.IN_FLIGHT, StepStatus.DONE):
+            found: list[tuple[ImageRef, bytes]] | None = None
+            if self.options.reconcile:
+                try:
+                    url, pid = parse_prompt_step_key(latest.idem_key)
+                except ValueError:
+                    url, pid = "", ""
+                pid = latest.remote_ref or pid
+                found = await self._resume_prompt(url, pid, job.id)
+                if found is not None:
+                    images, prompt_server, prompt_id = found, url, pid
+                    if latest.state is StepStatus.IN_FLIGHT:
+                        await self._ledger.record_result(job.id, latest.step, pid)
+            if found is None and latest.state is StepStatus.IN_FLIGHT:
+                await self._ledger.record_step_failed(
+                    job.id,
+                    latest.step,
+                    "the server no longer has this prompt",
+                    ErrorKind.AMBIGUOUS,
+                )
+        if images is None:
+            images, prompt_server, prompt_id, seconds = await self._submit(job, spec, server)
+        await self._save(job, spec, images, prompt_server, prompt_id, seconds)
+        await self._generation_done(job, prompt_server)
+
+    async def _submit(
+        self, job: JobRecord, spec: JobSpec, server: _Server
+    ) -> tuple[list[tuple[ImageRef, bytes]], str, str, float]:
+        numbers = [n for s in job.steps if (n := prompt_step_number(s.step)) is not None]
+        step = prompt_step_name(max(numbers, default=0) + 1)
+        graph = self._template.build(spec, filename_prefix=self.options.filename_prefix)
+        prompt_id = str(uuid.uuid4())
+        await self._ledger.record_intent(job.id, step, prompt_step_key(server.url, prompt_id))
+        self._sink(
+            JobStateChanged(
+                job_id=job.id, state=JobState.RUNNING, server=server.url, prompt_id=prompt_id
+            )
+        )
+        res = await server.gen.run(
+            graph,
+            prompt_id=prompt_id,
+            on_update=self._updates(job.id, server.url, prompt_id, graph),
+        )
+        if not res.images:
+            raise ExecutionError(
+                node_id="-",
+                node_type="(outputs)",
+                exception_message="the workflow finished without any image",
+            )
+        await self._ledger.record_result(job.id, step, res.prompt_id)
+        return list(res.images), res.server, res.prompt_id, res.seconds
+
+    def _updates(
+        self, job_id: str, server: str, prompt_id: str, graph: Mapping[str, Any]
+    ) -> Callable[[RunUpdate], None]:
+        classes = {nid: str(n.get("class_type", "")) for nid, n in graph.items()}
+        current = {"prompt_id": prompt_id}
+
+        def on_update(u: RunUpdate) -> None:
+            if u.kind == "progress":
+                self._sink(
+                    JobProgress(
+                        job_id=job_id,
+                        value=u.value,
+                        max=u.max,
+                        node=u.node,
+                        node_class=u.node_class or classes.get(u.node, ""),
+                    )
+                )
+            elif u.kind == "executing":
+                self._sink(
+                    JobNodeExecuting(
+                        job_id=job_id,
+                        node=u.node,
+                        node_class=u.node_class or classes.get(u.node, ""),
+                    )
+                )
+            elif u.kind == "preview":
+                self._sink(PreviewFrame(job_id=job_id, mime=u.mime, data=u.data))
+            elif u.kind == "resubmitted":
+                self._sink(
+                    JobResubmitted(
+                        job_id=job_id,
+                        old_prompt_id=current["prompt_id"],
+                        new_prompt_id=u.prompt_id,
+                        server=server,
+                        reason=u.detail or "server lost the prompt",
+                    )
+                )
+                current["prompt_id"] = u.prompt_id
+
+        return on_update
+
+    async def _resume_prompt(
+        self, url: str, prompt_id: str, job_id: str
+    ) -> list[tuple[ImageRef, bytes]] | None:
+        """The images of a prompt submitted before a restart, or None when it is gone."""
+        server = self._servers.get(url)
+        gen = server.gen if server is not None else None
+        if gen is None or not prompt_id or not isinstance(gen, PromptLookup):
+            return None
+        try:
+            while True:
+                entry = await gen.history_entry(prompt_id)
+                if entry is None:
+                    running, pending = await gen.queue()
+                    if prompt_id in running or prompt_id in pending:
+                        self._sink(
+                            JobStateChanged(
+                                job_id=job_id,
+                                state=JobState.RUNNING,
+                                server=url,
+                                prompt_id=prompt_id,
+                                detail="resumed: still on the server",
+                            )
+                        )
+                        await asyncio.sleep(self.options.poll_interval)
+                        continue
+                    entry = await gen.history_entry(prompt_id)  # it may have just finished
+                    if entry is None:
+                        log.info("prompt %s vanished from %s; resubmitting", prompt_id, url)
+                        return None
+                outcome = parse_history_entry(entry)
+                if not outcome.ok:
+                    return None
+                return [(ref, await gen.fetch_image(ref)) for ref in outcome.images]
+        except PodStudioError as exc:
+            log.info("cannot look up prompt %s on %s (%s); resubmitting", prompt_id, url, exc)
+            return None
+
+    async def _save(
+        self,
+        job: JobRecord,
+        spec: JobSpec,
+        images: list[tuple[ImageRef, bytes]],
+        server: str,
+        prompt_id: str,
+        seconds: float,
+    ) -> None:
+        step = job.step(SAVE_STEP)
+        ids: list[str] = []
+        if step is not None and step.state is StepStatus.IN_FLIGHT:
+            # an earlier save was cut short: keep what reached the store
+            if self.options.reconcile:
+                ids = [i.image_id for i in await self._store.list_images() if i.job_id == job.id]
+            await self._ledger.reset_step(job.id, SAVE_STEP)
+        await self._ledger.record_intent(job.id, SAVE_STEP, f"{job.id}:{SAVE_STEP}")
+        for ref, data in images[len(ids) :]:
+            image = await self._store.save(
+                spec, data, ref=ref, server=server, prompt_id=prompt_id, seconds=seconds
+            )
+            ids.append(image.image_id)
+            self._sink(ImageReady(job_id=job.id, image=image))
+        await self._ledger.record_result(job.id, SAVE_STEP, ",".join(ids))
+
+    async def _generation_done(self, job: JobRecord, server: str) -> None:
+        rec = await self._ledger.mark_succeeded(job.id)
+        self._pinned.pop(job.id, None)
+        self._queue_event(rec, server=server)
+        self._sink(JobStateChanged(job_id=job.id, state=JobState.DONE, server=server))
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    async def _publish(self, job: JobRecord) -> None:
+        task = PublishPayload.model_validate(job.payload).task
+        executor = self._publishers.get(task.platform)
+        if executor is None:
+            raise ValidationError(
+                f"no publisher for platform {task.platform!r}",
+                service="orchestrator",
+                user_message=f"POD Studio cannot publish to {task.platform} (not set up).",
+            )
+        slots = self._platform_slots.get(task.platform)
+        if slots is None:
+            slots = asyncio.Semaphore(self.options.per_platform_concurrency)
+            self._platform_slots[task.platform] = slots
+        async with slots:
+            self._publish_event(task, "running")
+            if any(s.state is StepStatus.IN_FLIGHT for s in job.steps):
+                await self._reconcile_publish(job)
+                fresh = await self._ledger.get_job(job.id)
+                job = fresh if fresh is not None else job
+            journal = LedgerJournal(self._ledger, job, task, self._sink)
+            listing = await executor.execute(task, journal)
+        rec = await self._ledger.mark_succeeded(job.id)
+        self._queue_event(rec)
+        self._publish_event(task, rec.state.value, remote_id=listing.remote_id)
+        self._sink(
+            PublishDone(
+                design_id=task.design_id,
+                platform=task.platform,
+                ok=True,
+                detail=listing.url or listing.remote_id,
+            )
+        )
+        await self._design_check(task.design_id)
+
+    async def design_states(self) -> list[DesignPublishState]:
+        by_design: dict[str, list[JobRecord]] = {}
+        for job in await self._ledger.list_jobs(kind=JobKind.PUBLISH):
+            task = PublishPayload.model_validate(job.payload).task
+            by_design.setdefault(task.design_id, []).append(job)
+        return [_design_state(d, jobs) for d, jobs in by_design.items()]
+
+    async def _design_check(self, design_id: str) -> None:
+        jobs = [
+            j
+            for j in await self._ledger.list_jobs(kind=JobKind.PUBLISH)
+            if PublishPayload.model_validate(j.payload).task.design_id == design_id
+        ]
+        state = _design_state(design_id, jobs)
+        if state.state != "in progress":
+            self._sink(
+                DesignPublishChanged(design_id=design_id, state=state.state, reasons=state.reasons)
+            )
+
+    # --- events and views ---------------------------------------------------------------------
+
+    def _queue_event(self, rec: JobRecord, *, server: str = "") -> None:
+        active = self._active.get(rec.id)
+        if not server and active is not None and active.server is not None:
+            server = active.server.url
+        self._sink(
+            QueueChanged(
+                job_id=rec.id,
+                kind=rec.kind.value,
+                state=rec.state.value,
+                server=server,
+                attempts=rec.attempts,
+                next_run_at=rec.next_run_at if rec.state is JobStatus.RETRY_WAIT else None,
+                last_error=rec.last_error or "",
+            )
+        )
+
+    def _publish_event(
+        self, task: PublishTask, state: str, *, detail: str = "", remote_id: str = ""
+    ) -> None:
+        self._sink(
+            PublishJobChanged(
+                job_id=task.job_id,
+                design_id=task.design_id,
+                template=task.template_name,
+                platform=task.platform,
+                state=state,
+                detail=detail,
+                remote_id=remote_id,
+            )
+        )
+
+    async def _dead_event(self, rec: JobRecord) -> None:
+        history = [
+            f"{a.outcome}{' ' + a.step if a.step else ''}{': ' + a.error if a.error else ''}"
+            for a in await self._ledger.attempts(rec.id)
+        ]
+        self._sink(
+            DeadLettered(
+                job_id=rec.id,
+                kind=rec.kind.value,
+                reason=rec.last_error or "",
+                attempts=rec.attempts,
+                history=history,
+            )
+        )
+
+    async def dead_letters(self) -> list[tuple[QueueEntry, list[str]]]:
+        """Each dead job with its full attempt history (oldest first)."""
+        out = []
+        for job in await self._ledger.list_jobs([JobStatus.DEAD]):
+            history = [
+                f"{a.outcome}{' ' + a.step if a.step else ''}{': ' + a.error if a.error else ''}"
+                for a in await self._ledger.attempts(job.id)
+            ]
+            out.append((self._entry(job), history))
+        return out
+
+    def _entry(self, job: JobRecord) -> QueueEntry:
+        return queue_entry(job, self._active_server(job.id))
+
+    def _active_server(self, job_id: str) -> str:
+        active = self._active.get(job_id)
+        return active.server.url if active is not None and active.server is not None else ""
+
+    async def snapshot(self) -> QueueSnapshot:
+        """The queue view: every job, counts, servers, paused flag."""
+        jobs = await self._ledger.list_jobs()
+        counts = await self._ledger.counts()
+        return QueueSnapshot(
+            paused=await self._ledger.is_paused(),
+            entries=[self._entry(j) for j in jobs],
+            counts={k.value: v for k, v in counts.items()},
+            servers=self.servers(),
+        )
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+
+def _latest_prompt_step(job: JobRecord) -> Any:
+    steps = [(n, s) for s in job.steps if (n := prompt_step_number(s.step)) is not None]
+    return max(steps, key=lambda p: p[0])[1] if steps else None
+
+
+def queue_entry(job: JobRecord, server: str = "") -> QueueEntry:
+    """A ledger row as the queue view shows it."""
+    label, platform, design_id = job.id, "", ""
+    if job.kind is JobKind.GENERATE:
+        with contextlib.suppress(Exception):
+            label = GenerationPayload.model_validate(job.payload).spec.prompt
+        latest = _latest_prompt_step(job)
+        if not server and latest is not None:
+            with contextlib.suppress(ValueError):
+                server = parse_prompt_step_key(latest.idem_key)[0]
+    else:
+        with contextlib.suppress(Exception):
+            task = PublishPayload.model_validate(job.payload).task
+            label = f"{task.template_name} @ {task.platform}"
+            platform, design_id = task.platform, task.design_id
+    return QueueEntry(
+        job_id=job.id,
+        kind=job.kind,
+        state=job.state,
+        label=label,
+        server=server,
+        platform=platform,
+        design_id=design_id,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        next_run_at=job.next_run_at,
+        last_error=job.last_error or "",
+        last_error_kind=job.last_error_kind.value if job.last_error_kind else "",
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        steps=[
+            StepView(name=s.step, state=s.state.value, remote_ref=s.remote_ref, attempts=s.attempts)
+            for s in job.steps
+        ],
+    )
+
+
+def _design_state(design_id: str, jobs: Sequence[JobRecord]) -> DesignPublishState:
+    reasons: dict[str, str] = {}
+    ok = failed = 0
+    for job in jobs:
+        task = PublishPayload.model_validate(job.payload).task
+        where = f"{task.template_name} @ {task.platform}"
+        if job.state is JobStatus.SUCCEEDED:
+            ok += 1
+        elif job.state.is_terminal:
+            failed += 1
+            reasons[where] = job.last_error or job.state.value
+        else:
+            return DesignPublishState(design_id=design_id, state="in progress")
+    if failed == 0:
+        state = "published"
+    elif ok == 0:
+        state = "failed"
+    else:
+        state = "partially published"
+    return DesignPublishState(design_id=design_id, state=state, reasons=reasons)

@@ -1,0 +1,204 @@
+"""Composition (Qt-free) for publishing: product templates, marketplaces and the PublishService.
+
+Builds a ``PrintifyClient`` from settings, the secret store and the resilience hub (its guard,
+with Printify's rate budget) with a persistent catalog cache (``DiskCache`` under
+``catalog_cache_dir`` behind a ``CachedLoader``), an ``ExportMarketplace``, and the
+``PublishService`` wired with the imaging adapter's ``prepare_print_file``. ``wiring`` and the
+``publish`` command call these helpers; nothing here imports Qt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pod_studio.adapters.imaging import prepare_print_file
+from pod_studio.adapters.marketplaces.export import ExportMarketplace
+from pod_studio.adapters.marketplaces.printify import PrintifyClient
+from pod_studio.adapters.storage.cache import DiskCache
+from pod_studio.adapters.storage.paths import AppPaths
+from pod_studio.adapters.storage.resources import resource_path
+from pod_studio.domain.errors import ValidationError
+from pod_studio.domain.events import EventSink
+from pod_studio.domain.products import ProductTemplate, default_templates, load_templates
+from pod_studio.domain.settings import AppSettings, SecretName, SecretStorePort
+from pod_studio.services.cache import AsyncTTLCache, CachedLoader
+from pod_studio.services.publishing import (
+    CostTable,
+    ProductCatalog,
+    PublishMarketplace,
+    PublishService,
+    RemoteCatalog,
+)
+from pod_studio.services.ratelimit import PrintifyBudget
+from pod_studio.services.resilience import ResilienceHub
+
+log = logging.getLogger(__name__)
+
+CATALOG_TTL = 6 * 3600.0
+TEMPLATES_RESOURCE = "product_templates.json"
+
+
+# --- product templates -----------------------------------------------------------------------
+
+
+def _check_each(items: list[Any], where: str) -> tuple[dict[str, ProductTemplate], dict[str, str]]:
+    """Validate templates one by one: a broken one is reported, the others stay usable."""
+    good: dict[str, ProductTemplate] = {}
+    bad: dict[str, str] = {}
+    for i, item in enumerate(items):
+        name = str(item.get("name") or f"#{i + 1}") if isinstance(item, dict) else f"#{i + 1}"
+        try:
+            (template,) = load_templates(json.dumps({"schema_version": 1, "templates": [item]}))
+        except ValidationError as exc:
+            details = [d.replace("templates[0].", "").replace("templates[0]", "template")
+                       for d in (exc.details or [exc.message])]  # fmt: skip
+            bad[name] = f"template {name!r} in {where} is invalid: " + "; ".join(details)
+            continue
+        if template.name in good:
+            bad[template.name] = f"template {template.name!r} appears twice in {where}"
+            continue
+        good[template.name] = template
+    return good, bad
+
+
+def load_product_templates_checked(
+    settings: AppSettings, path: Path | None = None
+) -> tuple[dict[str, ProductTemplate], dict[str, str]]:
+    """(valid templates by name, problems by template name).
+
+    Source: ``path`` if given, else ``settings.product_templates`` if set, else
+    ``resources/product_templates.json``, else the built-in defaults. Raises
+    ``ValidationError`` only when ``path`` itself cannot be read as JSON.
+    """
+    if path is not None:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValidationError(
+                f"cannot read product templates {path}: {exc}",
+                service="templates",
+                user_message=f"The product templates file {path} cannot be read: {exc}",
+            ) from None
+        items = data.get("templates") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ValidationError(
+                f"{path} has no 'templates' list",
+                service="templates",
+                user_message=f'{path} must hold {{"templates": [...]}}.',
+            )
+        return _check_each(items, str(path))
+    if settings.product_templates:
+        return _check_each(list(settings.product_templates), "settings")
+    resource = resource_path(TEMPLATES_RESOURCE)
+    try:
+        data = json.loads(resource.read_text(encoding="utf-8"))
+        items = data["templates"]
+        if not isinstance(items, list):
+            raise TypeError("templates is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("built-in product templates unreadable (%s); using defaults", exc)
+        return {t.name: t for t in default_templates()}, {}
+    return _check_each(items, TEMPLATES_RESOURCE)
+
+
+def load_product_templates(settings: AppSettings) -> dict[str, ProductTemplate]:
+    """The seller's product templates by name (invalid ones are logged and left out)."""
+    good, bad = load_product_templates_checked(settings)
+    for problem in bad.values():
+        log.warning("%s", problem)
+    return good
+
+
+# --- marketplaces ----------------------------------------------------------------------------
+
+
+def build_catalog_cache(paths: AppPaths, *, ttl: float = CATALOG_TTL) -> CachedLoader:
+    """Memory in front of a ``DiskCache`` under ``paths.catalog_cache_dir``."""
+    memory: AsyncTTLCache[Any] = AsyncTTLCache(maxsize=256, ttl=ttl, name="catalog")
+    return CachedLoader(
+        memory, DiskCache(paths.catalog_cache_dir, default_ttl=ttl), default_ttl=ttl, tag="printify"
+    )
+
+
+def read_printify_token(secrets: SecretStorePort) -> str | None:
+    """The Printify token (may block on the OS keyring: call it from a worker thread)."""
+    token = secrets.get(SecretName.PRINTIFY_TOKEN)
+    return token.strip() if token and token.strip() else None
+
+
+def printify_token_help() -> str:
+    return (
+        "No Printify API token is configured. Create a Personal Access Token in Printify "
+        "(My Profile -> Connections) and either save it in POD Studio's Settings (stored in "
+        "the OS keyring) or set the environment variable POD_PRINTIFY_TOKEN."
+    )
+
+
+def build_printify_client(
+    settings: AppSettings,
+    secrets: SecretStorePort,
+    hub: ResilienceHub,
+    paths: AppPaths,
+    *,
+    base_url: str | None = None,
+    shop_id: int | None = None,
+    token: str | None = None,
+    catalog_cache: CachedLoader | None = None,
+    **client_options: Any,
+) -> PrintifyClient:
+    """A ``PrintifyClient`` under the hub's "printify" guard (with ``PrintifyBudget`` unless
+    the hub already has a budget for Printify) and the persistent catalog cache.
+
+    The token is read once, here (the OS keyring may block): pass ``token`` to skip it.
+    """
+    value = token if token is not None else read_printify_token(secrets)
+    if "printify" not in hub.budgets:
+        hub.set_budget("printify", PrintifyBudget())
+    shop = shop_id if shop_id is not None else settings.printify.shop_id
+    index_name = f"printify-uploads-{shop if shop is not None else 'auto'}.json"
+    return PrintifyClient(
+        lambda: value,
+        base_url=base_url or settings.printify.base_url,
+        shop_id=shop,
+        guard=hub.guard("printify"),
+        catalog_cache=catalog_cache or build_catalog_cache(paths),
+        upload_index_path=paths.cache_dir / index_name,
+        **client_options,
+    )
+
+
+def build_export_marketplace(
+    settings: AppSettings, paths: AppPaths, export_dir: Path | None = None
+) -> ExportMarketplace:
+    root = export_dir or (Path(settings.export_dir) if settings.export_dir else paths.export_dir)
+    return ExportMarketplace(root)
+
+
+def build_publish_service(
+    marketplaces: Mapping[str, PublishMarketplace],
+    templates: Mapping[str, ProductTemplate],
+    *,
+    sink: EventSink,
+    paths: AppPaths,
+    costs: CostTable | None = None,
+    work_dir: Path | None = None,
+    concurrency: int = 4,
+) -> PublishService:
+    """The service over ``marketplaces``; a Printify client also serves as its catalog."""
+    catalogs: dict[str, ProductCatalog] = {}
+    for name, market in marketplaces.items():
+        if isinstance(market, PrintifyClient):
+            catalogs[name] = RemoteCatalog(market, costs=costs)
+    return PublishService(
+        marketplaces,
+        templates,
+        work_dir=work_dir or paths.cache_dir / "print_files",
+        sink=sink,
+        prepare=prepare_print_file,
+        catalogs=catalogs,
+        concurrency=concurrency,
+    )

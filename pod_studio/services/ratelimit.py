@@ -14,6 +14,7 @@ bound method to the adapter, which calls it with each response's headers and bod
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import time
@@ -72,50 +73,110 @@ def _check_cost(cost: float) -> float:
 # --- Printify ----------------------------------------------------------------------------------
 
 
+class SlidingWindow:
+    """At most ``limit`` calls in any ``window`` seconds, counted the way the server counts.
+
+    Hand-written because the leaky buckets of aiolimiter admit a full burst and then a full
+    window's worth more, which is above what a server with a per-window limit allows (the
+    measured effect was 429s from Printify's sandbox). ``margin`` keeps a little distance
+    from the edge for network latency jitter.
+    """
+
+    def __init__(
+        self, limit: int, window: float, *, margin: float = 0.0, clock: Clock = time.monotonic
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit!r}")
+        if not math.isfinite(window) or window <= 0:
+            raise ValueError(f"window must be a finite number > 0, got {window!r}")
+        self.limit = limit
+        self.window = window
+        self.margin = max(0.0, margin)
+        self._clock = clock
+        self._hits: collections.deque[float] = collections.deque()
+
+    def wait_time(self) -> float:
+        """Seconds until one more call fits (0 when it fits now)."""
+        now = self._clock()
+        span = self.window + self.margin
+        while self._hits and self._hits[0] <= now - span:
+            self._hits.popleft()
+        if len(self._hits) < self.limit:
+            return 0.0
+        return self._hits[0] + span - now
+
+    def take(self) -> None:
+        self._hits.append(self._clock())
+
+    @property
+    def used(self) -> int:
+        self.wait_time()
+        return len(self._hits)
+
+
 class PrintifyBudget:
-    """Printify: 600 requests/min per account (smoothed to 10/s with a burst of 10), plus
-    100/min for the catalog API (``bucket="catalog"``) and 200 per 30 min for publishing
-    (``bucket="publish"``). ``scale`` divides every period (``scale=100`` runs 100 x faster,
-    for tests). Limiters are created lazily on the running loop (aiolimiter binds to one
-    loop) and re-created if the loop changes.
+    """Printify: 600 requests/min per account, 100/min for the catalog API
+    (``bucket="catalog"``) and 200 per 30 min for publishing (``bucket="publish"``).
+
+    Each window is counted exactly (``SlidingWindow``), so the server never has to say 429;
+    on top of that the global rate is smoothed to 10/s with aiolimiter, so a batch does not
+    spend the minute's 600 calls in its first second. ``scale`` divides every period
+    (``scale=20`` runs 20 x faster, for tests and benchmarks); ``margin`` is real seconds.
+    Limiters are created lazily on the running loop (aiolimiter binds to one loop).
     """
 
     SPECS: dict[str, tuple[float, float]] = {
-        "global": (10.0, 1.0),
+        "global": (600.0, 60.0),
         "catalog": (100.0, 60.0),
         "publish": (200.0, 30 * 60.0),
     }
+    SMOOTH = (10.0, 1.0)  # 10 per second, burst 10
 
-    def __init__(self, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        scale: float = 1.0,
+        *,
+        margin: float = 0.25,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         if not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
         self.scale = scale
+        self._sleep = sleep
+        self._windows = {
+            name: SlidingWindow(int(limit), period / scale, margin=margin, clock=clock)
+            for name, (limit, period) in self.SPECS.items()
+        }
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._limiters: dict[str, AsyncLimiter] = {}
+        self._smooth: AsyncLimiter | None = None
+        self._lock: asyncio.Lock | None = None
         self._remaining_hint: int | None = None
 
-    def _limiter(self, name: str) -> AsyncLimiter:
+    def _loop_bound(self) -> tuple[AsyncLimiter, asyncio.Lock]:
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
+        if loop is not self._loop or self._smooth is None or self._lock is None:
             self._loop = loop
-            self._limiters = {}
-        limiter = self._limiters.get(name)
-        if limiter is None:
-            rate, period = self.SPECS[name]
-            limiter = AsyncLimiter(rate, period / self.scale)
-            self._limiters[name] = limiter
-        return limiter
+            rate, period = self.SMOOTH
+            self._smooth = AsyncLimiter(rate, period / self.scale)
+            self._lock = asyncio.Lock()
+        return self._smooth, self._lock
 
     async def acquire(self, cost: float = 1.0, bucket: str | None = None) -> None:
-        cost = _check_cost(cost)
+        _check_cost(cost)
         if bucket is not None and bucket not in self.SPECS:
             raise ValueError(f"unknown Printify budget {bucket!r} (use 'catalog' or 'publish')")
-        # The narrow bucket first: waiting there must not hold global capacity.
-        names = [bucket, "global"] if bucket not in (None, "global") else ["global"]
-        for name in names:
-            assert name is not None
-            limiter = self._limiter(name)
-            await limiter.acquire(min(cost, float(limiter.max_rate)))
+        names = ["global"] + ([bucket] if bucket not in (None, "global") else [])
+        smooth, lock = self._loop_bound()
+        async with lock:  # one waiter at a time: slots are taken in arrival order
+            while True:
+                wait = max(self._windows[n].wait_time() for n in names)
+                if wait <= 0:
+                    break
+                await self._sleep(wait)
+            for n in names:
+                self._windows[n].take()
+        await smooth.acquire()
 
     def observe_response(self, headers: Mapping[str, str], body: Any | None = None) -> None:
         # Printify reports nothing but 429 + Retry-After (handled by the guard); some
@@ -126,21 +187,9 @@ class PrintifyBudget:
             self._remaining_hint = int(raw.strip())
 
     def describe(self) -> str:
-        parts = []
-        for name, (rate, _period) in self.SPECS.items():
-            limiter = self._limiters.get(name)
-            if limiter is None:
-                left = rate
-            else:
-                level = 0.0
-                try:
-                    limiter.has_capacity(0)  # drains the bucket up to "now"
-                    level = float(limiter._level)
-                except RuntimeError:  # no running loop: show the last known level
-                    level = float(getattr(limiter, "_level", 0.0))
-                left = max(0.0, rate - level)
-            parts.append(f"{name} {left:.0f}/{rate:.0f}")
-        text = " · ".join(parts)
+        text = " · ".join(
+            f"{name} {w.limit - w.used}/{w.limit}" for name, w in self._windows.items()
+        )
         if self._remaining_hint is not None:
             text += f" · server says {self._remaining_hint} left"
         return text

@@ -147,13 +147,32 @@ async def test_shopify_bad_cost() -> None:
 # --- Printify ----------------------------------------------------------------------------------
 
 
+class _FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.mark.asyncio
-async def test_printify_allows_a_burst_of_ten_then_none() -> None:
-    budget = PrintifyBudget()
-    for _ in range(10):
-        await budget.acquire()
-    assert not budget._limiter("global").has_capacity(1)
-    assert budget.describe().startswith("global 0/10")
+async def test_printify_never_exceeds_any_window() -> None:
+    fake = _FakeTime()
+    # scale 1000: catalog 100 per 60 ms of the fake clock; smoothing 10 per ms of loop time.
+    budget = PrintifyBudget(scale=1000, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+    stamps: list[float] = []
+    for _ in range(250):
+        await budget.acquire(bucket="catalog")
+        stamps.append(fake.now)
+    window = 60 / 1000
+    for i, t in enumerate(stamps):
+        in_window = sum(1 for u in stamps[i:] if u < t + window)
+        assert in_window <= 100
+    # ...and it does not wait more than the windows require: 250 calls need 2 full windows.
+    assert stamps[-1] == pytest.approx(2 * window)
 
 
 @pytest.mark.asyncio
@@ -180,12 +199,12 @@ async def test_printify_catalog_and_publish_buckets() -> None:
     await budget.acquire(bucket="catalog")
     await budget.acquire(bucket="publish")
     text = budget.describe()
-    assert "global 8/10" in text
+    assert "global 598/600" in text
     assert "catalog 99/100" in text
     assert "publish 199/200" in text
     with pytest.raises(ValueError, match="unknown Printify budget"):
         await budget.acquire(bucket="orders")
-    await budget.acquire(cost=50)  # clamped to the bucket size instead of ValueError
+    await budget.acquire(cost=50)  # one request, whatever its weight
 
 
 def test_printify_bad_scale() -> None:
@@ -194,7 +213,7 @@ def test_printify_bad_scale() -> None:
 
 
 def test_printify_describe_before_use() -> None:
-    assert PrintifyBudget().describe() == "global 10/10 · catalog 100/100 · publish 200/200"
+    assert PrintifyBudget().describe() == "global 600/600 · catalog 100/100 · publish 200/200"
 
 
 # --- Etsy --------------------------------------------------------------------------------------

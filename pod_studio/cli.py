@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError as PydanticValidationError
 
-from pod_studio import __version__, wiring
+from pod_studio import __version__, cli_publish, wiring
 from pod_studio.cli_queue import QUEUE_COMMANDS, add_queue_commands, run_queue_command
 from pod_studio.domain.errors import PodStudioError, ValidationError, user_message
 from pod_studio.domain.events import (
@@ -33,7 +33,7 @@ from pod_studio.domain.events import (
 )
 from pod_studio.domain.models import MAX_PROMPTS_PER_BATCH, GenerationRequest, JobState
 
-COMMANDS = ("generate", "doctor", "stats", "sandbox", *QUEUE_COMMANDS)
+COMMANDS = ("generate", "publish", "doctor", "stats", "sandbox", *QUEUE_COMMANDS)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -297,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a stand-in server (for demos and tests)",
         description="Runs a sandbox server speaking the real protocol on 127.0.0.1 until Ctrl-C.",
     )
+    cli_publish.add_publish_command(sub)
     add_queue_commands(sub)
     sb.add_argument("kind", choices=["comfyui", "printify"])
     sb.add_argument("--host", default="127.0.0.1")
@@ -320,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_queue_command(args)
         if args.command == "generate":
             return asyncio.run(_generate(args))
+        if args.command == "publish":
+            return asyncio.run(cli_publish.run_publish(args))
         if args.command == "doctor":
             return asyncio.run(_doctor(args))
         if args.command == "stats":

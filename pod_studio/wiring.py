@@ -19,11 +19,13 @@ from urllib.parse import urlsplit
 
 from pod_studio.adapters.comfyui.client import ComfyUIClient, probe_server
 from pod_studio.adapters.marketplaces.export import ExportMarketplace
+from pod_studio.adapters.marketplaces.printify import PrintifyClient
 from pod_studio.adapters.storage.images import FolderImageStore, GalleryImageStore, make_thumbnail
 from pod_studio.adapters.storage.ledger import SqliteJobLedger
 from pod_studio.adapters.storage.metrics import render_prometheus, write_prometheus
 from pod_studio.adapters.storage.paths import AppPaths, app_paths
 from pod_studio.adapters.storage.resources import default_workflow_path
+from pod_studio.adapters.storage.secrets import ChainSecretStore, Redactor, default_secret_store
 from pod_studio.adapters.storage.settings_store import SettingsStore
 from pod_studio.adapters.storage.stats_store import JsonStatsStore
 from pod_studio.domain.errors import PodStudioError, WorkflowError, user_message
@@ -40,12 +42,16 @@ from pod_studio.services.orchestrator import (
     Orchestrator,
     OrchestratorOptions,
 )
+from pod_studio.services.publishing import PublishService, RemoteCatalog
 from pod_studio.services.resilience import ResilienceHub
 from pod_studio.services.stats import StatsService
 
 log = logging.getLogger(__name__)
 
 MAX_WORKFLOW_BYTES = 20 * 1024 * 1024
+
+# One redactor for the whole process: the log handlers mask every secret the store hands out.
+REDACTOR = Redactor()
 
 
 class FanoutSink:
@@ -138,6 +144,14 @@ def make_comfyui_clients(
     return clients
 
 
+def _printify_health(client: PrintifyClient) -> Callable[[], Any]:
+    async def check() -> HealthResult:
+        ok, detail = await client.health_check()
+        return HealthResult(reachable=ok, auth_ok=ok, detail=detail)
+
+    return check
+
+
 def _comfyui_health(client: ComfyUIClient) -> Callable[[], Any]:
     async def check() -> HealthResult:
         info = await client.system_info()
@@ -166,6 +180,10 @@ class Core:
     generation: GenerationService
     ledger: SqliteJobLedger
     orchestrator: Orchestrator
+    secrets: ChainSecretStore
+    publishing: PublishService
+    printify: PrintifyClient | None = None
+    printify_problem: str = ""
     ledger_warnings: list[str] = field(default_factory=list)
     _started: bool = False
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -176,7 +194,47 @@ class Core:
         for gen in self.generators:
             await gen.start()
         self._started = True
+        await self.configure_printify()
         await self.orchestrator.recover()
+
+    async def configure_printify(self) -> None:
+        """(Re)build the Printify client from the stored token (read off the event loop)."""
+        from pod_studio.wiring_publish import build_printify_client, read_printify_token
+
+        try:
+            token = await asyncio.to_thread(read_printify_token, self.secrets)
+        except PodStudioError as exc:
+            token, self.printify_problem = None, user_message(exc)
+        old, self.printify = self.printify, None
+        if token:
+            client = build_printify_client(
+                self.settings, self.secrets, self.hub, self.paths, token=token
+            )
+            self.printify, self.printify_problem = client, ""
+            self.publishing.set_marketplace("printify", client, RemoteCatalog(client))
+            self.orchestrator.set_publisher("printify", self.publishing)
+            self.health.add_check("printify", _printify_health(client))
+        else:
+            from pod_studio.wiring_publish import printify_token_help
+
+            self.printify_problem = self.printify_problem or printify_token_help()
+            self.publishing.set_marketplace("printify", None)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.aclose()
+
+    async def save_secret(self, name: str, value: str) -> None:
+        """Store a secret in the OS keyring (never in settings), then use it."""
+        await asyncio.to_thread(self.secrets.set, name, value)
+        REDACTOR.register_secret(value)
+        await self.configure_printify()
+
+    def platforms(self) -> list[tuple[str, bool, str]]:
+        """(platform, usable, why not) for the publish panel."""
+        return [
+            ("export", True, ""),
+            ("printify", self.printify is not None, self.printify_problem),
+        ]
 
     async def run_queue(self) -> None:
         """The durable queue's worker loop (runs until cancelled)."""
@@ -191,7 +249,7 @@ class Core:
         self._tasks.clear()
         try:
             await self.orchestrator.aclose()
-        except Exception:  # noqa: BLE001 - closing must go on
+        except Exception:
             log.exception("closing the job queue failed")
         for gen in self.generators:
             try:
@@ -279,15 +337,26 @@ def build_core(
         sink,
         in_flight_per_server=settings.max_in_flight_per_server,
     )
+    from pod_studio.wiring_publish import (
+        build_export_marketplace,
+        build_publish_service,
+        load_product_templates,
+    )
+
     ledger = SqliteJobLedger(paths.ledger_file)
-    export_root = Path(settings.export_dir or paths.export_dir)
+    publishing = build_publish_service(
+        {"export": build_export_marketplace(settings, paths)},
+        load_product_templates(settings),
+        sink=sink,
+        paths=paths,
+    )
     orchestrator = Orchestrator(
         ledger,
         generators,
         store,
         template,
         sink,
-        publishers={"export": MarketplacePublishExecutor(ExportMarketplace(export_root))},
+        publishers={"export": publishing},
         breaker_state=lambda url: hub.breakers.get(comfyui_breaker_name(url)).state.value,
         options=OrchestratorOptions(in_flight_per_server=settings.max_in_flight_per_server),
     )
@@ -305,6 +374,8 @@ def build_core(
         generation=generation,
         ledger=ledger,
         orchestrator=orchestrator,
+        secrets=default_secret_store(redactor=REDACTOR),
+        publishing=publishing,
     )
     core._register_health()
     return core
@@ -545,9 +616,8 @@ def resource_file(*parts: str) -> Path | None:
 
 def configure_logging(*, stderr: bool = False) -> None:
     from pod_studio.adapters.storage.logs import configure_logging as _configure
-    from pod_studio.adapters.storage.secrets import Redactor
 
-    _configure(app_paths().ensure(), redactor=Redactor(), stderr=stderr)
+    _configure(app_paths().ensure(), redactor=REDACTOR, stderr=stderr)
 
 
 def shutdown_logging() -> None:

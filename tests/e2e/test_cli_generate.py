@@ -210,7 +210,9 @@ def test_doctor_verdicts(comfy: ServerThread, _isolated_home: Path) -> None:
     assert "not usable" in bad.stdout
 
 
-@pytest.mark.parametrize("command", ["generate", "doctor", "stats", "sandbox"])
+@pytest.mark.parametrize(
+    "command", ["generate", "publish", "doctor", "stats", "sandbox", "queue", "retry", "resume"]
+)
 def test_every_command_has_help(command: str, _isolated_home: Path) -> None:
     proc = run_cli(command, "--help", home=_isolated_home)
     assert proc.returncode == 0

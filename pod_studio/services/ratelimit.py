@@ -136,17 +136,24 @@ class PrintifyBudget:
         self,
         scale: float = 1.0,
         *,
+        limits: Mapping[str, tuple[float, float]] | None = None,
         margin: float = 0.25,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        """``limits`` replaces some of ``SPECS`` ({bucket: (calls, window seconds)}), e.g. a
+        sandbox's time-scaled windows; ``scale`` then still divides every window."""
         if not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+        specs = {**self.SPECS, **dict(limits or {})}
+        unknown = set(specs) - set(self.SPECS)
+        if unknown:
+            raise ValueError(f"unknown Printify budget(s): {', '.join(sorted(unknown))}")
         self.scale = scale
         self._sleep = sleep
         self._windows = {
             name: SlidingWindow(int(limit), period / scale, margin=margin, clock=clock)
-            for name, (limit, period) in self.SPECS.items()
+            for name, (limit, period) in specs.items()
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._smooth: AsyncLimiter | None = None

@@ -22,12 +22,15 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from pod_studio import APP_NAME, __version__, wiring
+from pod_studio import APP_NAME, __version__, wiring, wiring_publish
 from pod_studio.app.app_controller import AppController
 from pod_studio.app.bridge import QtEventBridge
-from pod_studio.app.context import AppContext
+from pod_studio.app.context import AppContext, PlatformChoice
 from pod_studio.app.runner import TaskRunner
 from pod_studio.domain.errors import PodStudioError, user_message
+from pod_studio.domain.models import GeneratedImage
+from pod_studio.domain.pricing import ProfitLine
+from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.workflow import WorkflowTemplate
 from pod_studio.sandbox.comfyui import ComfyUISandbox
 from pod_studio.sandbox.threaded import ServerThread
@@ -78,10 +81,59 @@ def _summary(template: WorkflowTemplate) -> str:
     return "; ".join(parts)
 
 
+PLATFORM_LABELS = {"export": "Export folder", "printify": "Printify"}
+
+
+class _Templates:
+    """The seller's product templates, read again only when the settings change."""
+
+    def __init__(self, core: wiring.Core) -> None:
+        self._core = core
+        self._for: object | None = None
+        self._templates: list[ProductTemplate] = []
+
+    def __call__(self) -> list[ProductTemplate]:
+        settings = self._core.settings
+        if settings is not self._for:
+            self._templates = list(wiring_publish.load_product_templates(settings).values())
+            self._for = settings
+        return list(self._templates)
+
+
+def _preflight_design(templates: _Templates) -> Any:
+    """``(design, template name) -> (badge, reasons)``: the design checked as a print file
+    for the template's print area (blocking: the app runs it in a worker thread)."""
+    from pod_studio.adapters.imaging import read_image_info
+    from pod_studio.domain.preflight import preflight
+    from pod_studio.services.publishing import DEFAULT_PRINT_AREA, MAX_PRINT_FILE_BYTES
+
+    def check(image: GeneratedImage, template_name: str) -> tuple[str, list[str]]:
+        template = next((t for t in templates() if t.name == template_name), None)
+        scale = template.placement.scale if template is not None else 1.0
+        garment = template is None or template.product_type in ("t-shirt", "hoodie", "sweatshirt")
+        info = read_image_info(Path(image.file))
+        result = preflight(
+            info, DEFAULT_PRINT_AREA, MAX_PRINT_FILE_BYTES, scale=scale, garment=garment
+        )
+        return result.badge.value, list(result.reasons)
+
+    return check
+
+
 def build_context(
     core: wiring.Core, runner: TaskRunner, bridge: QtEventBridge, *, demo: bool
 ) -> AppContext:
-    """The GUI's view of the core: callables only, so app/ and ui/ never see adapters."""
+    """The GUI's view of the core: callables only, so app/ and ui/ never see adapters.
+
+    Optional parts of the core are looked up with ``getattr`` (``publishing``, ``secrets``,
+    ``printify``, ``platforms``, ``save_secret``, ``preflight_design``): a feature whose part
+    is missing shows "not available".
+    """
+    orchestrator = getattr(core, "orchestrator", None)
+    publishing = getattr(core, "publishing", None)
+    secrets = getattr(core, "secrets", None)
+    templates = _Templates(core)
+    preflight = getattr(core, "preflight_design", None) or _preflight_design(templates)
 
     async def load_workflow(path: str) -> tuple[str, str, list[str]]:
         template = await core.load_workflow(path)
@@ -109,11 +161,59 @@ def build_context(
     async def save_settings(settings: Any) -> None:
         await core.save_settings(settings)
 
+    def printify_client() -> Any:
+        client = getattr(core, "printify", None)
+        if client is None:
+            raise PodStudioError(
+                "Printify is not connected",
+                service="printify",
+                user_message="Printify is not connected: save an API token first.",
+            )
+        return client
+
+    async def list_platforms() -> list[PlatformChoice]:
+        listed = getattr(core, "platforms", None)
+        rows: list[tuple[str, bool, str]] = list(listed()) if callable(listed) else []
+        if not rows:
+            rows = [("export", True, "")]
+        return [
+            PlatformChoice(name, PLATFORM_LABELS.get(name, name.capitalize()), ok, reason)
+            for name, ok, reason in rows
+        ]
+
+    async def profit_preview(image: GeneratedImage, template_name: str) -> list[ProfitLine]:
+        assert publishing is not None
+        lines = await publishing.profit_preview(image, template_name)
+        return list(lines)
+
+    async def save_secret(name: str, value: str) -> None:
+        store = getattr(core, "save_secret", None)
+        if callable(store):
+            await store(name, value)  # keyring, log redaction, Printify client rebuilt
+            return
+        assert secrets is not None
+        await asyncio.to_thread(secrets.set, name, value)
+
+    def describe_secrets() -> str:
+        assert secrets is not None
+        return str(secrets.describe())
+
+    async def list_shops() -> list[tuple[str, str]]:
+        shops = await printify_client().shops()
+        return [(str(s.id), str(s.title)) for s in shops]
+
+    async def test_printify() -> str:
+        ok, text = await printify_client().health_check()
+        if not ok:
+            raise PodStudioError(text, service="printify", user_message=text)
+        return str(text)
+
     return AppContext(
         runner=runner,
         bridge=bridge,
         generation=core.generation,
         store=core.store,
+        orchestrator=orchestrator,
         settings_getter=lambda: core.settings,
         settings_saver=save_settings,
         thumbnailer=core.thumbnail,
@@ -124,9 +224,25 @@ def build_context(
         load_workflow=load_workflow,
         list_checkpoints=list_checkpoints,
         test_connection=test_connection,
+        preflight=preflight,
+        list_templates=templates,
+        list_platforms=list_platforms if orchestrator is not None else None,
+        profit_preview=profit_preview if publishing is not None else None,
+        save_secret=save_secret if secrets is not None else None,
+        secret_store_description=describe_secrets if secrets is not None else None,
+        list_shops=list_shops if secrets is not None else None,
+        test_printify=test_printify if secrets is not None else None,
         demo=demo,
         server_urls=[g.url for g in core.generators],
     )
+
+
+async def run_core(core: wiring.Core, controller: AppController) -> None:
+    """Open the job database, connect, resume what a crash left, then keep the durable queue
+    moving until cancelled (shutdown)."""
+    await core.start()
+    controller.queue.refresh()
+    await core.run_queue()
 
 
 def _show_warning(window: MainWindow, title: str, text: str) -> None:
@@ -168,7 +284,7 @@ async def _amain(app: QApplication, args: argparse.Namespace) -> int:
     window.show()
     for warning in core.settings_warnings:
         _show_warning(window, "Settings", warning)
-    runner.spawn(core.start(), name="comfyui-connect")
+    runner.spawn(run_core(core, controller), name="job-queue")
     runner.spawn(core.health.run_periodic(), name="health-checks")
     if args.screenshots:
         runner.spawn(_screenshots(window, Path(args.screenshots)), name="screenshots")

@@ -14,6 +14,8 @@ from PySide6.QtCore import QObject, Signal
 from pod_studio.app.context import AppContext
 from pod_studio.app.gallery import GalleryController
 from pod_studio.app.generation import GenerationController
+from pod_studio.app.publishing import PrintifyController, PublishController
+from pod_studio.app.queue import QueueController
 from pod_studio.app.settings import SettingsController, WorkflowController
 from pod_studio.app.status import ConnectionController, ResilienceController, StatsController
 
@@ -38,11 +40,38 @@ class AppController(QObject):
             ctx.bridge,
             ctx.generation,
             ctx.store,
+            orchestrator=ctx.orchestrator,
             list_checkpoints=ctx.list_checkpoints,
             parent=self,
         )
         self.gallery = GalleryController(
-            ctx.runner, ctx.store, ctx.thumbnailer, bridge=ctx.bridge, parent=self
+            ctx.runner,
+            ctx.store,
+            ctx.thumbnailer,
+            bridge=ctx.bridge,
+            preflight=ctx.preflight,
+            list_templates=ctx.list_templates,
+            regenerate=self.generation.regenerate,
+            orchestrator=ctx.orchestrator,
+            parent=self,
+        )
+        self.queue = QueueController(ctx.runner, ctx.bridge, ctx.orchestrator, parent=self)
+        self.publishing = PublishController(
+            ctx.runner,
+            ctx.orchestrator,
+            ctx.settings_getter,
+            list_templates=ctx.list_templates,
+            list_platforms=ctx.list_platforms,
+            profit_preview=ctx.profit_preview,
+            parent=self,
+        )
+        self.printify = PrintifyController(
+            ctx.runner,
+            save_secret=ctx.save_secret,
+            describe=ctx.secret_store_description,
+            list_shops=ctx.list_shops,
+            test=ctx.test_printify,
+            parent=self,
         )
         self.connection = ConnectionController(ctx.bridge, parent=self)
         self.resilience = ResilienceController(

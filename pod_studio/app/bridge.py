@@ -42,6 +42,14 @@ from pod_studio.domain.events import (
     RetryScheduled,
     StatsUpdated,
 )
+from pod_studio.domain.orchestration import (
+    DeadLettered,
+    DesignPublishChanged,
+    JobMoved,
+    PublishJobChanged,
+    QueueChanged,
+    QueuePaused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +68,11 @@ class QtEventBridge(QObject):
     sig_retry_scheduled(RetryScheduled), sig_retry_outcome(RetryOutcome),
     sig_breaker_changed(BreakerChanged), sig_stats_updated(StatsUpdated),
     sig_health_checked(HealthChecked), sig_publish_step_changed(PublishStepChanged),
-    sig_publish_done(PublishDone), sig_other_event(Event) for kinds without a signal,
+    sig_publish_done(PublishDone), and from the durable queue sig_queue_changed(QueueChanged),
+    sig_dead_lettered(DeadLettered), sig_job_moved(JobMoved), sig_queue_paused(QueuePaused),
+    sig_publish_job_changed(PublishJobChanged),
+    sig_design_publish_changed(DesignPublishChanged); sig_other_event(Event) for kinds without
+    a signal,
     and sig_event_received(Event) for every event (after its typed signal).
     """
 
@@ -82,6 +94,12 @@ class QtEventBridge(QObject):
     sig_health_checked = Signal(object)
     sig_publish_step_changed = Signal(object)
     sig_publish_done = Signal(object)
+    sig_queue_changed = Signal(object)
+    sig_dead_lettered = Signal(object)
+    sig_job_moved = Signal(object)
+    sig_queue_paused = Signal(object)
+    sig_publish_job_changed = Signal(object)
+    sig_design_publish_changed = Signal(object)
     sig_other_event = Signal(object)
     sig_event_received = Signal(object)
 
@@ -151,6 +169,18 @@ class QtEventBridge(QObject):
                 self.sig_publish_step_changed.emit(event)
             case PublishDone():
                 self.sig_publish_done.emit(event)
+            case QueueChanged():
+                self.sig_queue_changed.emit(event)
+            case DeadLettered():
+                self.sig_dead_lettered.emit(event)
+            case JobMoved():
+                self.sig_job_moved.emit(event)
+            case QueuePaused():
+                self.sig_queue_paused.emit(event)
+            case PublishJobChanged():
+                self.sig_publish_job_changed.emit(event)
+            case DesignPublishChanged():
+                self.sig_design_publish_changed.emit(event)
             case _:
                 log.debug("event without a dedicated signal: %s", type(event).__name__)
                 self.sig_other_event.emit(event)

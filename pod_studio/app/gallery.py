@@ -1,8 +1,9 @@
-"""App layer: GalleryController — lists, thumbnails and approves the generated images.
+"""App layer: GalleryController — lists, thumbnails, approves and regenerates the designs.
 
-Every file read and every decode runs in a worker thread (``asyncio.to_thread``); workers
-return bytes only. Widgets turn the bytes into ``QImage``/``QPixmap`` in the GUI thread.
-New images arrive live from the bridge's ``sig_image_ready``.
+Every file read, decode and print preflight runs in a worker thread (``asyncio.to_thread``);
+workers return values only. Widgets turn the bytes into ``QImage``/``QPixmap`` in the GUI
+thread. New images arrive live from the bridge's ``sig_image_ready``; the publish state of
+each design (per platform) from the publish events, and after a restart from the queue.
 """
 
 from __future__ import annotations
@@ -13,15 +14,22 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from pod_studio.app.bridge import QtEventBridge
+from pod_studio.app.context import ListTemplates, Preflight
+from pod_studio.app.publishing import PublishStatusBook
 from pod_studio.app.runner import TaskRunner
 from pod_studio.domain.errors import user_message
-from pod_studio.domain.events import ImageReady
+from pod_studio.domain.events import ImageReady, PublishStepChanged
 from pod_studio.domain.models import GeneratedImage
+from pod_studio.domain.orchestration import PublishJobChanged
 from pod_studio.domain.ports import ImageStore
+
+if TYPE_CHECKING:
+    from pod_studio.services.orchestrator import Orchestrator
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,10 @@ class GalleryController(QObject):
     sig_thumbnail_ready(str image_id, bytes png)
     sig_full_image_loaded(str image_id, bytes data)
     sig_load_failed(str message)
+    sig_badge_ready(str image_id, str badge, list reasons): print preflight ("pass", "warn",
+        "fail"; reasons name the template checked).
+    sig_publish_status_changed(str image_id, dict platform_to_text)
+    sig_regenerated(str image_id, list job_ids)
     """
 
     sig_images_loaded = Signal(list)
@@ -58,6 +70,9 @@ class GalleryController(QObject):
     sig_thumbnail_ready = Signal(str, bytes)
     sig_full_image_loaded = Signal(str, bytes)
     sig_load_failed = Signal(str)
+    sig_badge_ready = Signal(str, str, list)
+    sig_publish_status_changed = Signal(str, dict)
+    sig_regenerated = Signal(str, list)
 
     def __init__(
         self,
@@ -66,6 +81,10 @@ class GalleryController(QObject):
         thumbnailer: Callable[[GeneratedImage], bytes] | None = None,
         *,
         bridge: QtEventBridge | None = None,
+        preflight: Preflight | None = None,
+        list_templates: ListTemplates | None = None,
+        regenerate: Callable[[GeneratedImage], list[str]] | None = None,
+        orchestrator: Orchestrator | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -76,8 +95,25 @@ class GalleryController(QObject):
         self._pending_thumbs: set[str] = set()
         self._images: dict[str, GeneratedImage] = {}
         self._limit: asyncio.Semaphore | None = None
+        self._preflight = preflight
+        self._list_templates = list_templates
+        self._regenerate = regenerate
+        self._orch = orchestrator
+        self._badges: dict[str, tuple[str, list[str]]] = {}
+        self._pending_badges: set[str] = set()
+        self.publish_book = PublishStatusBook()
         if bridge is not None:
             bridge.sig_image_ready.connect(self._on_bridge_image_ready)
+            bridge.sig_publish_job_changed.connect(self._on_bridge_publish_job_changed)
+            bridge.sig_publish_step_changed.connect(self._on_bridge_publish_step_changed)
+
+    @property
+    def can_regenerate(self) -> bool:
+        return self._regenerate is not None
+
+    @property
+    def can_preflight(self) -> bool:
+        return self._preflight is not None
 
     def images(self) -> list[GeneratedImage]:
         return sorted(self._images.values(), key=lambda i: i.created_at, reverse=True)
@@ -95,6 +131,95 @@ class GalleryController(QObject):
             return
         self._images = {i.image_id: i for i in images}
         self.sig_images_loaded.emit(self.images())
+        if self._orch is not None:
+            await self._load_publish_states(self._orch)
+
+    async def _load_publish_states(self, orch: Orchestrator) -> None:
+        try:
+            snapshot = await orch.snapshot()
+        except Exception as exc:  # noqa: BLE001 - the cards just show no publish state
+            log.warning("could not read publish states: %s", exc)
+            return
+        for design_id in self.publish_book.load_entries(snapshot.entries):
+            self.sig_publish_status_changed.emit(design_id, self.publish_book.lines(design_id))
+
+    def publish_status(self, image_id: str) -> dict[str, str]:
+        return self.publish_book.lines(image_id)
+
+    @Slot(object)
+    def _on_bridge_publish_job_changed(self, event: PublishJobChanged) -> None:
+        design_id = self.publish_book.apply_job(event)
+        self.sig_publish_status_changed.emit(design_id, self.publish_book.lines(design_id))
+
+    @Slot(object)
+    def _on_bridge_publish_step_changed(self, event: PublishStepChanged) -> None:
+        design_id = self.publish_book.apply_step(event)
+        self.sig_publish_status_changed.emit(design_id, self.publish_book.lines(design_id))
+
+    # -- regenerate ---------------------------------------------------------------------
+
+    def regenerate(self, images: list[GeneratedImage]) -> list[str]:
+        """Generate each design's prompt again with a new seed; returns the new job ids."""
+        if self._regenerate is None:
+            self.sig_load_failed.emit("regenerating is not available")
+            return []
+        ids: list[str] = []
+        for image in images:
+            new = self._regenerate(image)
+            ids.extend(new)
+            if new:
+                self.sig_regenerated.emit(image.image_id, new)
+        return ids
+
+    # -- print preflight ----------------------------------------------------------------
+
+    def cached_badge(self, image_id: str) -> tuple[str, list[str]] | None:
+        return self._badges.get(image_id)
+
+    def _badge_template(self) -> str | None:
+        if self._list_templates is None:
+            return None
+        try:
+            templates = self._list_templates()
+        except Exception as exc:  # noqa: BLE001 - no badge rather than no gallery
+            log.info("no templates for the preflight badge: %s", exc)
+            return None
+        return templates[0].name if templates else None
+
+    def load_badge(self, image: GeneratedImage) -> bool:
+        """Check ``image`` as a print file off the GUI thread (``sig_badge_ready``)."""
+        if self._preflight is None:
+            return False
+        cached = self._badges.get(image.image_id)
+        if cached is not None:
+            self.sig_badge_ready.emit(image.image_id, cached[0], list(cached[1]))
+            return True
+        if image.image_id in self._pending_badges:
+            return True
+        template = self._badge_template()
+        if template is None:
+            return False
+        self._pending_badges.add(image.image_id)
+        self.runner.spawn(
+            self._load_badge(self._preflight, image, template),
+            name=f"preflight-{image.image_id[:8]}",
+        )
+        return True
+
+    async def _load_badge(self, check: Preflight, image: GeneratedImage, template: str) -> None:
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(_THUMB_WORKERS)
+        try:
+            async with self._limit:
+                badge, reasons = await asyncio.to_thread(check, image, template)
+        except Exception as exc:  # noqa: BLE001 - an unreadable file gets a failing badge
+            log.info("preflight of %s failed: %s", image.file, exc)
+            badge, reasons = "fail", [f"cannot check the file: {user_message(exc)}"]
+        finally:
+            self._pending_badges.discard(image.image_id)
+        reasons = [f"{template}: {r}" for r in reasons] or [f"{template}: ready to print"]
+        self._badges[image.image_id] = (str(badge), reasons)
+        self.sig_badge_ready.emit(image.image_id, str(badge), reasons)
 
     @Slot(object)
     def _on_bridge_image_ready(self, event: ImageReady) -> None:

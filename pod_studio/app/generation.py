@@ -1,9 +1,11 @@
 """App layer: GenerationController — starts and cancels generation batches for the GUI.
 
 The prompt editor hands it a ``PromptForm`` (plain values from the widgets); the controller
-checks it (job count, limits, sizes), builds a ``GenerationRequest``, plans the jobs with the
-``GenerationService`` and runs them through the ``TaskRunner``. Progress reaches the views
-as events through the ``QtEventBridge``, not through this controller.
+checks it (job count, limits, sizes), builds a ``GenerationRequest`` and plans the jobs. With
+an ``Orchestrator`` the jobs go into the durable queue (they survive a restart and are run by
+the orchestrator's worker loop); without one the ``GenerationService`` runs them through the
+``TaskRunner``. Progress reaches the views as events through the ``QtEventBridge``, not
+through this controller.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pydantic
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, Slot
 
 from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.runner import TaskRunner
@@ -22,13 +24,16 @@ from pod_studio.domain.errors import ValidationError, user_message
 from pod_studio.domain.models import (
     MAX_PROMPT_CHARS,
     MAX_PROMPTS_PER_BATCH,
+    GeneratedImage,
     GenerationRequest,
     JobSpec,
 )
+from pod_studio.domain.orchestration import QueueChanged
 from pod_studio.domain.ports import ImageStore
 
 if TYPE_CHECKING:
     from pod_studio.services.generation import BatchResult, GenerationService
+    from pod_studio.services.orchestrator import Orchestrator
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,17 @@ MAX_SIDE = 4096
 SIDE_STEP = 8
 MAX_VARIATIONS = 64
 LONG_PROMPT_WARNING = 1000  # characters; ComfyUI's CLIP reads ~77 tokens, the rest is ignored
+_FINAL_QUEUE_STATES = {"succeeded", "dead", "cancelled", "discarded", "partially_published"}
+
+
+@dataclass(frozen=True)
+class QueuedBatchResult:
+    """How a batch run through the durable queue ended."""
+
+    batch_id: str
+    succeeded: int
+    failed: int
+    cancelled: int
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,8 @@ class GenerationController(QObject):
 
     Signals:
         sig_batch_started(str batch_id, list job_ids)
-        sig_batch_completed(object BatchResult)
+        sig_batch_completed(object BatchResult | QueuedBatchResult): every job of the batch
+            ended (``QueuedBatchResult`` when it ran through the durable queue).
         sig_batch_failed(str batch_id, str message): the batch could not run at all
             (e.g. the workflow cannot take these inputs).
         sig_validation_failed(str message): ``start`` refused the request.
@@ -136,23 +153,38 @@ class GenerationController(QObject):
         self,
         runner: TaskRunner,
         bridge: QtEventBridge,
-        service: GenerationService,
+        service: GenerationService | None,
         store: ImageStore,
         *,
+        orchestrator: Orchestrator | None = None,
         list_checkpoints: Callable[[], Awaitable[list[str]]] | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
+        if service is None and orchestrator is None:
+            raise ValueError("a GenerationService or an Orchestrator is needed")
         self.runner = runner
         self.bridge = bridge
         self.service = service
+        self.orchestrator = orchestrator
         self.store = store
         self._list_checkpoints = list_checkpoints
         self._active_batches: set[str] = set()
+        # durable queue: batch id -> job ids still open; job id -> final state
+        self._open: dict[str, set[str]] = {}
+        self._batch_of: dict[str, str] = {}
+        self._finals: dict[str, dict[str, str]] = {}
+        if orchestrator is not None:
+            bridge.sig_queue_changed.connect(self._on_bridge_queue_changed)
 
     @property
     def is_busy(self) -> bool:
         return bool(self._active_batches)
+
+    @property
+    def uses_queue(self) -> bool:
+        """True when jobs go through the durable queue."""
+        return self.orchestrator is not None
 
     def check(self, form: PromptForm) -> FormCheck:
         return check_form(form)
@@ -190,7 +222,9 @@ class GenerationController(QObject):
         if problems:
             self.sig_validation_failed.emit("; ".join(problems))
             return []
-        jobs = self.service.plan(request)
+        planner = self.orchestrator if self.orchestrator is not None else self.service
+        assert planner is not None
+        jobs = planner.plan(request)
         if not jobs:
             self.sig_validation_failed.emit("nothing to generate")
             return []
@@ -200,10 +234,90 @@ class GenerationController(QObject):
         self.sig_batch_started.emit(batch_id, job_ids)
         if len(self._active_batches) == 1:
             self.sig_busy_changed.emit(True)
-        self.runner.spawn(self._run(batch_id, jobs), name=f"batch-{batch_id}")
+        if self.orchestrator is not None:
+            self._open[batch_id] = set(job_ids)
+            self._finals[batch_id] = {}
+            for job_id in job_ids:
+                self._batch_of[job_id] = batch_id
+            self.runner.spawn(
+                self._enqueue(self.orchestrator, batch_id, jobs), name=f"enqueue-{batch_id}"
+            )
+        else:
+            self.runner.spawn(self._run(batch_id, jobs), name=f"batch-{batch_id}")
         return job_ids
 
+    def regenerate(self, image: GeneratedImage) -> list[str]:
+        """Generate ``image``'s prompt again with a new seed (same negative and size)."""
+
+        def side(value: int) -> int | None:
+            ok = MIN_SIDE <= value <= MAX_SIDE and value % SIDE_STEP == 0
+            return value if ok else None
+
+        try:
+            request = GenerationRequest(
+                prompts=[image.prompt],
+                negative=image.negative,
+                variations=1,
+                seed=None,
+                width=side(image.width),
+                height=side(image.height),
+            )
+        except pydantic.ValidationError as exc:
+            self.sig_validation_failed.emit(_pydantic_message(exc))
+            return []
+        return self.start(request)
+
+    async def _enqueue(
+        self, orchestrator: Orchestrator, batch_id: str, jobs: list[JobSpec]
+    ) -> None:
+        try:
+            await orchestrator.enqueue_generation(jobs)
+        except ValidationError as exc:
+            log.warning("batch %s refused: %s", batch_id, exc)
+            self._forget_batch(batch_id)
+            self.sig_batch_failed.emit(batch_id, user_message(exc))
+
+    def _forget_batch(self, batch_id: str) -> None:
+        for job_id in self._open.pop(batch_id, set()):
+            self._batch_of.pop(job_id, None)
+        self._finals.pop(batch_id, None)
+        self._active_batches.discard(batch_id)
+        if not self._active_batches:
+            self.sig_busy_changed.emit(False)
+
+    @Slot(object)
+    def _on_bridge_queue_changed(self, event: QueueChanged) -> None:
+        batch_id = self._batch_of.get(event.job_id)
+        if batch_id is None:
+            return
+        open_ids = self._open.get(batch_id, set())
+        if event.state in _FINAL_QUEUE_STATES:
+            open_ids.discard(event.job_id)
+            self._finals.setdefault(batch_id, {})[event.job_id] = event.state
+        elif event.job_id not in open_ids:
+            open_ids.add(event.job_id)  # retried by hand: open again
+            self._finals.get(batch_id, {}).pop(event.job_id, None)
+            if batch_id not in self._active_batches:
+                self._active_batches.add(batch_id)
+                if len(self._active_batches) == 1:
+                    self.sig_busy_changed.emit(True)
+        if open_ids or batch_id not in self._active_batches:
+            return
+        finals = list(self._finals.get(batch_id, {}).values())
+        self._active_batches.discard(batch_id)
+        if not self._active_batches:
+            self.sig_busy_changed.emit(False)
+        self.sig_batch_completed.emit(
+            QueuedBatchResult(
+                batch_id=batch_id,
+                succeeded=finals.count("succeeded"),
+                failed=sum(1 for f in finals if f in ("dead", "partially_published")),
+                cancelled=sum(1 for f in finals if f in ("cancelled", "discarded")),
+            )
+        )
+
     async def _run(self, batch_id: str, jobs: list[JobSpec]) -> None:
+        assert self.service is not None
         try:
             result: BatchResult = await self.service.run_jobs(jobs)
         except ValidationError as exc:
@@ -218,9 +332,30 @@ class GenerationController(QObject):
 
     def cancel(self, job_id: str) -> bool:
         """Cancel one job (queued: skipped; running: interrupted). False if already over."""
+        if self.orchestrator is not None:
+            batch_id = self._batch_of.get(job_id)
+            if batch_id is not None and job_id not in self._open.get(batch_id, set()):
+                return False
+            self.runner.spawn(self._cancel(self.orchestrator, job_id), name=f"cancel-{job_id[:8]}")
+            return True
+        assert self.service is not None
         return self.service.cancel(job_id)
 
+    async def _cancel(self, orchestrator: Orchestrator, job_id: str) -> None:
+        try:
+            await orchestrator.cancel(job_id)
+        except Exception as exc:  # noqa: BLE001 - shown in the status bar, not a crash
+            log.warning("cancelling job %s failed: %s", job_id, exc)
+            self.sig_batch_failed.emit(self._batch_of.get(job_id, ""), user_message(exc))
+
     def cancel_all(self) -> int:
+        """Cancel every job this window started that has not ended yet."""
+        if self.orchestrator is not None:
+            ids = [j for open_ids in self._open.values() for j in open_ids]
+            for job_id in ids:
+                self.cancel(job_id)
+            return len(ids)
+        assert self.service is not None
         return self.service.cancel_all()
 
     def load_checkpoints(self) -> bool:

@@ -23,6 +23,8 @@ qt_compat.install()
 
 T = TypeVar("T")
 
+CANCEL_AGAIN_AFTER = 0.5  # seconds
+
 
 class TaskRunner(QObject):
     """Spawns named tasks on the running (qasync) loop and reports their failures.
@@ -70,11 +72,18 @@ class TaskRunner(QObject):
         self.sig_task_finished.emit(name)
 
     async def aclose(self) -> None:
-        """Cancel every running task and wait until they have all ended."""
+        """Cancel every running task and wait until they have all ended.
+
+        A task that is still running a moment after its cancellation is cancelled again:
+        on Python 3.11 ``asyncio.wait_for`` swallows a cancellation that arrives just as its
+        inner future completes, and a worker loop built on it would otherwise keep going.
+        """
         self._closed = True
-        pending = [t for t in self._tasks if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
+        while True:
+            pending = [t for t in self._tasks if not t.done()]
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
             # Failures were already reported by _on_task_done; our own cancellation propagates.
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.wait(pending, timeout=CANCEL_AGAIN_AFTER)

@@ -1,8 +1,10 @@
-"""UI layer: the gallery — a thumbnail grid of generated designs with approve/reject marks.
+"""UI layer: the gallery — a grid of design cards: the image, its approval mark, its print
+preflight badge and its publish status per platform; approve / reject / regenerate; select
+several and "Publish…".
 
-``GalleryModel`` holds the images and their thumbnails (``QPixmap`` built in the GUI thread
-from the PNG bytes the controller made off-thread). Double-click or Enter opens the
-non-modal ``ImageViewerDialog``.
+``GalleryModel`` holds the images, thumbnails (``QPixmap`` built in the GUI thread from the
+PNG bytes the controller made off-thread), badges and publish lines; ``CardDelegate`` paints
+each card. Double-click or Enter opens the non-modal ``ImageViewerDialog``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
     QPersistentModelIndex,
+    QRect,
     QSize,
     Qt,
+    Signal,
     Slot,
 )
-from PySide6.QtGui import QBrush, QColor, QImage, QPixmap
+from PySide6.QtGui import QBrush, QColor, QFontMetrics, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -25,6 +29,9 @@ from PySide6.QtWidgets import (
     QListView,
     QPushButton,
     QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
@@ -32,12 +39,29 @@ from PySide6.QtWidgets import (
 from pod_studio.app.gallery import GalleryController
 from pod_studio.domain.models import GeneratedImage
 from pod_studio.ui.image_viewer import ImageViewerDialog
-from pod_studio.ui.widgets import EmptyStateLabel
+from pod_studio.ui.widgets import AMBER, BLUE, GREEN, RED, EmptyStateLabel
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 ICON_SIDE = 160
+CARD_WIDTH = ICON_SIDE + 40
+CARD_TEXT_LINES = 4
 _APPROVED_BG = QColor(46, 157, 79, 40)
 _REJECTED_BG = QColor(208, 69, 59, 40)
+_TEXT = QColor("#2b2f36")
+_MUTED = QColor("#7a808a")
+_SELECTED_TINT = QColor(47, 123, 214, 45)
+_BADGE_WORDS = {"pass": "Print ✓", "warn": "Print ⚠", "fail": "Print ✗"}
+_BADGE_COLOURS = {"pass": GREEN, "warn": AMBER, "fail": RED}
+
+
+def publish_colour(text: str) -> QColor:
+    if text.startswith("failed"):
+        return RED
+    if text.startswith(("published", "draft created")):
+        return GREEN
+    if text.startswith(("will retry", "cancelled")):
+        return AMBER
+    return BLUE
 
 
 def mark_text(approved: bool | None) -> str:
@@ -53,12 +77,57 @@ class GalleryModel(QAbstractListModel):
 
     ImageRole = Qt.ItemDataRole.UserRole + 1
     ImageIdRole = Qt.ItemDataRole.UserRole + 2
+    LinesRole = Qt.ItemDataRole.UserRole + 3  # list[(text, QColor)] under the image
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._images: list[GeneratedImage] = []
         self._rows: dict[str, int] = {}
         self._pixmaps: dict[str, QPixmap] = {}
+        self._badges: dict[str, tuple[str, list[str]]] = {}
+        self._publish: dict[str, dict[str, str]] = {}
+
+    def card_lines(self, image: GeneratedImage) -> list[tuple[str, QColor]]:
+        """What the card shows under the image: prompt, marks, then one line per platform."""
+        prompt = image.prompt if len(image.prompt) <= 60 else image.prompt[:59] + "…"
+        lines: list[tuple[str, QColor]] = [(prompt, _TEXT)]
+        marks: list[str] = []
+        colour = _MUTED
+        if image.approved is True:
+            marks.append("✓ Approved")
+            colour = GREEN
+        elif image.approved is False:
+            marks.append("✗ Rejected")
+            colour = RED
+        badge = self._badges.get(image.image_id)
+        if badge is not None:
+            marks.append(_BADGE_WORDS.get(badge[0], badge[0]))
+            if badge[0] != "pass" or colour is _MUTED:
+                colour = _BADGE_COLOURS.get(badge[0], colour)
+        lines.append((" · ".join(marks) or "not reviewed", colour))
+        for platform, text in self._publish.get(image.image_id, {}).items():
+            lines.append((f"{platform}: {text}", publish_colour(text)))
+        return lines
+
+    def badge(self, image_id: str) -> tuple[str, list[str]] | None:
+        return self._badges.get(image_id)
+
+    def publish_lines(self, image_id: str) -> dict[str, str]:
+        return dict(self._publish.get(image_id, {}))
+
+    def set_badge(self, image_id: str, badge: str, reasons: list[str]) -> None:
+        self._badges[image_id] = (badge, list(reasons))
+        self._row_changed(image_id)
+
+    def set_publish(self, image_id: str, lines: dict[str, str]) -> None:
+        self._publish[image_id] = dict(lines)
+        self._row_changed(image_id)
+
+    def _row_changed(self, image_id: str) -> None:
+        row = self._rows.get(image_id)
+        if row is not None:
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx)
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._images)
@@ -74,7 +143,17 @@ class GalleryModel(QAbstractListModel):
             return self._pixmaps.get(image.image_id)
         if role == Qt.ItemDataRole.ToolTipRole:
             status = {True: "approved", False: "rejected", None: "not reviewed"}[image.approved]
-            return f"{image.prompt}\nseed {image.seed} · {image.width}×{image.height} · {status}"
+            text = f"{image.prompt}\nseed {image.seed} · {image.width}×{image.height} · {status}"
+            badge = self._badges.get(image.image_id)
+            if badge is not None:
+                text += f"\n\nPrint check: {badge[0].upper()}"
+                text += "".join(f"\n• {r}" for r in badge[1])
+            publish = self._publish.get(image.image_id)
+            if publish:
+                text += "\n\nPublishing:" + "".join(f"\n• {p}: {t}" for p, t in publish.items())
+            return text
+        if role == self.LinesRole:
+            return self.card_lines(image)
         if role == Qt.ItemDataRole.BackgroundRole:
             if image.approved is True:
                 return QBrush(_APPROVED_BG)
@@ -134,8 +213,66 @@ class GalleryModel(QAbstractListModel):
         self._rows = {img.image_id: i for i, img in enumerate(self._images)}
 
 
+class CardDelegate(QStyledItemDelegate):
+    """Paints a design card: the thumbnail, then coloured, elided text lines."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: ModelIndex) -> QSize:
+        line = QFontMetrics(option.font).height()  # type: ignore[attr-defined]
+        return QSize(CARD_WIDTH, ICON_SIDE + 12 + line * CARD_TEXT_LINES)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: ModelIndex) -> None:
+        rect: QRect = option.rect  # type: ignore[attr-defined]
+        state = option.state  # type: ignore[attr-defined]
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        card = rect.adjusted(2, 2, -2, -2)
+        background = index.data(Qt.ItemDataRole.BackgroundRole)
+        if isinstance(background, QBrush):
+            painter.fillRect(card, background)
+        if state & QStyle.StateFlag.State_Selected:
+            # a frame and a light tint: the coloured status lines stay readable
+            painter.fillRect(card, _SELECTED_TINT)
+            painter.setPen(QPen(BLUE, 2))
+            painter.drawRoundedRect(card.adjusted(1, 1, -1, -1), 4, 4)
+        elif state & QStyle.StateFlag.State_MouseOver:
+            painter.setPen(QPen(_MUTED, 1))
+            painter.drawRoundedRect(card, 4, 4)
+        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        top = rect.top() + 6
+        if isinstance(pixmap, QPixmap) and not pixmap.isNull():
+            x = rect.left() + (rect.width() - pixmap.width()) // 2
+            y = top + (ICON_SIDE - pixmap.height()) // 2
+            painter.drawPixmap(x, y, pixmap)
+        else:
+            painter.setPen(QPen(_MUTED))
+            box = QRect(rect.left() + 20, top, rect.width() - 40, ICON_SIDE)
+            painter.drawRect(box)
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "…")
+        metrics = QFontMetrics(option.font)  # type: ignore[attr-defined]
+        y = top + ICON_SIDE + 4
+        width = rect.width() - 8
+        lines = index.data(GalleryModel.LinesRole) or []
+        for text, colour in lines[:CARD_TEXT_LINES]:
+            painter.setPen(QPen(colour))
+            shown = metrics.elidedText(str(text), Qt.TextElideMode.ElideRight, width)
+            painter.drawText(
+                QRect(rect.left() + 4, y, width, metrics.height()),
+                int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter),
+                shown,
+            )
+            y += metrics.height()
+        painter.restore()
+
+
 class GalleryView(QWidget):
-    """The right pane: every design, with approve/reject."""
+    """The right pane: every design, with approve / reject / regenerate and "Publish…".
+
+    Signals:
+        sig_publish_requested(list[GeneratedImage]): the seller wants to publish these
+            (approved) designs; the main window opens the publish panel.
+    """
+
+    sig_publish_requested = Signal(list)
 
     def __init__(self, controller: GalleryController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -149,7 +286,10 @@ class GalleryView(QWidget):
         self.list_view.setModel(self.model)
         self.list_view.setViewMode(QListView.ViewMode.IconMode)
         self.list_view.setIconSize(QSize(ICON_SIDE, ICON_SIDE))
-        self.list_view.setGridSize(QSize(ICON_SIDE + 24, ICON_SIDE + 44))
+        self.delegate = CardDelegate(self.list_view)
+        self.list_view.setItemDelegate(self.delegate)
+        line = self.list_view.fontMetrics().height()
+        self.list_view.setGridSize(QSize(CARD_WIDTH + 8, ICON_SIDE + 20 + line * CARD_TEXT_LINES))
         self.list_view.setResizeMode(QListView.ResizeMode.Adjust)
         self.list_view.setMovement(QListView.Movement.Static)
         self.list_view.setUniformItemSizes(True)
@@ -168,6 +308,12 @@ class GalleryView(QWidget):
         self.approve_button.setObjectName("approve_button")
         self.reject_button = QPushButton(self.tr("Reject"), self)
         self.reject_button.setObjectName("reject_button")
+        self.regenerate_button = QPushButton(self.tr("Regenerate"), self)
+        self.regenerate_button.setObjectName("regenerate_button")
+        self.regenerate_button.setToolTip(self.tr("Generate the same prompt again with a new seed"))
+        self.publish_button = QPushButton(self.tr("Publish…"), self)
+        self.publish_button.setObjectName("publish_button")
+        self.publish_button.setToolTip(self.tr("Publish the selected approved designs"))
         self.open_button = QPushButton(self.tr("Open…"), self)
         self.open_button.setObjectName("open_image_button")
         self.count_label = QLabel(self)
@@ -193,8 +339,10 @@ class GalleryView(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.approve_button)
         buttons.addWidget(self.reject_button)
+        buttons.addWidget(self.regenerate_button)
         buttons.addStretch(1)
         buttons.addWidget(self.open_button)
+        buttons.addWidget(self.publish_button)
         layout.addLayout(buttons)
         self._connect_signals()
         self._on_selection_changed()
@@ -207,6 +355,11 @@ class GalleryView(QWidget):
         c.sig_image_updated.connect(self._on_controller_image_updated)
         c.sig_thumbnail_ready.connect(self._on_controller_thumbnail_ready)
         c.sig_load_failed.connect(self._on_controller_load_failed)
+        c.sig_badge_ready.connect(self._on_controller_badge_ready)
+        c.sig_publish_status_changed.connect(self._on_controller_publish_status_changed)
+        self.regenerate_button.clicked.connect(self._on_regenerate_clicked)
+        self.publish_button.clicked.connect(self._on_publish_clicked)
+        self.model.dataChanged.connect(self._on_selection_changed)
         self.list_view.activated.connect(self._on_list_activated)
         self.list_view.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.approve_button.clicked.connect(self._on_approve_clicked)
@@ -245,9 +398,35 @@ class GalleryView(QWidget):
 
     @Slot()
     def _on_selection_changed(self) -> None:
-        has = bool(self.list_view.selectionModel().selectedIndexes())
+        selected = self.selected_images()
+        has = bool(selected)
         for button in (self.approve_button, self.reject_button, self.open_button):
             button.setEnabled(has)
+        self.regenerate_button.setEnabled(has and self.controller.can_regenerate)
+        approved = [i for i in selected if i.approved is True]
+        self.publish_button.setEnabled(bool(approved))
+        if has and not approved:
+            self.publish_button.setToolTip(self.tr("Approve a design before publishing it"))
+        else:
+            self.publish_button.setToolTip(self.tr("Publish the selected approved designs"))
+
+    @Slot(str, str, list)
+    def _on_controller_badge_ready(self, image_id: str, badge: str, reasons: list[str]) -> None:
+        self.model.set_badge(image_id, badge, reasons)
+
+    @Slot(str, dict)
+    def _on_controller_publish_status_changed(self, image_id: str, lines: dict[str, str]) -> None:
+        self.model.set_publish(image_id, lines)
+
+    @Slot()
+    def _on_regenerate_clicked(self) -> None:
+        self.controller.regenerate(self.selected_images())
+
+    @Slot()
+    def _on_publish_clicked(self) -> None:
+        approved = [i for i in self.selected_images() if i.approved is True]
+        if approved:
+            self.sig_publish_requested.emit(approved)
 
     @Slot(list)
     def _on_controller_images_loaded(self, images: list[GeneratedImage]) -> None:
@@ -268,6 +447,11 @@ class GalleryView(QWidget):
     def _request_thumbnail(self, image: GeneratedImage) -> None:
         if not self.model.has_thumbnail(image.image_id):
             self.controller.load_thumbnail(image)
+        if self.model.badge(image.image_id) is None:
+            self.controller.load_badge(image)
+        status = self.controller.publish_status(image.image_id)
+        if status:
+            self.model.set_publish(image.image_id, status)
 
     @Slot(str, bytes)
     def _on_controller_thumbnail_ready(self, image_id: str, data: bytes) -> None:

@@ -1,14 +1,16 @@
 """UI layer: the job list — a table of every job with live state, progress and preview.
 
 ``JobTableModel`` is fed only by the event bridge's signals (queued, state, progress, node,
-failed). ``JobListView`` adds a progress-bar delegate, per-row cancel (button, context menu,
-Delete key), a details line for the selected job and a throttled live preview decoded from
-``PreviewFrame`` bytes in the GUI thread.
+failed, and the durable queue's state changes); after a restart the unfinished jobs come
+from the queue controller's snapshot. ``JobListView`` adds a progress-bar delegate, per-row
+cancel (button, context menu, Delete key), a details line for the selected job and a
+throttled live preview decoded from ``PreviewFrame`` bytes in the GUI thread.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import (
@@ -39,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from pod_studio.app.generation import GenerationController
+from pod_studio.app.queue import QueueController, QueueRow
 from pod_studio.domain.events import (
     JobFailed,
     JobNodeExecuting,
@@ -48,18 +51,29 @@ from pod_studio.domain.events import (
     PreviewFrame,
 )
 from pod_studio.domain.models import JobState
+from pod_studio.domain.orchestration import QueueChanged
 from pod_studio.ui.widgets import JOB_STATE_COLOURS
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 PREVIEW_INTERVAL_MS = 150
 PREVIEW_SIDE = 192
 
+_QUEUE_STATES = {
+    "queued": JobState.QUEUED,
+    "retry_wait": JobState.QUEUED,
+    "running": JobState.RUNNING,
+    "succeeded": JobState.DONE,
+    "dead": JobState.FAILED,
+    "partially_published": JobState.FAILED,
+    "cancelled": JobState.CANCELLED,
+}
+
 
 @dataclass
 class JobRow:
     job_id: str
     prompt: str
-    seed: int
+    seed: int | None
     state: JobState = JobState.QUEUED
     value: float = 0.0
     maximum: float = 0.0
@@ -118,7 +132,7 @@ class JobTableModel(QAbstractTableModel):
             if col == self.COL_PROMPT:
                 return row.prompt
             if col == self.COL_SEED:
-                return str(row.seed)
+                return "" if row.seed is None else str(row.seed)
             if col == self.COL_STATE:
                 return row.state.value
             if col == self.COL_PROGRESS:
@@ -190,13 +204,82 @@ class JobTableModel(QAbstractTableModel):
             row.server = event.server
         if event.state is JobState.FAILED:
             row.detail = event.detail or row.detail
-        else:
+        elif not (event.state is JobState.QUEUED and row.detail.startswith("will retry")):
             row.detail = event.detail
+        if event.state is JobState.QUEUED:
+            row.value, row.maximum = 0.0, 0.0
+            row.node, row.node_class = "", ""
         if event.state is JobState.RUNNING:
             row.value, row.maximum = 0.0, 0.0
         if event.state.is_terminal:
             row.node, row.node_class = "", ""
         self._changed(event.job_id)
+
+    @Slot(object)
+    def _on_bridge_queue_changed(self, event: QueueChanged) -> None:
+        """The durable queue's view of a job: covers what no JobStateChanged says (a queued
+        job cancelled, a retry planned, a job removed)."""
+        if event.state == "discarded":
+            self.remove_job(event.job_id)
+            return
+        row = self.job(event.job_id)
+        state = _QUEUE_STATES.get(event.state)
+        if row is None or state is None:
+            return
+        if state is JobState.RUNNING and row.state is not JobState.RUNNING:
+            row.value, row.maximum = 0.0, 0.0
+        row.state = state
+        if event.server:
+            row.server = event.server
+        if event.state == "retry_wait":
+            when = ""
+            if event.next_run_at:
+                when = " at " + datetime.fromtimestamp(event.next_run_at).strftime("%H:%M")
+            row.detail = f"will retry{when}" + (f": {event.last_error}" if event.last_error else "")
+            row.value, row.maximum = 0.0, 0.0
+        elif state is JobState.FAILED:
+            row.detail = event.last_error or row.detail
+        elif state is not JobState.RUNNING:
+            row.detail = ""
+        if state.is_terminal:
+            row.node, row.node_class = "", ""
+        self._changed(event.job_id)
+
+    def add_queue_rows(self, rows: list[QueueRow]) -> None:
+        """Unfinished generation jobs from the durable queue (after a restart)."""
+        new = [
+            r
+            for r in rows
+            if r.kind == "generate"
+            and r.job_id not in self._index
+            and r.state in ("queued", "retry_wait", "running")
+        ]
+        if not new:
+            return
+        n = len(self._rows)
+        self.beginInsertRows(QModelIndex(), n, n + len(new) - 1)
+        for r in new:
+            self._index[r.job_id] = len(self._rows)
+            self._rows.append(
+                JobRow(
+                    r.job_id,
+                    r.label,
+                    None,
+                    state=_QUEUE_STATES.get(r.state, JobState.QUEUED),
+                    server=r.server,
+                    detail=f"will retry: {r.last_error}" if r.state == "retry_wait" else "",
+                )
+            )
+        self.endInsertRows()
+
+    def remove_job(self, job_id: str) -> None:
+        i = self._index.get(job_id)
+        if i is None:
+            return
+        self.beginRemoveRows(QModelIndex(), i, i)
+        del self._rows[i]
+        self._index = {r.job_id: n for n, r in enumerate(self._rows)}
+        self.endRemoveRows()
 
     @Slot(object)
     def _on_bridge_job_progress(self, event: JobProgress) -> None:
@@ -248,9 +331,16 @@ class ProgressDelegate(QStyledItemDelegate):
 class JobListView(QWidget):
     """The middle pane: every job of this session."""
 
-    def __init__(self, controller: GenerationController, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        controller: GenerationController,
+        parent: QWidget | None = None,
+        *,
+        queue: QueueController | None = None,
+    ) -> None:
         super().__init__(parent)
         self.controller = controller
+        self.queue = queue
         self.setObjectName("job_list")
         self.model = JobTableModel(self)
         self._frames: dict[str, bytes] = {}
@@ -328,6 +418,9 @@ class JobListView(QWidget):
         bridge.sig_job_progress.connect(self.model._on_bridge_job_progress)
         bridge.sig_job_node_executed.connect(self.model._on_bridge_job_node_executed)
         bridge.sig_job_failed.connect(self.model._on_bridge_job_failed)
+        bridge.sig_queue_changed.connect(self.model._on_bridge_queue_changed)
+        if self.queue is not None:
+            self.queue.sig_rows_reset.connect(self._on_queue_rows_reset)
         bridge.sig_job_state_changed.connect(self._on_bridge_job_state_changed)
         bridge.sig_preview_frame.connect(self._on_bridge_preview_frame)
         self.table.selectionModel().selectionChanged.connect(self._on_table_selection_changed)
@@ -362,7 +455,7 @@ class JobListView(QWidget):
         self.cancel_button.setEnabled(
             any((r := self.model.job(j)) is not None and not r.state.is_terminal for j in ids)
         )
-        text = f"{row.state.value} · seed {row.seed}"
+        text = row.state.value + (f" · seed {row.seed}" if row.seed is not None else "")
         if row.server:
             text += f" · {row.server}"
         if row.node_text and row.state is JobState.RUNNING:
@@ -401,6 +494,10 @@ class JobListView(QWidget):
     def _on_clear_clicked(self) -> None:
         self.model.clear_finished()
         self._frames = {k: v for k, v in self._frames.items() if self.model.job(k) is not None}
+
+    @Slot(list)
+    def _on_queue_rows_reset(self, rows: list[QueueRow]) -> None:
+        self.model.add_queue_rows(rows)
 
     @Slot(object)
     def _on_bridge_job_state_changed(self, event: JobStateChanged) -> None:

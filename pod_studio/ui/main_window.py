@@ -1,5 +1,6 @@
-"""UI layer: MainWindow — prompt editor, job list and gallery, the live docks, the status bar
-with the ComfyUI connection, and a non-modal offline banner offering demo mode.
+"""UI layer: MainWindow — prompt editor, job list and gallery, the live docks (job queue,
+breakers, retry log, statistics, health), the status bar with the ComfyUI connection, a
+non-modal offline banner offering demo mode, and the non-modal publish panel.
 
 Closing the window saves its geometry and dock layout through the settings controller and
 asks the app controller to shut down (the composition root awaits it); no dialog here runs a
@@ -24,10 +25,13 @@ from PySide6.QtWidgets import (
 )
 
 from pod_studio.app.app_controller import AppController
+from pod_studio.domain.models import GeneratedImage
 from pod_studio.ui.docks import BreakersDock, HealthDock, RetryLogDock, StatsDock
 from pod_studio.ui.gallery import GalleryView
 from pod_studio.ui.job_list import JobListView
 from pod_studio.ui.prompt_editor import PromptEditor
+from pod_studio.ui.publish_panel import PublishPanel
+from pod_studio.ui.queue_dock import QueueDock
 from pod_studio.ui.settings_dialog import SettingsDialog
 from pod_studio.ui.widgets import CONNECTION_COLOURS, GREY, StatusDot
 
@@ -79,6 +83,7 @@ class MainWindow(QMainWindow):
         self._banner_dismissed = False
         self._started = False
         self.settings_dialog: SettingsDialog | None = None
+        self.publish_panel: PublishPanel | None = None
         self.setObjectName("main_window")
         self.setWindowTitle(APP_TITLE + (self.tr(" — Demo") if demo else ""))
         self.resize(1440, 900)
@@ -91,7 +96,7 @@ class MainWindow(QMainWindow):
             variations=getattr(defaults, "variations", 1),
             negative=getattr(defaults, "negative", ""),
         )
-        self.job_list = JobListView(app.generation)
+        self.job_list = JobListView(app.generation, queue=app.queue)
         self.gallery = GalleryView(app.gallery)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("main_splitter")
@@ -114,20 +119,29 @@ class MainWindow(QMainWindow):
         c_layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
 
+        self.queue_dock = QueueDock(app.queue, self)
         self.breakers_dock = BreakersDock(app.resilience, self)
         self.retry_dock = RetryLogDock(app.resilience, self)
         self.stats_dock = StatsDock(app.stats, self)
         self.health_dock = HealthDock(app.resilience, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.queue_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.breakers_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.retry_dock)
+        self.tabifyDockWidget(self.queue_dock, self.breakers_dock)
         self.tabifyDockWidget(self.breakers_dock, self.retry_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.stats_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.health_dock)
         self.tabifyDockWidget(self.stats_dock, self.health_dock)
-        self.breakers_dock.raise_()
+        self.queue_dock.raise_()
         self.stats_dock.raise_()
-        self.docks = [self.breakers_dock, self.retry_dock, self.stats_dock, self.health_dock]
-        self.resizeDocks([self.breakers_dock], [190], Qt.Orientation.Vertical)
+        self.docks = [
+            self.queue_dock,
+            self.breakers_dock,
+            self.retry_dock,
+            self.stats_dock,
+            self.health_dock,
+        ]
+        self.resizeDocks([self.queue_dock], [220], Qt.Orientation.Vertical)
         self.resizeDocks([self.stats_dock], [320], Qt.Orientation.Horizontal)
 
         self.connection_dot = StatusDot()
@@ -194,6 +208,9 @@ class MainWindow(QMainWindow):
         app.workflow.sig_workflow_loaded.connect(self._on_workflow_loaded)
         app.workflow.sig_workflow_failed.connect(self._on_workflow_failed)
         app.generation.sig_batch_failed.connect(self._on_generation_batch_failed)
+        app.gallery.sig_regenerated.connect(self._on_gallery_regenerated)
+        app.publishing.sig_publish_enqueued.connect(self._on_publishing_publish_enqueued)
+        self.gallery.sig_publish_requested.connect(self.open_publish_panel)
         self.banner.demo_button.clicked.connect(self._on_banner_demo_clicked)
         self.banner.settings_button.clicked.connect(self.open_settings)
         self.banner.close_button.clicked.connect(self._on_banner_dismiss_clicked)
@@ -219,13 +236,33 @@ class MainWindow(QMainWindow):
         if self._started:
             return
         self._started = True
+        self.app.queue.refresh()
         self.app.gallery.refresh()
         self.prompt_editor.refresh_checkpoints()
+
+    @Slot(list)
+    def open_publish_panel(self, designs: list[GeneratedImage]) -> PublishPanel:
+        """The non-modal publish panel for ``designs`` (replaces an open one)."""
+        if self.publish_panel is not None:
+            self.publish_panel.close()
+        panel = PublishPanel(self.app.publishing, designs, self)
+        panel.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        panel.destroyed.connect(self._on_publish_panel_destroyed)
+        self.publish_panel = panel
+        panel.show()
+        panel.raise_()
+        return panel
 
     @Slot()
     def open_settings(self) -> SettingsDialog:
         if self.settings_dialog is None or not self.settings_dialog.isVisible():
-            self.settings_dialog = SettingsDialog(self.app.settings, self.app.workflow, self)
+            self.settings_dialog = SettingsDialog(
+                self.app.settings,
+                self.app.workflow,
+                self,
+                printify=self.app.printify,
+                templates=self.app.publishing.templates(),
+            )
             self.settings_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             self.settings_dialog.destroyed.connect(self._on_settings_dialog_destroyed)
             self.settings_dialog.show()
@@ -285,6 +322,22 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_settings_dialog_destroyed(self) -> None:
         self.settings_dialog = None
+
+    @Slot()
+    def _on_publish_panel_destroyed(self) -> None:
+        self.publish_panel = None
+
+    @Slot(str, list)
+    def _on_gallery_regenerated(self, _image_id: str, job_ids: list[str]) -> None:
+        self.statusBar().showMessage(
+            self.tr("Regenerating with a new seed (%n job(s) queued)", "", len(job_ids)), 8000
+        )
+
+    @Slot(list)
+    def _on_publishing_publish_enqueued(self, job_ids: list[str]) -> None:
+        self.statusBar().showMessage(
+            self.tr("%n listing(s) queued for publishing", "", len(job_ids)), 8000
+        )
 
     @Slot(str, str)
     def _on_runner_task_failed(self, name: str, message: str) -> None:

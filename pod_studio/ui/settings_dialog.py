@@ -1,16 +1,21 @@
-"""UI layer: SettingsDialog — ComfyUI servers, concurrency, defaults and the workflow file.
+"""UI layer: SettingsDialog — General (ComfyUI servers, concurrency, defaults, workflow),
+Printify (token, shop, test, auto-publish) and Products (templates and their base prices).
 
-Non-modal (``open()``). URLs are checked as they are added; "Test connection" and the
-workflow import run in the background through their controllers; Save validates the whole
-settings model and closes when the controller reports the save.
+Non-modal (``open()``). URLs are checked as they are added; "Test connection", the shop list
+and the workflow import run in the background through their controllers; Save validates the
+whole settings model and closes when the controller reports the save. The Printify token goes
+to the secret store (OS keyring) through ``PrintifyController``, never into the settings.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -22,12 +27,17 @@ from PySide6.QtWidgets import (
     QListWidget,
     QPushButton,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from pod_studio.app.generation import MAX_SIDE, MAX_VARIATIONS, MIN_SIDE, SIDE_STEP
+from pod_studio.app.publishing import PrintifyController, templates_with_prices
 from pod_studio.app.settings import SettingsController, WorkflowController, validate_server_url
+from pod_studio.domain.products import ProductTemplate
 
 
 def _attr(obj: Any, name: str, default: Any) -> Any:
@@ -40,15 +50,21 @@ class SettingsDialog(QDialog):
         controller: SettingsController,
         workflow: WorkflowController | None = None,
         parent: QWidget | None = None,
+        *,
+        printify: PrintifyController | None = None,
+        templates: list[ProductTemplate] | None = None,
     ) -> None:
         super().__init__(parent)
         self.controller = controller
         self.workflow = workflow
+        self.printify = printify
+        self.templates = list(templates or [])
         self._file_dialog: QFileDialog | None = None
+        self._token_pending = False
         self.setObjectName("settings_dialog")
         self.setWindowTitle(self.tr("Settings"))
         self.setModal(False)
-        self.resize(560, 620)
+        self.resize(640, 640)
         settings = controller.current()
         generation = _attr(settings, "generation", None)
 
@@ -99,6 +115,9 @@ class SettingsDialog(QDialog):
         self.workflow_problems_list.setMaximumHeight(90)
         self.workflow_problems_list.hide()
 
+        self._build_printify_widgets(settings)
+        self._build_products_widgets()
+
         self.error_label = QLabel(self)
         self.error_label.setObjectName("settings_error_label")
         self.error_label.setWordWrap(True)
@@ -122,9 +141,149 @@ class SettingsDialog(QDialog):
         spin.setValue(int(value))
         return spin
 
+    def _build_printify_widgets(self, settings: Any) -> None:
+        printify = _attr(settings, "printify", None)
+        can_save = self.printify is not None and self.printify.can_save_token
+        self.token_edit = QLineEdit(self)
+        self.token_edit.setObjectName("printify_token_edit")
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText(
+            self.tr("Paste a new personal access token (leave empty to keep the saved one)")
+        )
+        self.token_edit.setEnabled(can_save)
+        self.save_token_button = QPushButton(self.tr("Save token"), self)
+        self.save_token_button.setObjectName("printify_save_token_button")
+        self.save_token_button.setEnabled(can_save)
+        self.token_status_label = QLabel(self)
+        self.token_status_label.setObjectName("printify_token_status_label")
+        self.token_status_label.setWordWrap(True)
+        self.store_label = QLabel(self.tr("Checking where tokens are stored…"), self)
+        self.store_label.setObjectName("printify_store_label")
+        self.store_label.setWordWrap(True)
+        self.store_label.setStyleSheet("color: #7a808a;")
+        self.base_url_edit = QLineEdit(self)
+        self.base_url_edit.setObjectName("printify_base_url_edit")
+        self.base_url_edit.setText(_attr(printify, "base_url", "https://api.printify.com"))
+        self.shop_combo = QComboBox(self)
+        self.shop_combo.setObjectName("printify_shop_combo")
+        self.shop_combo.addItem(self.tr("(the only shop on the account)"), None)
+        shop_id = _attr(printify, "shop_id", None)
+        if shop_id is not None:
+            self.shop_combo.addItem(self.tr("Shop %1").replace("%1", str(shop_id)), int(shop_id))
+            self.shop_combo.setCurrentIndex(1)
+        self.load_shops_button = QPushButton(self.tr("Load shops"), self)
+        self.load_shops_button.setObjectName("printify_load_shops_button")
+        self.load_shops_button.setEnabled(
+            self.printify is not None and self.printify.can_list_shops
+        )
+        self.printify_test_button = QPushButton(self.tr("Test connection"), self)
+        self.printify_test_button.setObjectName("printify_test_button")
+        self.printify_test_button.setEnabled(self.printify is not None and self.printify.can_test)
+        self.printify_test_label = QLabel(self)
+        self.printify_test_label.setObjectName("printify_test_label")
+        self.printify_test_label.setWordWrap(True)
+        if self.printify is None or not self.printify.can_test:
+            self.printify_test_label.setText(
+                self.tr("Printify is not connected yet: save a token, then Save and reopen.")
+            )
+        self.auto_publish_check = QCheckBox(
+            self.tr("Publish new products right away (otherwise they are created as drafts)"),
+            self,
+        )
+        self.auto_publish_check.setObjectName("auto_publish_check")
+        self.auto_publish_check.setChecked(bool(_attr(settings, "auto_publish", False)))
+
+    def _build_products_widgets(self) -> None:
+        headers = [self.tr("Template"), self.tr("Product"), self.tr("Sizes"),
+                   self.tr("Base price")]  # fmt: skip
+        self.templates_table = QTableWidget(len(self.templates), len(headers), self)
+        self.templates_table.setObjectName("templates_table")
+        self.templates_table.setHorizontalHeaderLabels(headers)
+        self.templates_table.verticalHeader().setVisible(False)
+        self.templates_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.templates_table.horizontalHeader().setStretchLastSection(True)
+        self.templates_table.setColumnWidth(0, 170)
+        self.templates_table.setColumnWidth(1, 90)
+        self.templates_table.setColumnWidth(2, 170)
+        for row, template in enumerate(self.templates):
+            cells = [template.name, template.product_label, ", ".join(template.sizes)]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                self.templates_table.setItem(row, col, item)
+            price = QTableWidgetItem(str(template.price.base))
+            price.setToolTip(
+                self.tr("Price of every size without its own price (%1); double-click to edit")
+                .replace("%1", template.price.currency)
+            )  # fmt: skip
+            self.templates_table.setItem(row, 3, price)
+        self.templates_note = QLabel(self)
+        self.templates_note.setObjectName("templates_note_label")
+        self.templates_note.setWordWrap(True)
+        self.templates_note.setStyleSheet("color: #7a808a;")
+        self.templates_note.setText(
+            self.tr(
+                "Double-click a base price to change it. Larger sizes keep their own prices. "
+                "The publish panel shows the profit per variant."
+            )
+            if self.templates
+            else self.tr("No product templates are available.")
+        )
+
     def _build_layout(self) -> None:
         layout = QVBoxLayout(self)
-        servers = QGroupBox(self.tr("ComfyUI servers"), self)
+        self.tabs = QTabWidget(self)
+        self.tabs.setObjectName("settings_tabs")
+        general = QWidget(self.tabs)
+        general.setObjectName("settings_general_tab")
+        g_layout = QVBoxLayout(general)
+        self._build_general(general, g_layout)
+        self.tabs.addTab(general, self.tr("General"))
+        self.printify_tab = QWidget(self.tabs)
+        self.printify_tab.setObjectName("settings_printify_tab")
+        self._build_printify(self.printify_tab)
+        self.tabs.addTab(self.printify_tab, self.tr("Printify"))
+        self.products_tab = QWidget(self.tabs)
+        self.products_tab.setObjectName("settings_products_tab")
+        p_layout = QVBoxLayout(self.products_tab)
+        p_layout.addWidget(self.templates_table, 1)
+        p_layout.addWidget(self.templates_note)
+        self.tabs.addTab(self.products_tab, self.tr("Products"))
+        layout.addWidget(self.tabs, 1)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.buttons)
+
+    def _build_printify(self, tab: QWidget) -> None:
+        layout = QVBoxLayout(tab)
+        token_box = QGroupBox(self.tr("API token"), tab)
+        t_layout = QVBoxLayout(token_box)
+        row = QHBoxLayout()
+        row.addWidget(self.token_edit, 1)
+        row.addWidget(self.save_token_button)
+        t_layout.addLayout(row)
+        t_layout.addWidget(self.token_status_label)
+        t_layout.addWidget(self.store_label)
+        layout.addWidget(token_box)
+        shop_box = QGroupBox(self.tr("Shop"), tab)
+        form = QFormLayout(shop_box)
+        shop_row = QHBoxLayout()
+        shop_row.addWidget(self.shop_combo, 1)
+        shop_row.addWidget(self.load_shops_button)
+        form.addRow(self.tr("Publish to"), shop_row)
+        form.addRow(self.tr("API address"), self.base_url_edit)
+        test_row = QHBoxLayout()
+        test_row.addWidget(self.printify_test_button)
+        test_row.addWidget(self.printify_test_label, 1)
+        form.addRow(test_row)
+        layout.addWidget(shop_box)
+        publish_box = QGroupBox(self.tr("New products"), tab)
+        p_layout = QVBoxLayout(publish_box)
+        p_layout.addWidget(self.auto_publish_check)
+        layout.addWidget(publish_box)
+        layout.addStretch(1)
+
+    def _build_general(self, parent: QWidget, layout: QVBoxLayout) -> None:
+        servers = QGroupBox(self.tr("ComfyUI servers"), parent)
         s_layout = QVBoxLayout(servers)
         s_layout.addWidget(self.servers_list)
         add_row = QHBoxLayout()
@@ -141,7 +300,7 @@ class SettingsDialog(QDialog):
         s_layout.addLayout(in_flight)
         layout.addWidget(servers)
 
-        defaults = QGroupBox(self.tr("Defaults for new batches"), self)
+        defaults = QGroupBox(self.tr("Defaults for new batches"), parent)
         d_layout = QFormLayout(defaults)
         size_row = QHBoxLayout()
         size_row.addWidget(self.width_spin)
@@ -151,7 +310,7 @@ class SettingsDialog(QDialog):
         d_layout.addRow(self.tr("Variations"), self.variations_spin)
         layout.addWidget(defaults)
 
-        wf = QGroupBox(self.tr("Workflow"), self)
+        wf = QGroupBox(self.tr("Workflow"), parent)
         w_layout = QVBoxLayout(wf)
         path_row = QHBoxLayout()
         path_row.addWidget(self.workflow_path_edit, 1)
@@ -161,8 +320,6 @@ class SettingsDialog(QDialog):
         w_layout.addWidget(self.workflow_problems_list)
         layout.addWidget(wf)
         layout.addStretch(1)
-        layout.addWidget(self.error_label)
-        layout.addWidget(self.buttons)
 
     def _connect_signals(self) -> None:
         self.add_server_button.clicked.connect(self._on_add_server_clicked)
@@ -178,6 +335,18 @@ class SettingsDialog(QDialog):
         if self.workflow is not None:
             self.workflow.sig_workflow_loaded.connect(self._on_workflow_loaded)
             self.workflow.sig_workflow_failed.connect(self._on_workflow_failed)
+        self.save_token_button.clicked.connect(self._on_save_token_clicked)
+        self.load_shops_button.clicked.connect(self._on_load_shops_clicked)
+        self.printify_test_button.clicked.connect(self._on_printify_test_clicked)
+        if self.printify is not None:
+            self.printify.sig_token_saved.connect(self._on_printify_token_saved)
+            self.printify.sig_store_described.connect(self._on_printify_store_described)
+            self.printify.sig_shops_loaded.connect(self._on_printify_shops_loaded)
+            self.printify.sig_shops_failed.connect(self._on_printify_shops_failed)
+            self.printify.sig_tested.connect(self._on_printify_tested)
+            self.printify.describe_store()
+        else:
+            self.store_label.setText(self.tr("Tokens cannot be stored in this setup."))
 
     # -- values ---------------------------------------------------------------------------
 
@@ -193,12 +362,27 @@ class SettingsDialog(QDialog):
             height=self.height_spin.value(),
             variations=self.variations_spin.value(),
         )
+        printify = _attr(settings, "printify", None)
+        pf: dict[str, Any] = printify.model_dump() if printify is not None else {}
+        pf.update(base_url=self.base_url_edit.text().strip(), shop_id=self.shop_combo.currentData())
         return {
             "comfyui_servers": self.server_urls(),
             "max_in_flight_per_server": self.in_flight_spin.value(),
             "workflow_path": self.workflow_path_edit.text().strip() or None,
             "generation": gen,
+            "printify": pf,
+            "auto_publish": self.auto_publish_check.isChecked(),
         }
+
+    def edited_prices(self) -> dict[str, str]:
+        """Template name -> the base price typed, for the rows whose price changed."""
+        out: dict[str, str] = {}
+        for row, template in enumerate(self.templates):
+            item = self.templates_table.item(row, 3)
+            text = item.text().strip() if item is not None else ""
+            if text != str(template.price.base):
+                out[template.name] = text
+        return out
 
     def _selected_or_first_url(self) -> str:
         item = self.servers_list.currentItem()
@@ -279,11 +463,89 @@ class SettingsDialog(QDialog):
         self.workflow_problems_list.hide()
 
     @Slot()
+    def _on_save_token_clicked(self) -> None:
+        if self.printify is None:
+            return
+        if self.printify.save_token(self.token_edit.text()):
+            self._token_pending = True
+            self.save_token_button.setEnabled(False)
+            self.token_status_label.setStyleSheet("")
+            self.token_status_label.setText(self.tr("Saving the token…"))
+
+    @Slot(bool, str)
+    def _on_printify_token_saved(self, ok: bool, message: str) -> None:
+        self._token_pending = False
+        self.save_token_button.setEnabled(True)
+        if ok:
+            self.token_edit.clear()
+            self.token_status_label.setStyleSheet("color: #2e9d4f;")
+            self.token_status_label.setText("✓ " + self.tr("Token saved."))
+        else:
+            self.token_status_label.setStyleSheet("color: #c0392b;")
+            self.token_status_label.setText("✗ " + message)
+
+    @Slot(str)
+    def _on_printify_store_described(self, text: str) -> None:
+        self.store_label.setText(self.tr("Tokens are kept in: %1").replace("%1", text))
+
+    @Slot()
+    def _on_load_shops_clicked(self) -> None:
+        if self.printify is not None and self.printify.load_shops():
+            self.load_shops_button.setEnabled(False)
+            self.printify_test_label.setText(self.tr("Loading shops…"))
+
+    @Slot(list)
+    def _on_printify_shops_loaded(self, shops: list[tuple[str, str]]) -> None:
+        self.load_shops_button.setEnabled(True)
+        current = self.shop_combo.currentData()
+        self.shop_combo.clear()
+        self.shop_combo.addItem(self.tr("(the only shop on the account)"), None)
+        for shop_id, title in shops:
+            value = int(shop_id) if str(shop_id).isdigit() else None
+            if value is None:
+                continue
+            self.shop_combo.addItem(f"{title} ({shop_id})", value)
+        found = self.shop_combo.findData(current)
+        self.shop_combo.setCurrentIndex(found if found >= 0 else (1 if len(shops) == 1 else 0))
+        self.printify_test_label.setStyleSheet("")
+        self.printify_test_label.setText(self.tr("%n shop(s) found.", "", len(shops)))
+
+    @Slot(str)
+    def _on_printify_shops_failed(self, message: str) -> None:
+        self.load_shops_button.setEnabled(True)
+        self.printify_test_label.setStyleSheet("color: #c0392b;")
+        self.printify_test_label.setText("✗ " + message)
+
+    @Slot()
+    def _on_printify_test_clicked(self) -> None:
+        if self.printify is not None and self.printify.test():
+            self.printify_test_button.setEnabled(False)
+            self.printify_test_label.setStyleSheet("")
+            self.printify_test_label.setText(self.tr("Testing…"))
+
+    @Slot(bool, str)
+    def _on_printify_tested(self, ok: bool, message: str) -> None:
+        self.printify_test_button.setEnabled(True)
+        self.printify_test_label.setStyleSheet("color: #2e9d4f;" if ok else "color: #c0392b;")
+        self.printify_test_label.setText(("✓ " if ok else "✗ ") + message)
+
+    @Slot()
     def _on_save_clicked(self) -> None:
         if not self.server_urls():
             self.error_label.setText(self.tr("Add at least one ComfyUI server."))
             return
-        problems = self.controller.update(**self.changes())
+        changes = self.changes()
+        prices = self.edited_prices()
+        if prices:
+            templates, template_problems = templates_with_prices(self.templates, prices)
+            if template_problems:
+                self.tabs.setCurrentWidget(self.products_tab)
+                self.error_label.setText("\n".join(template_problems))
+                return
+            changes["product_templates"] = templates
+        if self.token_edit.text().strip() and self.printify is not None:
+            self._on_save_token_clicked()
+        problems = self.controller.update(**changes)
         if problems:
             self.error_label.setText("\n".join(problems))
             return

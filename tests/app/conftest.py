@@ -1,4 +1,5 @@
-"""Fixtures for the app and ui tests: the real GenerationService over in-memory fakes."""
+"""Fixtures for the app and ui tests: the real GenerationService, or the real Orchestrator
+over a SQLite job ledger in ``tmp_path``, with in-memory fakes for ComfyUI and the images."""
 
 from __future__ import annotations
 
@@ -61,3 +62,77 @@ def parts(qloop: asyncio.AbstractEventLoop, executor: Any, tmp_path: Path) -> It
     )
     yield Parts(runner, bridge, service, store, generator, SettingsBox())
     generator.release.set()
+
+
+@dataclass
+class QueueParts:
+    runner: Any
+    bridge: Any
+    orchestrator: Any
+    ledger: Any
+    store: MemoryStore
+    generators: list[FakeGenerator]
+    settings: SettingsBox
+    export_dir: Path
+
+
+def pump_until_done(future: Any, timeout_ms: int = 5000) -> None:
+    """Run the Qt event loop (and so the qasync loop) until ``future`` is done."""
+    from PySide6.QtCore import QDeadlineTimer
+    from PySide6.QtTest import QTest
+
+    deadline = QDeadlineTimer(timeout_ms)
+    while not future.done() and not deadline.hasExpired():
+        QTest.qWait(5)
+
+
+@pytest.fixture
+def queue_parts(
+    qloop: asyncio.AbstractEventLoop, executor: Any, tmp_path: Path
+) -> Iterator[QueueParts]:
+    """The durable orchestrator over two fake servers, a SQLite ledger and an export folder;
+    its worker loop runs in the TaskRunner (as in the app). Retries wait 10 minutes."""
+    from pod_studio.adapters.marketplaces.export import ExportMarketplace
+    from pod_studio.adapters.storage.ledger import SqliteJobLedger
+    from pod_studio.app.bridge import QtEventBridge
+    from pod_studio.app.runner import TaskRunner
+    from pod_studio.services.orchestrator import (
+        MarketplacePublishExecutor,
+        Orchestrator,
+        OrchestratorOptions,
+    )
+
+    runner = TaskRunner()
+    bridge = QtEventBridge()
+    store = MemoryStore(tmp_path / "images")
+    generators = [FakeGenerator("http://127.0.0.1:8188"), FakeGenerator("http://127.0.0.1:8189")]
+    ledger = SqliteJobLedger(tmp_path / "jobs.sqlite")
+    export_dir = tmp_path / "export"
+    orchestrator = Orchestrator(
+        ledger,
+        generators,
+        store,
+        template(),
+        bridge,
+        publishers={"export": MarketplacePublishExecutor(ExportMarketplace(export_dir))},
+        options=OrchestratorOptions(
+            in_flight_per_server=1, retry_delay=lambda _n: 600.0, tick=0.05, max_attempts=3
+        ),
+    )
+    opened = asyncio.ensure_future(ledger.open())
+    pump_until_done(opened)
+    opened.result()
+    runner.spawn(orchestrator.run_forever(), name="job-queue")
+    yield QueueParts(
+        runner, bridge, orchestrator, ledger, store, generators, SettingsBox(), export_dir
+    )
+    for gen in generators:
+        gen.release.set()
+
+    async def close() -> None:
+        await runner.aclose()
+        await ledger.aclose()
+
+    closing = asyncio.ensure_future(close())
+    pump_until_done(closing)
+    closing.result()

@@ -58,7 +58,8 @@ class FakeGenerator:
     """An in-memory ImageGenerator: progress, one preview, then a tiny PNG.
 
     With ``hold=True`` every run waits for ``release`` (so tests can cancel running jobs).
-    ``fail_prompts`` makes runs whose graph contains that prompt text fail (not retryable).
+    ``fail_prompts`` makes runs whose graph contains that prompt text fail (not retryable);
+    the next ``transient_failures`` runs fail with a retryable error.
     """
 
     def __init__(
@@ -67,11 +68,13 @@ class FakeGenerator:
         *,
         hold: bool = False,
         fail_prompts: tuple[str, ...] = (),
+        transient_failures: int = 0,
     ) -> None:
         self._url = url
         self.hold = hold
         self.release = asyncio.Event()
         self.fail_prompts = fail_prompts
+        self.transient_failures = transient_failures
         self.running: set[str] = set()
         self.cancelled: list[str] = []
         self.runs = 0
@@ -90,7 +93,8 @@ class FakeGenerator:
         return ServerInfo(url=self._url)
 
     async def object_info(self) -> dict[str, Any]:
-        return {}
+        """Every node class the test workflow uses (so a preflight passes)."""
+        return {str(n["class_type"]): {"input": {"required": {}}} for n in GRAPH.values()}
 
     async def checkpoints(self) -> list[str]:
         return ["b.safetensors", "a.safetensors"]
@@ -122,15 +126,22 @@ class FakeGenerator:
             raise
         finally:
             self.running.discard(prompt_id)
+        if self.transient_failures > 0:
+            self.transient_failures -= 1
+            raise ServiceError(
+                "busy", service="comfyui", user_message="the server is busy", retryable=True
+            )
         if any(p in text for p in self.fail_prompts):
             raise ServiceError(
                 "boom", service="comfyui", user_message="the GPU fell over", retryable=False
             )
         on_update(RunUpdate(kind="progress", prompt_id=prompt_id, node="3", value=4, max=4))
         ref = ImageRef(filename=f"{prompt_id}.png", node_id="9")
-        return RunResult(
-            prompt_id=prompt_id, server=self._url, images=[(ref, png_bytes())], seconds=0.5
-        )
+        colour = tuple(
+            hashlib.sha256(prompt_id.encode()).digest()[:3]
+        )  # a different image each run
+        data = png_bytes((colour[0], colour[1], colour[2]))
+        return RunResult(prompt_id=prompt_id, server=self._url, images=[(ref, data)], seconds=0.5)
 
     async def cancel(self, prompt_id: str) -> None:
         self.cancelled.append(prompt_id)

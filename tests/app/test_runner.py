@@ -82,3 +82,27 @@ def test_aclose_cancels_everything_and_refuses_new_work(
 
     with pytest.raises(RuntimeError):
         runner.spawn(later(), name="late")
+
+
+def test_aclose_cancels_again_a_task_that_swallowed_its_cancellation(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop
+) -> None:
+    """Python 3.11's ``wait_for`` can swallow a cancellation; shutdown must still end."""
+    runner = TaskRunner()
+    cancels: list[int] = []
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancels.append(1)
+                if len(cancels) > 1:
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+
+    task = runner.spawn(stubborn(), name="stubborn")
+    closer = asyncio.ensure_future(runner.aclose())
+    qtbot.waitUntil(closer.done, timeout=3000)
+    assert closer.exception() is None
+    assert task.cancelled() and len(cancels) == 2

@@ -1,6 +1,8 @@
-"""End to end: the real composition (wiring + bootstrap context + main window) on the sandbox.
+"""End to end: the real composition (wiring + bootstrap context + main window) on the sandbox,
+with every job going through the durable queue (orchestrator + SQLite ledger).
 
-Set ``PODSTUDIO_SCREENSHOTS=DIR`` to also save PNGs of the window at the interesting moments.
+Set ``PODSTUDIO_SCREENSHOTS=DIR`` to also save PNGs of the window at the interesting moments
+(and of the queue dock, the publish panel and the settings' Printify tab).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWidget
 
 from pod_studio import bootstrap, wiring
 from pod_studio.app.app_controller import AppController
@@ -25,11 +28,11 @@ from pod_studio.sandbox.threaded import ServerThread
 from pod_studio.ui.main_window import MainWindow
 
 
-def _shot(window: MainWindow, name: str) -> None:
+def _shot(widget: QWidget, name: str) -> None:
     target = os.environ.get("PODSTUDIO_SCREENSHOTS")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
-        window.grab().save(str(Path(target) / f"{name}.png"))
+        widget.grab().save(str(Path(target) / f"{name}.png"))
 
 
 class App:
@@ -61,7 +64,7 @@ def _make_app(qtbot: Any, sandbox: ServerThread, settings: AppSettings | None = 
     qtbot.addWidget(window)
     window.resize(1400, 860)
     window.show()
-    runner.spawn(core.start(), name="comfyui-connect")
+    runner.spawn(bootstrap.run_core(core, controller), name="job-queue")
     return App(core, runner, controller, window, sandbox)
 
 
@@ -109,6 +112,64 @@ def test_generate_in_the_window_lands_in_gallery_and_survives_restart(
     )
     _shot(window, "03_gallery")
     files = sorted(Path(i.file).name for i in window.gallery.model.images())
+    dock = window.queue_dock
+    qtbot.waitUntil(lambda: [r.state for r in dock.model.rows()] == ["succeeded"] * 4, timeout=5000)
+    assert all(r.server == sandbox.url for r in dock.model.rows())
+
+    # approve two designs and publish them as tee + hoodie to the export folder: 256 px
+    # designs are far too small to print, so the publish jobs go to the dead letters with
+    # the reason, and the cards say so
+    gallery = window.gallery
+    selection = gallery.list_view.selectionModel()
+    selection.clear()
+    for row in (0, 1):
+        selection.select(gallery.model.index(row), selection.SelectionFlag.Select)
+    qtbot.mouseClick(gallery.approve_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: gallery.publish_button.isEnabled(), timeout=5000)
+    published = [i.image_id for i in gallery.selected_images()]
+    qtbot.waitUntil(
+        lambda: all(gallery.model.badge(i) is not None for i in published), timeout=10000
+    )
+    assert {gallery.model.badge(i)[0] for i in published} == {"fail"}  # type: ignore[index]
+    qtbot.mouseClick(gallery.publish_button, Qt.MouseButton.LeftButton)
+    panel = window.publish_panel
+    assert panel is not None and len(panel.designs) == 2
+    qtbot.waitUntil(lambda: "export" in panel.platform_checks, timeout=5000)
+    assert not panel.platform_checks["printify"].isEnabled()  # no token in the test keyring
+    for check in panel.template_checks.values():
+        check.setChecked(True)
+    panel.platform_checks["export"].setChecked(True)
+    assert panel.publish_button.text() == "Create 4 draft(s)"
+    panel.resize(760, 640)
+    _shot(panel, "07_publish_panel")
+    qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(
+        lambda: all(
+            gallery.model.publish_lines(i).get("export", "").startswith("failed — ")
+            for i in published
+        ),
+        timeout=15000,
+    )
+    panel.close()
+    assert "Resolution too low" in gallery.model.publish_lines(published[0])["export"]
+    qtbot.waitUntil(lambda: dock.tabs.tabText(2) == "Failed (4)", timeout=5000)
+    dock.tabs.setCurrentIndex(2)
+    dead = dock.visible_job_ids()
+    assert len(dead) == 4
+    dock.select_jobs(dead[:1])
+    assert "Resolution too low" in dock.details.toPlainText()
+    _shot(window, "08_gallery_published")
+    dock.raise_()
+    dock.setFloating(True)
+    dock.resize(1200, 360)
+    _shot(dock, "09_queue_dock")
+    dock.setFloating(False)
+    settings = window.open_settings()
+    settings.tabs.setCurrentWidget(settings.printify_tab)
+    _shot(settings, "10_settings_printify")
+    settings.tabs.setCurrentWidget(settings.products_tab)
+    _shot(settings, "11_settings_products")
+    settings.close()
     _close(qtbot, app)
 
     # A new window on the same data folder (not connected to any server) shows the images.
@@ -122,6 +183,25 @@ def test_generate_in_the_window_lands_in_gallery_and_survives_restart(
     again.show()
     qtbot.waitUntil(lambda: again.gallery.model.rowCount() == 4, timeout=10000)
     assert sorted(Path(i.file).name for i in again.gallery.model.images()) == files
+    # the queue (4 generations, 4 failed publish jobs with their history) and the cards'
+    # publish state survive too
+    qtbot.waitUntil(lambda: again.queue_dock.model.rowCount() == 8, timeout=10000)
+    states = sorted(r.state for r in again.queue_dock.model.rows())
+    assert states == ["dead"] * 4 + ["succeeded"] * 4
+    assert all(r.history for r in again.queue_dock.model.rows() if r.state == "dead")
+    qtbot.waitUntil(
+        lambda: all(
+            again.gallery.model.publish_lines(i).get("export", "").startswith("failed")
+            for i in published
+        ),
+        timeout=10000,
+    )
+    _shot(again, "12_after_restart")
+    again.close()
+    closing = asyncio.ensure_future(runner.aclose())
+    qtbot.waitUntil(closing.done, timeout=10000)
+    closed = asyncio.ensure_future(core.ledger.aclose())
+    qtbot.waitUntil(closed.done, timeout=10000)
 
 
 def test_faults_open_the_breaker_the_dock_counts_down_and_the_probe_closes_it(
@@ -137,7 +217,10 @@ def test_faults_open_the_breaker_the_dock_counts_down_and_the_probe_closes_it(
     window = app.window
     qtbot.waitUntil(lambda: window.app.connection.state() == "connected", timeout=10000)
     comfy: ComfyUISandbox = sandbox.server
-    sandbox.call(lambda: comfy.fail_next(2, 503, path_prefix="/prompt"))
+    # Downloading the image (an idempotent GET) fails twice: retried, then the breaker opens
+    # and the queue moves the job off the server until a probe closes it again. (A failed
+    # POST /prompt is not retried blindly: the queue schedules the job for later instead.)
+    sandbox.call(lambda: comfy.fail_next(2, 503, path_prefix="/view"))
     window.prompt_editor.width_spin.setValue(128)
     window.prompt_editor.height_spin.setValue(128)
     window.prompt_editor.prompts_edit.setPlainText("a lighthouse at dusk")
@@ -172,7 +255,7 @@ def test_offline_server_offers_demo_mode(qtbot: Any, qloop: asyncio.AbstractEven
     window = MainWindow(controller)
     qtbot.addWidget(window)
     window.show()
-    runner.spawn(core.start(), name="comfyui-connect")
+    runner.spawn(bootstrap.run_core(core, controller), name="job-queue")
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=15000)
     assert window.app.connection.state() == "offline"
     assert "127.0.0.1:9" in window.connection_label.text()

@@ -100,26 +100,6 @@ class _Templates:
         return list(self._templates)
 
 
-def _preflight_design(templates: _Templates) -> Any:
-    """``(design, template name) -> (badge, reasons)``: the design checked as a print file
-    for the template's print area (blocking: the app runs it in a worker thread)."""
-    from pod_studio.adapters.imaging import read_image_info
-    from pod_studio.domain.preflight import preflight
-    from pod_studio.services.publishing import DEFAULT_PRINT_AREA, MAX_PRINT_FILE_BYTES
-
-    def check(image: GeneratedImage, template_name: str) -> tuple[str, list[str]]:
-        template = next((t for t in templates() if t.name == template_name), None)
-        scale = template.placement.scale if template is not None else 1.0
-        garment = template is None or template.product_type in ("t-shirt", "hoodie", "sweatshirt")
-        info = read_image_info(Path(image.file))
-        result = preflight(
-            info, DEFAULT_PRINT_AREA, MAX_PRINT_FILE_BYTES, scale=scale, garment=garment
-        )
-        return result.badge.value, list(result.reasons)
-
-    return check
-
-
 def build_context(
     core: wiring.Core, runner: TaskRunner, bridge: QtEventBridge, *, demo: bool
 ) -> AppContext:
@@ -133,7 +113,7 @@ def build_context(
     publishing = getattr(core, "publishing", None)
     secrets = getattr(core, "secrets", None)
     templates = _Templates(core)
-    preflight = getattr(core, "preflight_design", None) or _preflight_design(templates)
+    preflight = core.preflight_design
 
     async def load_workflow(path: str) -> tuple[str, str, list[str]]:
         template = await core.load_workflow(path)
@@ -304,6 +284,7 @@ async def _screenshots(window: MainWindow, out_dir: Path) -> None:
 
     await asyncio.sleep(3.0)  # let the connection settle so the status bar shows it
     grab_all(window, out_dir)
+    window.close()  # and leave through the normal shutdown path
 
 
 def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

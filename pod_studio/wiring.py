@@ -277,8 +277,31 @@ class Core:
                 await gen.aclose()
 
     async def save_settings(self, settings: AppSettings) -> None:
+        """Save, then apply what changed: product templates, the Printify account."""
+        from pod_studio.wiring_publish import load_product_templates
+
         await asyncio.to_thread(self.settings_store.save, settings)
-        self.settings = settings
+        old, self.settings = self.settings, settings
+        if settings.product_templates != old.product_templates:
+            self.publishing.templates = dict(load_product_templates(settings))
+        if settings.printify != old.printify and self._started:
+            await self.configure_printify()
+
+    def preflight_design(self, image: GeneratedImage, template_name: str) -> tuple[str, list[str]]:
+        """(badge, reasons) for ``image`` as a print file of the template (blocking: run it in
+        a worker thread)."""
+        from pod_studio.adapters.imaging import read_image_info
+        from pod_studio.domain.preflight import preflight
+        from pod_studio.services.publishing import DEFAULT_PRINT_AREA, MAX_PRINT_FILE_BYTES
+
+        template = self.publishing.templates.get(template_name)
+        scale = template.placement.scale if template is not None else 1.0
+        garment = template is None or template.product_type in ("t-shirt", "hoodie", "sweatshirt")
+        info = read_image_info(Path(image.file))
+        result = preflight(
+            info, DEFAULT_PRINT_AREA, MAX_PRINT_FILE_BYTES, scale=scale, garment=garment
+        )
+        return result.badge.value, list(result.reasons)
 
     def _register_health(self) -> None:
         for name in [s for s in self.health.services if s.startswith("comfyui")]:

@@ -43,6 +43,7 @@ from pod_studio.domain.errors import (
     user_message,
 )
 from pod_studio.domain.events import (
+    BatchFinished,
     EventSink,
     ImageReady,
     JobFailed,
@@ -190,6 +191,8 @@ class Orchestrator:
         options: OrchestratorOptions | None = None,
     ) -> None:
         self._ledger = ledger
+        # batch id -> pending job ids and counts, for BatchFinished (this app run only)
+        self._batches: dict[str, dict[str, Any]] = {}
         self._store = store
         self._template = template
         self._sink = sink
@@ -277,6 +280,11 @@ class Orchestrator:
             ids.append(spec.job_id)
             if await self._ledger.get_job(spec.job_id) is not None:
                 continue
+            batch = self._batches.setdefault(
+                spec.batch_id,
+                {"pending": set(), "ok": 0, "failed": 0, "cancelled": 0, "started": self._clock()},
+            )
+            batch["pending"].add(spec.job_id)
             payload = GenerationPayload(spec=spec).model_dump(mode="json")
             rec = await self._ledger.add_job(
                 JobKind.GENERATE,
@@ -507,8 +515,11 @@ class Orchestrator:
                     if wait is None:
                         return
                     timeout = min(timeout, wait)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # lands as the wait finishes, and the loop would go on after aclose().
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
+                    async with asyncio.timeout(max(0.0, timeout)):
+                        await self._wake.wait()
         finally:
             self._driving = False
             if not until_idle:
@@ -1018,7 +1029,35 @@ class Orchestrator:
 
     # --- events and views ---------------------------------------------------------------------
 
+    def _batch_progress(self, rec: JobRecord) -> None:
+        """Emit ``BatchFinished`` when the last generation job of a batch ends (run statistics).
+
+        Batches are tracked for this app run only: a batch resumed after a restart counts its
+        jobs (images, failures) but not as a run.
+        """
+        if rec.kind is not JobKind.GENERATE or not rec.state.is_terminal:
+            return
+        batch_id = str(rec.payload.get("spec", {}).get("batch_id", ""))
+        batch = self._batches.get(batch_id)
+        if batch is None or rec.id not in batch["pending"]:
+            return
+        batch["pending"].discard(rec.id)
+        key = {JobStatus.SUCCEEDED: "ok", JobStatus.CANCELLED: "cancelled"}.get(rec.state, "failed")
+        batch[key] += 1
+        if not batch["pending"]:
+            del self._batches[batch_id]
+            self._sink(
+                BatchFinished(
+                    batch_id=batch_id,
+                    succeeded=batch["ok"],
+                    failed=batch["failed"],
+                    cancelled=batch["cancelled"],
+                    seconds=max(0.0, self._clock() - batch["started"]),
+                )
+            )
+
     def _queue_event(self, rec: JobRecord, *, server: str = "") -> None:
+        self._batch_progress(rec)
         active = self._active.get(rec.id)
         if not server and active is not None and active.server is not None:
             server = active.server.url

@@ -466,3 +466,21 @@ async def test_cancel_running_job_and_move_to_other_server(ledger: SqliteJobLedg
     assert summary.counts["cancelled"] == 1 and summary.counts["succeeded"] == 1
     assert [i.job_id for i in store.images] == [on_a]
     assert store.images[0].server == "http://b"
+
+
+@pytest.mark.asyncio
+async def test_a_batch_reports_batch_finished_when_its_last_job_ends(
+    ledger: SqliteJobLedger,
+) -> None:
+    from pod_studio.domain.events import BatchFinished
+
+    gen = FakeGen("http://a", fail=[ValidationError("bad graph", service="comfyui")])
+    events: list[Event] = []
+    orch = make(ledger, [gen], events=events)
+    specs = [spec(i).model_copy(update={"batch_id": "b1"}) for i in range(4)]
+    await orch.enqueue_generation(specs)
+    await orch.run_until_idle()
+    finished = [e for e in events if isinstance(e, BatchFinished)]
+    assert [(e.batch_id, e.succeeded, e.failed, e.cancelled) for e in finished] == [
+        ("b1", 3, 1, 0)
+    ]

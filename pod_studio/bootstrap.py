@@ -283,7 +283,18 @@ async def _screenshots(window: MainWindow, out_dir: Path) -> None:
     from pod_studio.ui.screens import grab_all
 
     await asyncio.sleep(3.0)  # let the connection settle so the status bar shows it
-    grab_all(window, out_dir)
+    shot = asyncio.Event()
+
+    def shoot() -> None:
+        # From a plain Qt callback, never inside a task: grab_all pumps Qt events, and doing
+        # that inside a task's step breaks qasync's task switching.
+        try:
+            grab_all(window, out_dir)
+        finally:
+            shot.set()
+
+    QTimer.singleShot(0, shoot)
+    await shot.wait()
     window.close()  # and leave through the normal shutdown path
 
 

@@ -23,6 +23,7 @@ qt_compat.install()
 
 T = TypeVar("T")
 
+GIVE_UP_AFTER = 5.0  # seconds
 CANCEL_AGAIN_AFTER = 0.5  # seconds
 
 
@@ -79,9 +80,19 @@ class TaskRunner(QObject):
         inner future completes, and a worker loop built on it would otherwise keep going.
         """
         self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GIVE_UP_AFTER
         while True:
             pending = [t for t in self._tasks if not t.done()]
             if not pending:
+                return
+            if loop.time() >= deadline:
+                # A task waiting on a worker thread cannot end before the thread does; the app
+                # must still be able to quit (qasync issue #115).
+                log.warning(
+                    "tasks still running at shutdown: %s",
+                    ", ".join(sorted(t.get_name() for t in pending)),
+                )
                 return
             for task in pending:
                 task.cancel()

@@ -301,7 +301,8 @@ def test_effective_dpi() -> None:
         (4500, 5400, PreflightBadge.PASS, 300.0),
         (3000, 3600, PreflightBadge.WARN, 200.0),
         (2250, 2700, PreflightBadge.WARN, 150.0),  # exactly 150 is not a failure
-        (1024, 1229, PreflightBadge.FAIL, 68.3),
+        (1024, 1229, PreflightBadge.WARN, 68.3),  # a typical SDXL design: soft, not refused
+        (800, 960, PreflightBadge.FAIL, 53.3),
     ],
 )
 def test_preflight_dpi_badges(width: int, height: int, badge: PreflightBadge, dpi: float) -> None:
@@ -358,11 +359,11 @@ def test_preflight_fail_reasons_come_first() -> None:
 
 def test_prepared_file_is_judged_by_its_source(tmp_path: Path) -> None:
     src, dst = tmp_path / "d.png", tmp_path / "p.png"
-    _red_background_design(src, 64)
+    _red_background_design(src, 50)
     info = prepare_print_file(src, dst, 300, 360)
-    # The print file is 300 px wide, but the design behind it has only 64 px.
+    # The print file is 300 px wide, but the design behind it has only 50 px.
     result = preflight(info, (300, 360), 10_000_000)
-    assert result.effective_dpi == 64.0
+    assert result.effective_dpi == 50.0
     assert result.badge is PreflightBadge.FAIL
     assert result.file_size == info.file_size
     assert result.has_transparency

@@ -90,7 +90,12 @@ def configured_servers() -> list[str]:
     return list(settings.comfyui_servers)
 
 
-def load_template(path: str | Path | None, *, prompt_input: str | None = None) -> WorkflowTemplate:
+def load_template(
+    path: str | Path | None,
+    *,
+    prompt_input: str | None = None,
+    values: dict[str, Any] | None = None,
+) -> WorkflowTemplate:
     """The workflow at ``path`` (API format), or the built-in text-to-image one."""
     source = Path(path) if path else default_workflow_path()
     try:
@@ -111,7 +116,18 @@ def load_template(path: str | Path | None, *, prompt_input: str | None = None) -
     template = WorkflowTemplate.from_json_text(text, name=source.name)
     if prompt_input:
         template = template.with_override("positive", prompt_input)
+    if values:
+        template = template.with_values(values)
     return template
+
+
+def settings_template(settings: AppSettings) -> WorkflowTemplate:
+    """The workflow the settings describe (file, prompt input and fixed inputs)."""
+    return load_template(
+        settings.workflow_path,
+        prompt_input=settings.prompt_input_override,
+        values=settings.workflow_values,
+    )
 
 
 def comfyui_breaker_name(url: str) -> str:
@@ -280,8 +296,19 @@ class Core:
         """Save, then apply what changed: product templates, the Printify account."""
         from pod_studio.wiring_publish import load_product_templates
 
+        workflow_changed = (
+            settings.workflow_path != self.settings.workflow_path
+            or settings.prompt_input_override != self.settings.prompt_input_override
+            or settings.workflow_values != self.settings.workflow_values
+        )
+        template = None
+        if workflow_changed:  # a workflow that does not load is refused before saving
+            template = await asyncio.to_thread(settings_template, settings)
         await asyncio.to_thread(self.settings_store.save, settings)
         old, self.settings = self.settings, settings
+        if template is not None:
+            self.generation.set_template(template)
+            self.orchestrator.set_template(template)
         if settings.product_templates != old.product_templates:
             self.publishing.templates = dict(load_product_templates(settings))
         if settings.printify != old.printify and self._started:
@@ -316,7 +343,9 @@ class Core:
         )
 
     async def load_workflow(self, path: str) -> WorkflowTemplate:
-        template = await asyncio.to_thread(load_template, path)
+        template = await asyncio.to_thread(
+            settings_template, self.settings.with_changes(workflow_path=path)
+        )
         self.generation.set_template(template)
         self.orchestrator.set_template(template)
         return template
@@ -346,9 +375,7 @@ def build_core(
     health = HealthService({}, sink, budgets=hub.budgets)
     if template is None:
         try:
-            template = load_template(
-                settings.workflow_path, prompt_input=settings.prompt_input_override
-            )
+            template = settings_template(settings)
         except WorkflowError as exc:
             warnings.append(f"{user_message(exc)} — using the built-in workflow instead")
             template = load_template(None)

@@ -150,6 +150,8 @@ class AppSettings(_Section):
     workflow_path: str | None = None
     # "node_id.input_name" of the positive prompt input, when auto-detection is wrong.
     prompt_input_override: str | None = None
+    # Fixed workflow inputs, "node_id.input_name" -> value (e.g. {"3.steps": 30}).
+    workflow_values: dict[str, Any] = Field(default_factory=dict)
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults)
     printify: PrintifySettings = Field(default_factory=PrintifySettings)
     shopify: ShopifySettings = Field(default_factory=ShopifySettings)
@@ -174,6 +176,14 @@ class AppSettings(_Section):
         if not cleaned:
             raise ValueError("configure at least one ComfyUI server")
         return cleaned
+
+    @field_validator("workflow_values")
+    @classmethod
+    def _check_values(cls, values: dict[str, Any]) -> dict[str, Any]:
+        for key in values:
+            if not re.fullmatch(r"[^.\s]+\.[^.\s]+", key):
+                raise ValueError(f"{key!r} is not 'node_id.input_name'")
+        return values
 
     @field_validator("prompt_input_override")
     @classmethod

@@ -9,6 +9,7 @@ to the secret store (OS keyring) through ``PrintifyController``, never into the 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from PySide6.QtCore import Qt, Slot
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -110,6 +112,22 @@ class SettingsDialog(QDialog):
         self.workflow_summary_label = QLabel(self)
         self.workflow_summary_label.setObjectName("workflow_summary_label")
         self.workflow_summary_label.setWordWrap(True)
+        self.prompt_input_edit = QLineEdit(self)
+        self.prompt_input_edit.setObjectName("prompt_input_edit")
+        self.prompt_input_edit.setText(_attr(settings, "prompt_input_override", None) or "")
+        self.prompt_input_edit.setPlaceholderText(self.tr("detected (e.g. 6.text)"))
+        self.workflow_values_edit = QPlainTextEdit(self)
+        self.workflow_values_edit.setObjectName("workflow_values_edit")
+        self.workflow_values_edit.setPlaceholderText(
+            self.tr("One NODE.INPUT=VALUE per line, e.g. 3.steps=30")
+        )
+        self.workflow_values_edit.setPlainText(
+            "\n".join(
+                f"{k}={json.dumps(v)}"
+                for k, v in (_attr(settings, "workflow_values", None) or {}).items()
+            )
+        )
+        self.workflow_values_edit.setMaximumHeight(70)
         self.workflow_problems_list = QListWidget(self)
         self.workflow_problems_list.setObjectName("workflow_problems_list")
         self.workflow_problems_list.setMaximumHeight(90)
@@ -318,6 +336,10 @@ class SettingsDialog(QDialog):
         w_layout.addLayout(path_row)
         w_layout.addWidget(self.workflow_summary_label)
         w_layout.addWidget(self.workflow_problems_list)
+        overrides = QFormLayout()
+        overrides.addRow(self.tr("Prompt goes to"), self.prompt_input_edit)
+        overrides.addRow(self.tr("Fixed inputs"), self.workflow_values_edit)
+        w_layout.addLayout(overrides)
         layout.addWidget(wf)
         layout.addStretch(1)
 
@@ -369,6 +391,8 @@ class SettingsDialog(QDialog):
             "comfyui_servers": self.server_urls(),
             "max_in_flight_per_server": self.in_flight_spin.value(),
             "workflow_path": self.workflow_path_edit.text().strip() or None,
+            "prompt_input_override": self.prompt_input_edit.text().strip() or None,
+            "workflow_values": parse_workflow_values(self.workflow_values_edit.toPlainText()),
             "generation": gen,
             "printify": pf,
             "auto_publish": self.auto_publish_check.isChecked(),
@@ -562,3 +586,20 @@ class SettingsDialog(QDialog):
     def _on_controller_settings_failed(self, message: str) -> None:
         self.save_button.setEnabled(True)
         self.error_label.setText(message)
+
+
+def parse_workflow_values(text: str) -> dict[str, Any]:
+    """``NODE.INPUT=VALUE`` lines -> a dict (values read as JSON when they are JSON)."""
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, sep, raw = line.partition("=")
+        if not line.strip():
+            continue
+        if not sep:
+            out[line.strip()] = ""  # refused by the settings validation, with its name
+            continue
+        try:
+            out[key.strip()] = json.loads(raw.strip())
+        except ValueError:
+            out[key.strip()] = raw.strip()
+    return out

@@ -481,6 +481,4 @@ async def test_a_batch_reports_batch_finished_when_its_last_job_ends(
     await orch.enqueue_generation(specs)
     await orch.run_until_idle()
     finished = [e for e in events if isinstance(e, BatchFinished)]
-    assert [(e.batch_id, e.succeeded, e.failed, e.cancelled) for e in finished] == [
-        ("b1", 3, 1, 0)
-    ]
+    assert [(e.batch_id, e.succeeded, e.failed, e.cancelled) for e in finished] == [("b1", 3, 1, 0)]

@@ -1,0 +1,51 @@
+"""The Qt-free composition: settings drive the workflow; a bad override is refused, not saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pod_studio import wiring
+from pod_studio.domain.errors import WorkflowError
+from pod_studio.domain.models import JobSpec
+from pod_studio.domain.settings import AppSettings
+from pod_studio.ui.settings_dialog import parse_workflow_values
+
+JOB = JobSpec(job_id="j", prompt="a fox", seed=5)
+
+
+def test_settings_overrides_reach_the_graph() -> None:
+    settings = AppSettings().with_changes(
+        prompt_input_override="7.text", workflow_values={"3.steps": 7, "3.cfg": 4.5}
+    )
+    core = wiring.build_core(settings=settings, servers=["http://127.0.0.1:9"])
+    graph = core.generation.template.build(JOB)
+    assert graph["7"]["inputs"]["text"] == "a fox"  # the prompt went where the seller said
+    assert graph["3"]["inputs"]["steps"] == 7
+    assert graph["3"]["inputs"]["cfg"] == 4.5
+
+
+@pytest.mark.asyncio
+async def test_a_workflow_override_that_does_not_fit_is_refused_before_saving(
+    _isolated_home: Path,
+) -> None:
+    core = wiring.build_core(servers=["http://127.0.0.1:9"])
+    before = core.settings
+    bad = before.with_changes(prompt_input_override="99.text")
+    with pytest.raises(WorkflowError, match="99"):
+        await core.save_settings(bad)
+    assert core.settings is before
+    assert not core.paths.settings_file.exists()
+    good = before.with_changes(workflow_values={"3.steps": 12})
+    await core.save_settings(good)
+    assert core.orchestrator.template.build(JOB)["3"]["inputs"]["steps"] == 12
+    assert '"3.steps": 12' in core.paths.settings_file.read_text(encoding="utf-8")
+
+
+def test_fixed_inputs_text_parses_json_values() -> None:
+    assert parse_workflow_values("3.steps=30\n\n 9.filename_prefix = shop/tee \n3.cfg=6.5") == {
+        "3.steps": 30,
+        "9.filename_prefix": "shop/tee",
+        "3.cfg": 6.5,
+    }

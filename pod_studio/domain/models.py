@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -133,3 +136,37 @@ class ServerInfo(Frozen):
         d = self.devices[0]
         free_gb = d.vram_free / 1024**3
         return f"{d.name} · {free_gb:.1f} GB VRAM free"
+
+
+def random_seed() -> int:
+    return random.SystemRandom().randint(0, 2**32 - 1)
+
+
+def plan_jobs(
+    request: GenerationRequest,
+    *,
+    batch_id: str | None = None,
+    seed_source: Callable[[], int] = random_seed,
+) -> list[JobSpec]:
+    """One job per prompt × variation; a fixed seed gives seed, seed+1, ... per prompt."""
+    batch = batch_id or uuid.uuid4().hex[:12]
+    jobs: list[JobSpec] = []
+    for prompt in request.prompts:
+        for v in range(request.variations):
+            seed = (
+                (request.seed + v) % (MAX_SEED + 1) if request.seed is not None else seed_source()
+            )
+            jobs.append(
+                JobSpec(
+                    job_id=uuid.uuid4().hex,
+                    prompt=prompt,
+                    negative=request.negative,
+                    seed=seed,
+                    width=request.width,
+                    height=request.height,
+                    checkpoint=request.checkpoint,
+                    overrides=dict(request.overrides),
+                    batch_id=batch,
+                )
+            )
+    return jobs

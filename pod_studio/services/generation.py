@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -41,11 +40,12 @@ from pod_studio.domain.events import (
     PreviewFrame,
 )
 from pod_studio.domain.models import (
-    MAX_SEED,
     GeneratedImage,
     GenerationRequest,
     JobSpec,
     JobState,
+    plan_jobs,
+    random_seed,
 )
 from pod_studio.domain.ports import ImageGenerator, ImageStore, RunUpdate
 from pod_studio.domain.workflow import WorkflowTemplate
@@ -56,10 +56,6 @@ SeedSource = Callable[[], int]
 
 # How often a job may wait for an open circuit breaker before it fails.
 MAX_BREAKER_WAITS = 20
-
-
-def _random_seed() -> int:
-    return random.SystemRandom().randint(0, 2**32 - 1)
 
 
 @dataclass
@@ -100,7 +96,7 @@ class GenerationService:
         in_flight_per_server: int = 2,
         max_attempts: int = 3,
         retry_delay: float = 1.0,
-        seed_source: SeedSource = _random_seed,
+        seed_source: SeedSource = random_seed,
         filename_prefix: str = "pod_studio/img",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -142,28 +138,7 @@ class GenerationService:
 
     def plan(self, request: GenerationRequest, *, batch_id: str | None = None) -> list[JobSpec]:
         """One job per prompt × variation; a fixed seed gives seed, seed+1, ... per prompt."""
-        batch = batch_id or uuid.uuid4().hex[:12]
-        jobs: list[JobSpec] = []
-        for prompt in request.prompts:
-            for v in range(request.variations):
-                if request.seed is not None:
-                    seed = (request.seed + v) % (MAX_SEED + 1)
-                else:
-                    seed = self._seed_source()
-                jobs.append(
-                    JobSpec(
-                        job_id=uuid.uuid4().hex,
-                        prompt=prompt,
-                        negative=request.negative,
-                        seed=seed,
-                        width=request.width,
-                        height=request.height,
-                        checkpoint=request.checkpoint,
-                        overrides=dict(request.overrides),
-                        batch_id=batch,
-                    )
-                )
-        return jobs
+        return plan_jobs(request, batch_id=batch_id, seed_source=self._seed_source)
 
     async def preflight(self) -> list[str]:
         """Problems that would make every job fail on the first server (missing nodes/models)."""

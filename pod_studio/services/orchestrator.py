@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -66,12 +65,12 @@ from pod_studio.domain.jobs import (
 )
 from pod_studio.domain.ledger_port import JobLedger, JobNotRunningError, JobRecord, LedgerError
 from pod_studio.domain.models import (
-    MAX_SEED,
     GeneratedImage,
     GenerationRequest,
     ImageRef,
     JobSpec,
     JobState,
+    plan_jobs,
 )
 from pod_studio.domain.orchestration import (
     SAVE_STEP,
@@ -243,30 +242,7 @@ class Orchestrator:
 
     def plan(self, request: GenerationRequest, *, batch_id: str | None = None) -> list[JobSpec]:
         """One job per prompt × variation; a fixed seed gives seed, seed+1, ... per prompt."""
-        batch = batch_id or uuid.uuid4().hex[:12]
-        rng = random.SystemRandom()
-        jobs: list[JobSpec] = []
-        for prompt in request.prompts:
-            for v in range(request.variations):
-                seed = (
-                    (request.seed + v) % (MAX_SEED + 1)
-                    if request.seed is not None
-                    else rng.randint(0, 2**32 - 1)
-                )
-                jobs.append(
-                    JobSpec(
-                        job_id=uuid.uuid4().hex,
-                        prompt=prompt,
-                        negative=request.negative,
-                        seed=seed,
-                        width=request.width,
-                        height=request.height,
-                        checkpoint=request.checkpoint,
-                        overrides=dict(request.overrides),
-                        batch_id=batch,
-                    )
-                )
-        return jobs
+        return plan_jobs(request, batch_id=batch_id)
 
     async def enqueue_generation(
         self, work: GenerationRequest | Sequence[JobSpec], *, batch_id: str | None = None

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from filelock import FileLock, Timeout
+
 from pod_studio.adapters.comfyui.client import ComfyUIClient, probe_server
 from pod_studio.adapters.marketplaces.export import ExportMarketplace
 from pod_studio.adapters.marketplaces.printify import PrintifyClient
@@ -130,6 +132,24 @@ def settings_template(settings: AppSettings) -> WorkflowTemplate:
     )
 
 
+def acquire_instance_lock(paths: AppPaths) -> FileLock:
+    """One POD Studio (app or headless queue run) per data folder: two would work the same
+    job queue. Raises a PodStudioError naming what to do when another one holds it."""
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(paths.data_dir / "pod-studio.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise PodStudioError(
+            f"another POD Studio is using {paths.data_dir}",
+            service="app",
+            user_message="POD Studio is already running with this data folder (another window "
+            "or a `pod-studio resume`). Close it first: two copies would work the same job "
+            "queue.",
+        ) from exc
+    return lock
+
+
 def comfyui_breaker_name(url: str) -> str:
     parts = urlsplit(url)
     return f"comfyui@{parts.netloc or url}"
@@ -202,10 +222,12 @@ class Core:
     printify_problem: str = ""
     ledger_warnings: list[str] = field(default_factory=list)
     _started: bool = False
+    _lock: FileLock | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def start(self) -> None:
         """Open the job database, connect to the servers, resume what a crash left."""
+        self._lock = await asyncio.to_thread(acquire_instance_lock, self.paths)
         self.ledger_warnings.extend(await self.ledger.open())
         for gen in self.generators:
             await gen.start()
@@ -272,10 +294,18 @@ class Core:
                 await gen.aclose()
             except Exception:
                 log.exception("closing %s failed", gen.url)
+        if self.printify is not None:
+            with contextlib.suppress(Exception):
+                await self.printify.aclose()
         try:
             await self.stats.save()
         except Exception:
             log.exception("saving statistics failed")
+        if self._started:
+            await self.ledger.aclose()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     async def set_comfyui_servers(self, urls: Sequence[str]) -> None:
         """Switch to other ComfyUI servers (settings change, demo mode) while running."""
@@ -548,6 +578,7 @@ async def open_orchestrator(
         breaker_state=lambda url: hub.breakers.get(comfyui_breaker_name(url)).state.value,
         options=opts,
     )
+    lock = await asyncio.to_thread(acquire_instance_lock, paths)
     try:
         for warning in await ledger.open():
             log.warning("job database: %s", warning)
@@ -561,6 +592,7 @@ async def open_orchestrator(
             with contextlib.suppress(Exception):
                 await client.aclose()
         await ledger.aclose()
+        lock.release()
 
 
 # --- doctor and stats ----------------------------------------------------------------------

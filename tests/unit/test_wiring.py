@@ -49,3 +49,20 @@ def test_fixed_inputs_text_parses_json_values() -> None:
         "9.filename_prefix": "shop/tee",
         "3.cfg": 6.5,
     }
+
+
+@pytest.mark.asyncio
+async def test_a_second_copy_on_the_same_data_folder_is_refused(_isolated_home: Path) -> None:
+    from pod_studio.domain.errors import PodStudioError
+
+    first = wiring.build_core(servers=["http://127.0.0.1:9"])
+    second = wiring.build_core(servers=["http://127.0.0.1:9"])
+    lock = wiring.acquire_instance_lock(first.paths)
+    try:
+        with pytest.raises(PodStudioError) as info:
+            await second.start()
+        assert "already running" in info.value.user_message
+    finally:
+        lock.release()
+    again = wiring.acquire_instance_lock(second.paths)  # free once the first one let go
+    again.release()

@@ -8,6 +8,7 @@ Set ``PODSTUDIO_SCREENSHOTS=DIR`` to also save PNGs of the window at the interes
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +203,47 @@ def test_generate_in_the_window_lands_in_gallery_and_survives_restart(
     qtbot.waitUntil(closing.done, timeout=10000)
     closed = asyncio.ensure_future(core.ledger.aclose())
     qtbot.waitUntil(closed.done, timeout=10000)
+
+
+def test_a_1024_px_design_is_published_to_the_export_folder(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, sandbox: ServerThread, _isolated_home: Path
+) -> None:
+    """The happy path a demo seller takes: generate at the default size, approve, publish."""
+    app = _make_app(qtbot, sandbox)
+    window = app.window
+    qtbot.waitUntil(lambda: window.app.connection.state() == "connected", timeout=10000)
+    window.prompt_editor.prompts_edit.setPlainText("retro sunset over mountains")
+    qtbot.mouseClick(window.prompt_editor.generate_button, Qt.MouseButton.LeftButton)
+    gallery = window.gallery
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=20000)
+    gallery.list_view.selectionModel().select(
+        gallery.model.index(0), gallery.list_view.selectionModel().SelectionFlag.Select
+    )
+    qtbot.mouseClick(gallery.approve_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: gallery.publish_button.isEnabled(), timeout=5000)
+    (image,) = gallery.selected_images()
+    qtbot.waitUntil(lambda: gallery.model.badge(image.image_id) is not None, timeout=10000)
+    assert gallery.model.badge(image.image_id)[0] == "warn"  # type: ignore[index]
+    qtbot.mouseClick(gallery.publish_button, Qt.MouseButton.LeftButton)
+    panel = window.publish_panel
+    assert panel is not None
+    qtbot.waitUntil(lambda: "export" in panel.platform_checks, timeout=5000)
+    for name, check in panel.template_checks.items():
+        check.setChecked(name == "Classic T-shirt")
+    panel.platform_checks["export"].setChecked(True)
+    panel.live_radio.setChecked(True)
+    qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(
+        lambda: gallery.model.publish_lines(image.image_id).get("export") == "published",
+        timeout=60000,
+    )
+    panel.close()
+    listings = list((_isolated_home / "data" / "export").glob("pod-*/listing.json"))
+    assert len(listings) == 1
+    listing = json.loads(listings[0].read_text(encoding="utf-8"))
+    assert listing["status"] == "published"
+    assert "sunset" in listing["title"].lower()
+    _close(qtbot, app)
 
 
 def test_faults_open_the_breaker_the_dock_counts_down_and_the_probe_closes_it(

@@ -201,8 +201,10 @@ def gui_stall(images: int) -> tuple[float, float]:
             ctl = AppController(bootstrap.build_context(core, runner, bridge, demo=False))
             window = MainWindow(ctl)
             window.show()
-            await core.start()
-            await core.generators[0].wait_connected(5)
+            # as the app does: connect, resume, then keep the durable queue moving
+            runner.spawn(bootstrap.run_core(core, ctl), name="core")
+            await asyncio.sleep(0.5)  # let the runner open the ledger and connect
+            await core.generators[0].wait_connected(10)
             gaps: list[float] = []
             last = [time.perf_counter()]
 
@@ -221,15 +223,22 @@ def gui_stall(images: int) -> tuple[float, float]:
             await asyncio.sleep(3.0)
             idle = max(gaps[2:])
             gaps.clear()
-            done = asyncio.Event()
-            ctl.generation.sig_batch_completed.connect(lambda _r: done.set())
             ctl.generation.start(
                 GenerationRequest(
                     prompts=[f"stall probe {i}" for i in range(images)], width=512, height=512
                 )
             )
             t_start = time.perf_counter()
-            await done.wait()
+            all_in = asyncio.Event()
+            model = window.gallery.model
+
+            def count() -> None:
+                if model.rowCount() >= images:
+                    all_in.set()
+
+            model.rowsInserted.connect(count)
+            model.modelReset.connect(count)
+            await all_in.wait()  # the whole batch has reached the gallery
             t_done = time.perf_counter()
             await asyncio.sleep(1.0)  # thumbnails and gallery refresh after the batch
             busy = max(gaps)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -359,4 +360,60 @@ async def test_every_request_goes_through_the_guard(sandbox: ComfyUISandbox) -> 
         await c.aclose()
     total_requests = sum(sandbox.request_counts.values())
     assert len(calls) == total_requests
-    assert ("submit", False) in calls and ("view", True) in calls
+    # the submit is retry-safe: a retry first asks whether the earlier POST landed
+    assert ("submit", True) in calls and ("view", True) in calls
+
+
+def _fast_guard() -> Any:
+    from pod_studio.services.resilience import ResilienceHub
+
+    hub = ResilienceHub(
+        settings={
+            "policies": {"comfyui": {"initial_delay": 0.01, "max_delay": 0.02, "jitter": 0.0}}
+        }
+    )
+    return hub.guard("comfyui")
+
+
+@pytest.mark.asyncio
+async def test_a_failed_submit_is_retried_and_runs_once(sandbox: ComfyUISandbox) -> None:
+    sandbox.fail_next(2, 503, path_prefix="/prompt")
+    c = ComfyUIClient(sandbox.url, guard=_fast_guard(), **FAST)
+    try:
+        result = await c.run(default_graph(seed=71), prompt_id=new_id(), on_update=Updates())
+    finally:
+        await c.aclose()
+    assert result.images and sandbox.request_counts["POST /prompt"] == 3
+    assert sandbox.executed_prompt_ids.count(result.prompt_id) == 1
+
+
+class _LoseFirstSubmitReply(httpx.AsyncBaseTransport):
+    """Delivers the first POST /prompt to the server, then loses the reply (a read timeout)."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.lost = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path == "/prompt" and not self.lost:
+            self.lost += 1
+            await response.aread()
+            raise httpx.ReadTimeout("reply lost", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_submit_whose_reply_was_lost_is_not_sent_again(sandbox: ComfyUISandbox) -> None:
+    transport = _LoseFirstSubmitReply()
+    c = ComfyUIClient(sandbox.url, guard=_fast_guard(), transport=transport, **FAST)
+    try:
+        result = await c.run(default_graph(seed=72), prompt_id=new_id(), on_update=Updates())
+    finally:
+        await c.aclose()
+    assert transport.lost == 1 and result.images
+    assert sandbox.request_counts["POST /prompt"] == 1  # the retry found it instead of resending
+    assert sandbox.executed_prompt_ids.count(result.prompt_id) == 1

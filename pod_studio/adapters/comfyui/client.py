@@ -483,7 +483,22 @@ class ComfyUIClient:
             return json_body(response, url=self._url, operation="submit")
 
         run.posted = True
-        data = await self._call("submit", "POST", "/prompt", handle, idempotent=False, json=body)
+        attempts = 0
+
+        async def once() -> Any:
+            # We chose the prompt id, so a retry can first ask whether the earlier POST landed
+            # (reconcile before resending): that makes the submit safe to retry.
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and await self._prompt_known(run.prompt_id):
+                return {"prompt_id": run.prompt_id, "number": -1, "node_errors": {}}
+            try:
+                response = await self._http.post("/prompt", json=body)
+            except httpx.HTTPError as exc:
+                raise map_transport_error(exc, url=self._url, operation="submit") from exc
+            return handle(response)
+
+        data = await self._guard.call("submit", once, idempotent=True)
         if not isinstance(data, dict) or not isinstance(data.get("prompt_id"), str):
             raise not_comfyui(self._url, "submit", "POST /prompt returned no prompt_id")
         if data["prompt_id"] != run.prompt_id:
@@ -505,6 +520,19 @@ class ComfyUIClient:
                 "submitted",
                 detail="warning: part of the workflow was rejected: " + "; ".join(lines[:3]),
             )
+
+    async def _prompt_known(self, prompt_id: str) -> bool:
+        """Is ``prompt_id`` queued, running or in history? (False when that cannot be told.)"""
+        try:
+            queue = (await self._http.get("/queue")).json()
+            for key in ("queue_running", "queue_pending"):
+                for item in queue.get(key, []):
+                    if isinstance(item, list) and len(item) > 1 and item[1] == prompt_id:
+                        return True
+            history = (await self._http.get(f"/history/{prompt_id}")).json()
+            return isinstance(history, dict) and prompt_id in history
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
 
     @staticmethod
     def _output_nodes(graph: dict[str, Any]) -> set[str]:

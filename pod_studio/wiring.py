@@ -249,7 +249,9 @@ class Core:
                 self.settings, self.secrets, self.hub, self.paths, token=token
             )
             self.printify, self.printify_problem = client, ""
-            self.publishing.set_marketplace("printify", client, RemoteCatalog(client))
+            self.publishing.set_marketplace(
+                "printify", client, RemoteCatalog(client, costs=self.publishing.cost_book)
+            )
             self.orchestrator.set_publisher("printify", self.publishing)
             self.health.add_check("printify", _printify_health(client))
         else:

@@ -27,6 +27,7 @@ from pod_studio.domain.products import ProductTemplate, default_templates, load_
 from pod_studio.domain.settings import AppSettings, SecretName, SecretStorePort
 from pod_studio.services.cache import AsyncTTLCache, CachedLoader
 from pod_studio.services.publishing import (
+    CostBook,
     CostTable,
     ProductCatalog,
     PublishMarketplace,
@@ -188,11 +189,15 @@ def build_publish_service(
     work_dir: Path | None = None,
     concurrency: int = 4,
 ) -> PublishService:
-    """The service over ``marketplaces``; a Printify client also serves as its catalog."""
+    """The service over ``marketplaces``; a Printify client also serves as its catalog.
+
+    Costs come from ``costs`` when given, else from the ``CostBook`` of costs that created
+    products reported (kept in the catalog cache, so they survive a restart)."""
+    book = CostBook(DiskCache(paths.catalog_cache_dir / "costs", default_ttl=CostBook.TTL))
     catalogs: dict[str, ProductCatalog] = {}
     for name, market in marketplaces.items():
         if isinstance(market, PrintifyClient):
-            catalogs[name] = RemoteCatalog(market, costs=costs)
+            catalogs[name] = RemoteCatalog(market, costs=costs if costs is not None else book)
     return PublishService(
         marketplaces,
         templates,
@@ -201,4 +206,5 @@ def build_publish_service(
         prepare=prepare_print_file,
         catalogs=catalogs,
         concurrency=concurrency,
+        cost_book=book,
     )

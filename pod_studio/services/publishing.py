@@ -46,6 +46,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
+from pod_studio.domain.cache_port import PersistentCachePort
 from pod_studio.domain.errors import (
     PodStudioError,
     PodTimeoutError,
@@ -131,6 +132,55 @@ CostTable = Mapping[tuple[int, int], Mapping[str, Decimal]]
 """(blueprint id, provider id) -> size -> provider cost, for catalogs that publish no cost."""
 
 
+class CostBook:
+    """Provider costs per (blueprint, provider) and size, learned from created products.
+
+    Printify's catalog API has no costs, but every product it creates (drafts included) reports
+    the cost of each variant: the publish service records them here after each create, so the
+    next profit preview for that product type shows real costs. Kept in the persistent cache
+    when one is given, so a restart remembers them.
+    """
+
+    TTL = 30 * 24 * 3600.0
+
+    def __init__(self, store: PersistentCachePort | None = None) -> None:
+        self._store = store
+        self._table: dict[tuple[int, int], dict[str, Decimal]] = {}
+
+    @staticmethod
+    def _key(blueprint: int, provider: int) -> str:
+        return f"costs:{blueprint}:{provider}"
+
+    def get(
+        self, key: tuple[int, int], default: Mapping[str, Decimal] | None = None
+    ) -> Mapping[str, Decimal]:
+        table = self._table.get(key)
+        if table is None and self._store is not None:
+            raw = self._store.get(self._key(*key))
+            if isinstance(raw, dict):
+                try:
+                    table = {str(k): Decimal(str(v)) for k, v in raw.items()}
+                except ArithmeticError:
+                    table = None
+                if table is not None:
+                    self._table[key] = table
+        return table if table is not None else (default or {})
+
+    def learn(self, blueprint: int, provider: int, costs: Mapping[str, Decimal]) -> None:
+        if not costs:
+            return
+        table = dict(self.get((blueprint, provider)))
+        table.update(costs)
+        self._table[(blueprint, provider)] = table
+        if self._store is not None:
+            self._store.set(
+                self._key(blueprint, provider),
+                {k: str(v) for k, v in table.items()},
+                expire=self.TTL,
+                tag="printify",
+            )
+
+
 class RemoteCatalog:
     """A platform catalog (``CatalogSource``) seen per template.
 
@@ -139,7 +189,11 @@ class RemoteCatalog:
     """
 
     def __init__(
-        self, source: CatalogSource, *, costs: CostTable | None = None, country: str = "US"
+        self,
+        source: CatalogSource,
+        *,
+        costs: CostTable | CostBook | None = None,
+        country: str = "US",
     ) -> None:
         self._source = source
         self._costs = costs or {}
@@ -374,6 +428,7 @@ class PublishService:
         catalogs: Mapping[str, ProductCatalog] | None = None,
         max_print_file_bytes: int = MAX_PRINT_FILE_BYTES,
         concurrency: int = DEFAULT_CONCURRENCY,
+        cost_book: CostBook | None = None,
     ) -> None:
         self.marketplaces = dict(marketplaces)
         self.templates = dict(templates)
@@ -385,6 +440,7 @@ class PublishService:
         self.max_print_file_bytes = max_print_file_bytes
         self.concurrency = max(1, concurrency)
         self._file_locks: dict[Path, asyncio.Lock] = {}
+        self.cost_book = cost_book
 
     def set_marketplace(
         self,
@@ -663,8 +719,32 @@ class PublishService:
         await journal.intent("create")
         listing = await self._create_once(market, spec)
         await journal.done("create", listing.remote_id)
+        await self._learn_costs(market, template, matches, listing)
         self._emit(task, "create", "done", str(listing.status), listing.remote_id)
         return listing
+
+    async def _learn_costs(
+        self,
+        market: PublishMarketplace,
+        template: ProductTemplate,
+        matches: Sequence[VariantMatch],
+        listing: RemoteListing,
+    ) -> None:
+        """Record the provider costs the created product reports (see ``CostBook``)."""
+        read = getattr(market, "variant_costs", None)
+        if self.cost_book is None or read is None:
+            return
+        try:
+            costs: Mapping[int, Decimal] = await read(listing.remote_id)
+        except PodStudioError as exc:
+            log.info("costs of %s not read: %s", listing.remote_id, exc.kind)
+            return
+        by_size: dict[str, Decimal] = {}
+        for m in matches:
+            cost = costs.get(m.variant.id)
+            if cost is not None:
+                by_size[m.size] = max(cost, by_size.get(m.size, cost))
+        self.cost_book.learn(template.blueprint_id, template.print_provider_id, by_size)
 
     @staticmethod
     async def _create_once(market: PublishMarketplace, spec: ListingSpec) -> RemoteListing:

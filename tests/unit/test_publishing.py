@@ -341,3 +341,56 @@ async def test_profit_preview_flags_a_price_below_cost(
     assert by_variant["Black / 2XL"].below_cost and by_variant["Black / 2XL"].profit < 0
     assert "Black / L" not in by_variant  # cost unknown: not previewed
     assert {line.size for line in lines} == {"S", "M", "2XL"}
+
+
+@pytest.mark.asyncio
+async def test_costs_reported_by_a_created_draft_feed_the_next_profit_preview(
+    sandbox: PrintifySandbox,
+    design: Design,
+    templates: dict[str, ProductTemplate],
+    print_dir: Path,
+    tmp_path: Path,
+) -> None:
+    from pod_studio.adapters.storage.cache import DiskCache
+    from pod_studio.services.publishing import CostBook
+
+    cache_dir = tmp_path / "costs"
+    client = client_for(sandbox)
+    book = CostBook(DiskCache(cache_dir))
+    service = PublishService(
+        {"printify": client},
+        templates,
+        work_dir=print_dir,
+        sink=lambda _e: None,
+        prepare=prepare_print_file,
+        catalogs={"printify": RemoteCatalog(client, costs=book)},
+        cost_book=book,
+    )
+    try:
+        assert await service.profit_preview(None, TEE) == []  # no cost known yet
+        (outcome,) = await service.publish_designs([design], [TEE], ["printify"])
+        assert outcome.ok, outcome.error
+    finally:
+        await client.aclose()
+    product = next(iter(sandbox.products.values()))
+    reported = {v["id"]: Decimal(v["cost"]) / 100 for v in product["variants"] if v["is_enabled"]}
+
+    # A restarted app: a new client and a new book over the same cache folder.
+    client = client_for(sandbox)
+    book = CostBook(DiskCache(cache_dir))
+    again = PublishService(
+        {"printify": client},
+        templates,
+        work_dir=print_dir,
+        sink=lambda _e: None,
+        prepare=prepare_print_file,
+        catalogs={"printify": RemoteCatalog(client, costs=book)},
+        cost_book=book,
+    )
+    try:
+        lines = await again.profit_preview(None, TEE)
+    finally:
+        await client.aclose()
+    assert lines, "costs learned from the draft were not used"
+    assert {line.cost for line in lines} <= set(reported.values())
+    assert all(line.profit == line.price - line.cost - line.shipping for line in lines)

@@ -573,6 +573,26 @@ class PrintifyClient:
         )
         return self._to_listing(raw)
 
+    async def variant_costs(self, remote_id: str) -> dict[int, Decimal]:
+        """Printify's cost per enabled variant of a product (cents in the API, Decimal here).
+
+        The catalog API publishes no costs; a product (even a draft) does.
+        """
+        shop = await self._shop()
+        raw = await self._request(
+            "GET",
+            f"/v1/shops/{shop}/products/{remote_id}.json",
+            operation="get_product",
+            not_found=f"Printify product {remote_id} was not found in shop {shop}",
+        )
+        out: dict[int, Decimal] = {}
+        for v in raw.get("variants", []) if isinstance(raw, dict) else []:
+            if isinstance(v, dict) and isinstance(v.get("id"), int):
+                cost = v.get("cost")
+                if isinstance(cost, int) and not isinstance(cost, bool) and cost >= 0:
+                    out[v["id"]] = Decimal(cost) / 100
+        return out
+
     def _to_listing(self, product: Any) -> RemoteListing:
         def build() -> RemoteListing:
             external = product.get("external")

@@ -6,10 +6,12 @@ Runs 20 jobs on the sandbox ComfyUI (0.25 s per job) with
     at most 3 prompts in flight),
 and prints for both: wall time / sum of execution times (1.0 = the GPU never waits), HTTP
 requests per image, and completion-to-event latency p50/p95 (server finished -> client has
-the image). Then the longest GUI event-loop stall during a 100-image batch in the real main
-window, beside the same probe on the idle window. Each figure is the median of --runs runs.
+the image). Then the two-server case (40 jobs on one sandbox vs two, through the durable
+orchestrator: the wall-time ratio), and the longest GUI event-loop stall during a 100-image
+batch in the real main window, beside the same probe on the idle window. Each figure is the
+median of --runs runs.
 
-    .venv/bin/python -m bench.generation [--runs 3] [--jobs 20] [--skip-gui]
+    .venv/bin/python -m bench.generation [--runs 3] [--jobs 20] [--skip-gui] [--skip-two-servers]
 """
 
 from __future__ import annotations
@@ -262,6 +264,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--gui-images", type=int, default=100)
     parser.add_argument("--skip-gui", action="store_true")
+    parser.add_argument("--skip-two-servers", action="store_true")
     args = parser.parse_args()
     isolate_home()
     ours = [asyncio.run(run_pod_studio(args.jobs)) for _ in range(args.runs)]
@@ -292,6 +295,16 @@ def main() -> None:
             [row("POD Studio", ours), row("baseline poll", base)],
         )
     )
+    if not args.skip_two_servers:
+        from bench.generation_two_servers import run as run_servers
+
+        one, _ = asyncio.run(run_servers(1, 40, SECONDS_PER_JOB, 256))
+        two, per_server = asyncio.run(run_servers(2, 40, SECONDS_PER_JOB, 256))
+        print(
+            f"\ntwo ComfyUI servers, 40 jobs: one server {one:.2f} s, two servers {two:.2f} s "
+            f"(images per server {sorted(per_server.values())}), ratio {two / one:.2f} "
+            "(ideal 0.50)"
+        )
     if not args.skip_gui:
         idle, busy = gui_stall(args.gui_images)
         print(

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -217,10 +217,17 @@ def build_context(
     )
 
 
-async def run_core(core: wiring.Core, controller: AppController) -> None:
+async def run_core(
+    core: wiring.Core,
+    controller: AppController,
+    on_warning: Callable[[str, str], None] | None = None,
+) -> None:
     """Open the job database, connect, resume what a crash left, then keep the durable queue
-    moving until cancelled (shutdown)."""
+    moving until cancelled (shutdown). ``on_warning(title, text)`` hears about a job database
+    that had to be repaired or replaced."""
     await core.start()
+    if core.ledger_warnings and on_warning is not None:
+        on_warning("Job database", "\n".join(core.ledger_warnings))
     controller.queue.refresh()
     await core.run_queue()
 
@@ -264,7 +271,10 @@ async def _amain(app: QApplication, args: argparse.Namespace) -> int:
     window.show()
     for warning in core.settings_warnings:
         _show_warning(window, "Settings", warning)
-    runner.spawn(run_core(core, controller), name="job-queue")
+    runner.spawn(
+        run_core(core, controller, lambda title, text: _show_warning(window, title, text)),
+        name="job-queue",
+    )
     runner.spawn(core.health.run_periodic(), name="health-checks")
     if args.screenshots:
         runner.spawn(_screenshots(window, Path(args.screenshots)), name="screenshots")

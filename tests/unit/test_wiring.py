@@ -66,3 +66,18 @@ async def test_a_second_copy_on_the_same_data_folder_is_refused(_isolated_home: 
         lock.release()
     again = wiring.acquire_instance_lock(second.paths)  # free once the first one let go
     again.release()
+
+
+@pytest.mark.asyncio
+async def test_a_corrupt_job_database_is_set_aside_and_reported(_isolated_home: Path) -> None:
+    core = wiring.build_core(servers=["http://127.0.0.1:9"])
+    core.paths.ledger_file.parent.mkdir(parents=True, exist_ok=True)
+    core.paths.ledger_file.write_bytes(b"this is not a database" * 100)
+    await core.start()
+    try:
+        assert core.ledger_warnings, "the seller must hear about it"
+        assert any("corrupt" in w.lower() or "moved" in w.lower() for w in core.ledger_warnings)
+        assert list(core.paths.ledger_file.parent.glob("jobs.sqlite3.corrupt-*"))
+        assert await core.ledger.counts() is not None  # a fresh database works
+    finally:
+        await core.aclose()

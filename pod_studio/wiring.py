@@ -498,10 +498,18 @@ async def headless_generation(
     resilience: dict[str, Any] | None = None,
 ) -> AsyncIterator[HeadlessGeneration]:
     """A generation pipeline writing into ``out_dir`` (``resilience`` overrides settings)."""
-    settings, _warnings, _store = load_settings()
+    paths = app_paths().ensure()
+    settings, _warnings, _store = load_settings(paths)
     urls = list(servers or settings.comfyui_servers)
     fan = FanoutSink([sink])
-    hub = ResilienceHub(fan, settings=resilience or resilience_settings(settings))
+    # headless runs count in the statistics too (`pod-studio stats`, the Statistics dock)
+    stats = StatsService(store=JsonStatsStore(paths.stats_file))
+    try:
+        stats.load()
+    except Exception:
+        log.exception("statistics could not be loaded; counting from zero")
+    fan.add(stats)
+    hub = ResilienceHub(fan, settings=resilience or resilience_settings(settings), stats=stats)
     generators = make_comfyui_clients(urls, fan, hub, **(client_options or {}))
     store = FolderImageStore(out_dir)
     service = GenerationService(
@@ -519,6 +527,10 @@ async def headless_generation(
         for gen in generators:
             with contextlib.suppress(Exception):
                 await gen.aclose()
+        try:
+            await stats.save()
+        except Exception:
+            log.exception("saving statistics failed")
 
 
 # --- the durable queue ---------------------------------------------------------------------

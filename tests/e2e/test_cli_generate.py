@@ -83,6 +83,10 @@ def test_generate_writes_images_and_manifest(
     assert len({e["sha256"] for e in manifest}) == 4
     assert "finished 4 ok, 0 failed" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # the run counts in the statistics
+    stats = run_cli("stats", "--json", home=_isolated_home)
+    pipeline = json.loads(stats.stdout)["pipeline"]
+    assert (pipeline["runs"], pipeline["images"], pipeline["successful_runs"]) == (1, 4, 1)
 
 
 def test_failed_job_gives_nonzero_exit_and_one_line_per_failure(

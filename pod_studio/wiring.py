@@ -31,7 +31,7 @@ from pod_studio.adapters.storage.secrets import ChainSecretStore, Redactor, defa
 from pod_studio.adapters.storage.settings_store import SettingsStore
 from pod_studio.adapters.storage.stats_store import JsonStatsStore
 from pod_studio.domain.errors import PodStudioError, WorkflowError, user_message
-from pod_studio.domain.events import Event, EventSink
+from pod_studio.domain.events import BatchFinished, Event, EventSink, PublishDone
 from pod_studio.domain.models import GeneratedImage
 from pod_studio.domain.ports import ImageStore
 from pod_studio.domain.publishing import PublishExecutor
@@ -276,6 +276,17 @@ class Core:
             ("printify", self.printify is not None, self.printify_problem),
         ]
 
+    def on_event(self, event: Event) -> None:
+        """Save the statistics after each batch and each publish result (a crash keeps them)."""
+        if isinstance(event, BatchFinished | PublishDone):
+            self._tasks = [t for t in self._tasks if not t.done()]
+            if not any(t.get_name() == "save-stats" for t in self._tasks):
+                with contextlib.suppress(RuntimeError):  # no running loop: saved at exit
+                    task = asyncio.get_running_loop().create_task(
+                        self.stats.save(), name="save-stats"
+                    )
+                    self._tasks.append(task)
+
     async def run_queue(self) -> None:
         """The durable queue's worker loop (runs until cancelled)."""
         await self.orchestrator.run_forever()
@@ -460,6 +471,7 @@ def build_core(
         publishing=publishing,
     )
     core._register_health()
+    sink.add(core.on_event)
     return core
 
 

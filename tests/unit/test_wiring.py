@@ -81,3 +81,19 @@ async def test_a_corrupt_job_database_is_set_aside_and_reported(_isolated_home: 
         assert await core.ledger.counts() is not None  # a fresh database works
     finally:
         await core.aclose()
+
+
+@pytest.mark.asyncio
+async def test_statistics_are_saved_after_each_batch(_isolated_home: Path) -> None:
+    import asyncio
+    import json
+
+    from pod_studio.domain.events import BatchFinished
+
+    core = wiring.build_core(servers=["http://127.0.0.1:9"])
+    core.sink(BatchFinished(batch_id="b", succeeded=3, failed=1, cancelled=0, seconds=2.0))
+    saves = [t for t in core._tasks if t.get_name() == "save-stats"]
+    assert len(saves) == 1
+    await asyncio.gather(*saves)
+    saved = json.loads(core.paths.stats_file.read_text(encoding="utf-8"))
+    assert saved["pipeline"]["runs"] == 1 and saved["pipeline"]["failed_runs"] == 1

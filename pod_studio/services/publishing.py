@@ -403,6 +403,12 @@ def _read_info(sidecar: Path, print_file: Path) -> PrintFileInfo | None:
     return info
 
 
+def _short(prompt: str, limit: int = 40) -> str:
+    """A design named by its prompt (what the seller recognises), not by its file hash."""
+    text = " ".join(prompt.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _failure_text(exc: BaseException) -> str:
     return user_message(exc).replace("\n", " ").strip()
 
@@ -629,7 +635,7 @@ class PublishService:
                     + "; ".join(result.reasons),
                     details=list(result.reasons),
                     service="publish",
-                    user_message=f"{Path(task.design_path).name} cannot be printed on "
+                    user_message=f"“{_short(task.prompt)}” cannot be printed on "
                     f"{template.name}: " + " ".join(result.reasons),
                 )
             await journal.done("prepare", info.path)

@@ -44,6 +44,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true")
     parser.add_argument("--server", action="append")
     parser.add_argument("--screenshots", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--selftest", action="store_true")
     args, _unknown = parser.parse_known_args(list(argv))
     return args
 
@@ -336,8 +337,21 @@ def _error_box(text: str) -> None:
 _open_boxes: list[QMessageBox] = []
 
 
+def selftest() -> int:
+    """``pod-studio --selftest``: what a packaged build needs, checked; exit 0 when all pass."""
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    assert isinstance(app, QApplication)
+    results = [("Qt platform plugin", bool(app.platformName()), app.platformName())]
+    results += wiring.selftest()
+    for name, ok, detail in results:
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    return 0 if all(ok for _n, ok, _d in results) else 1
+
+
 def main(argv: Sequence[str]) -> int:
     args = _parse(argv)
+    if args.selftest:
+        return selftest()
     wiring.configure_logging()
     sys.excepthook = _excepthook
     app = QApplication.instance() or QApplication([sys.argv[0]])

@@ -732,3 +732,60 @@ def shutdown_logging() -> None:
     from pod_studio.adapters.storage.logs import shutdown_logging as _shutdown
 
     _shutdown()
+
+
+# --- self test (for packaged builds) -------------------------------------------------------
+
+
+def selftest() -> list[tuple[str, bool, str]]:
+    """Checks a frozen or fresh install can do its work: (check, ok, detail) per check.
+
+    Every module imports, SQLite runs in WAL mode in the data folder, the keyring has backends,
+    and Pillow writes and reads a PNG with an sRGB profile (print files need both).
+    """
+    import importlib
+    import io
+    import pkgutil
+    import sqlite3
+    import tempfile
+
+    import keyring
+    from PIL import Image
+
+    import pod_studio
+    from pod_studio.adapters.imaging import SRGB_ICC
+
+    results: list[tuple[str, bool, str]] = []
+    failed: list[str] = []
+    count = 0
+    for mod in pkgutil.walk_packages(pod_studio.__path__, "pod_studio."):
+        if mod.name.endswith("__main__"):
+            continue
+        try:
+            importlib.import_module(mod.name)
+            count += 1
+        except Exception as exc:  # noqa: BLE001 - a self test reports whatever broke
+            failed.append(f"{mod.name}: {type(exc).__name__}: {exc}")
+    results.append(("modules import", not failed, "; ".join(failed) or f"{count} modules"))
+    paths = app_paths().ensure()
+    try:
+        with tempfile.TemporaryDirectory(dir=paths.data_dir) as tmp:
+            conn = sqlite3.connect(Path(tmp) / "selftest.sqlite3")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn.close()
+        results.append(("SQLite WAL in the data folder", mode == "wal", f"{paths.data_dir}"))
+    except (OSError, sqlite3.Error) as exc:
+        results.append(("SQLite WAL in the data folder", False, str(exc)))
+    backends = [
+        type(b).__module__ + "." + type(b).__name__ for b in keyring.backend.get_all_keyring()
+    ]
+    # informational: a headless machine legitimately has no secure keyring
+    results.append(("keyring backends", True, ", ".join(backends) or "none"))
+    buf = io.BytesIO()
+    Image.new("RGBA", (8, 8), (255, 0, 0, 128)).save(
+        buf, "PNG", icc_profile=SRGB_ICC, dpi=(300, 300)
+    )
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        ok = im.info.get("icc_profile") == SRGB_ICC and round(im.info["dpi"][0]) == 300
+    results.append(("PNG with sRGB profile and 300 DPI", ok, "Pillow round trip"))
+    return results

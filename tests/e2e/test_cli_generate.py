@@ -238,3 +238,11 @@ def test_headless_commands_do_not_import_qt(_isolated_home: Path) -> None:
         timeout=60,
     )
     assert proc.stdout.strip().endswith("NOQT")
+
+
+def test_selftest_checks_what_a_packaged_build_needs(_isolated_home: Path) -> None:
+    proc = run_cli("--selftest", home=_isolated_home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 5 and all(line.startswith("ok") for line in lines)
+    assert any("SQLite WAL" in line for line in lines)

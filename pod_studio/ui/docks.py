@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     QSortFilterProxyModel,
@@ -54,6 +53,7 @@ from pod_studio.ui.widgets import (
     GREY,
     RED,
     EmptyStateLabel,
+    HeaderedTableModel,
     Sparkline,
     breaker_key,
 )
@@ -235,7 +235,7 @@ class BreakersDock(_Dock):
 # --- retry log ---------------------------------------------------------------------------
 
 
-class RetryLogModel(QAbstractTableModel):
+class RetryLogModel(HeaderedTableModel):
     """A bounded ring buffer of retry events (oldest rows drop off)."""
 
     HEADERS = ("Time", "Service", "Operation", "Attempt", "Cause", "Wait", "Outcome")
@@ -245,19 +245,6 @@ class RetryLogModel(QAbstractTableModel):
         super().__init__(parent)
         self._rows: deque[tuple[str, ...]] = deque()
         self._limit = limit
-
-    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.tr(self.HEADERS[section])
-        return None
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():

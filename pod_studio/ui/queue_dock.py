@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     QPoint,
@@ -52,7 +51,7 @@ from pod_studio.app.queue import (
     describe_counts,
 )
 from pod_studio.domain.orchestration import ServerStatus
-from pod_studio.ui.widgets import AMBER, BLUE, GREEN, GREY, RED, EmptyStateLabel
+from pod_studio.ui.widgets import AMBER, BLUE, GREEN, GREY, RED, EmptyStateLabel, HeaderedTableModel
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 
@@ -107,7 +106,7 @@ def details_text(row: QueueRow, now: float) -> str:
     return "\n".join(lines)
 
 
-class QueueTableModel(QAbstractTableModel):
+class QueueTableModel(HeaderedTableModel):
     """One row per job of the durable queue."""
 
     HEADERS = ("Job", "Design / product", "State", "Server / platform", "Tries", "Next try",
@@ -123,19 +122,6 @@ class QueueTableModel(QAbstractTableModel):
         self._rows: list[QueueRow] = []
         self._index: dict[str, int] = {}
         self._clock = clock
-
-    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.tr(self.HEADERS[section])
-        return None
 
     def _text(self, row: QueueRow, col: int) -> str:
         if col == self.COL_KIND:

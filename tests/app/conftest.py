@@ -78,12 +78,12 @@ class QueueParts:
 
 def pump_until_done(future: Any, timeout_ms: int = 5000) -> None:
     """Run the Qt event loop (and so the qasync loop) until ``future`` is done."""
-    from PySide6.QtCore import QDeadlineTimer
-    from PySide6.QtTest import QTest
+    from PySide6.QtCore import QCoreApplication, QDeadlineTimer, QEventLoop
 
     deadline = QDeadlineTimer(timeout_ms)
     while not future.done() and not deadline.hasExpired():
-        QTest.qWait(5)
+        # process events (and so the qasync loop) as they come, waiting for at most 5 ms
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 5)
 
 
 @pytest.fixture

@@ -343,6 +343,24 @@ async def test_profit_preview_flags_a_price_below_cost(
     assert {line.size for line in lines} == {"S", "M", "2XL"}
 
 
+def _service_with_cost_book(
+    client: PrintifyClient, templates: dict[str, ProductTemplate], work_dir: Path, cache_dir: Path
+) -> PublishService:
+    from pod_studio.adapters.storage.cache import DiskCache
+    from pod_studio.services.publishing import CostBook
+
+    book = CostBook(DiskCache(cache_dir))
+    return PublishService(
+        {"printify": client},
+        templates,
+        work_dir=work_dir,
+        sink=lambda _e: None,
+        prepare=prepare_print_file,
+        catalogs={"printify": RemoteCatalog(client, costs=book)},
+        cost_book=book,
+    )
+
+
 @pytest.mark.asyncio
 async def test_costs_reported_by_a_created_draft_feed_the_next_profit_preview(
     sandbox: PrintifySandbox,
@@ -351,21 +369,9 @@ async def test_costs_reported_by_a_created_draft_feed_the_next_profit_preview(
     print_dir: Path,
     tmp_path: Path,
 ) -> None:
-    from pod_studio.adapters.storage.cache import DiskCache
-    from pod_studio.services.publishing import CostBook
-
     cache_dir = tmp_path / "costs"
     client = client_for(sandbox)
-    book = CostBook(DiskCache(cache_dir))
-    service = PublishService(
-        {"printify": client},
-        templates,
-        work_dir=print_dir,
-        sink=lambda _e: None,
-        prepare=prepare_print_file,
-        catalogs={"printify": RemoteCatalog(client, costs=book)},
-        cost_book=book,
-    )
+    service = _service_with_cost_book(client, templates, print_dir, cache_dir)
     try:
         assert await service.profit_preview(None, TEE) == []  # no cost known yet
         (outcome,) = await service.publish_designs([design], [TEE], ["printify"])
@@ -375,18 +381,9 @@ async def test_costs_reported_by_a_created_draft_feed_the_next_profit_preview(
     product = next(iter(sandbox.products.values()))
     reported = {v["id"]: Decimal(v["cost"]) / 100 for v in product["variants"] if v["is_enabled"]}
 
-    # A restarted app: a new client and a new book over the same cache folder.
+    # A restarted app: a new client and a new cost book over the same cache folder.
     client = client_for(sandbox)
-    book = CostBook(DiskCache(cache_dir))
-    again = PublishService(
-        {"printify": client},
-        templates,
-        work_dir=print_dir,
-        sink=lambda _e: None,
-        prepare=prepare_print_file,
-        catalogs={"printify": RemoteCatalog(client, costs=book)},
-        cost_book=book,
-    )
+    again = _service_with_cost_book(client, templates, print_dir, cache_dir)
     try:
         lines = await again.profit_preview(None, TEE)
     finally:

@@ -519,7 +519,10 @@ class StatsDock(_Dock):
         pipeline = snapshot.get("pipeline")
         top: dict[str, Any] = pipeline if isinstance(pipeline, dict) else snapshot
         for key, _title, fmt in self.PIPELINE:
-            self.value_labels[key].setText(fmt(top.get(key)))
+            value = top.get(key)
+            if key == "success_rate" and not top.get("runs"):
+                value = None  # no run yet: a rate of 0 % would say every run failed
+            self.value_labels[key].setText(fmt(value))
         services = snapshot.get("services")
         services = services if isinstance(services, dict) else {}
         self.services_table.setRowCount(len(services))
@@ -530,7 +533,9 @@ class StatsDock(_Dock):
                 _fmt_num(s.get("calls")),
                 _fmt_num(s.get("failures")),
                 _fmt_num(s.get("retries")),
-                _fmt_rate(s.get("cache_hit_rate")),
+                _fmt_rate(s.get("cache_hit_rate"))
+                if (s.get("cache_hits") or 0) + (s.get("cache_misses") or 0)
+                else "—",  # this service is not cached
                 _fmt_ms(s.get("p50_seconds")),
                 _fmt_ms(s.get("p95_seconds")),
             ]

@@ -174,10 +174,18 @@ def test_stats_dock_shows_snapshot_and_sparklines(qtbot: Any, app_ctl: Any) -> N
                         "calls": 20,
                         "failures": 2,
                         "retries": 4,
+                        "cache_hits": 5,
+                        "cache_misses": 5,
                         "cache_hit_rate": 0.5,
                         "p50_seconds": 0.12,
                         "p95_seconds": 0.9,
-                    }
+                    },
+                    "comfyui": {
+                        "calls": 3,
+                        "cache_hits": 0,
+                        "cache_misses": 0,
+                        "cache_hit_rate": 0.0,
+                    },
                 },
             }
         )
@@ -185,8 +193,9 @@ def test_stats_dock_shows_snapshot_and_sparklines(qtbot: Any, app_ctl: Any) -> N
     assert dock.value_labels["runs"].text() == "12"
     assert dock.value_labels["success_rate"].text() == "75%"
     assert dock.value_labels["avg_products_per_run"].text() == "1.50"
-    row = [dock.services_table.item(0, c).text() for c in range(7)]
+    row = [dock.services_table.item(1, c).text() for c in range(7)]
     assert row == ["printify", "20", "2", "4", "50%", "120 ms", "900 ms"]
+    assert dock.services_table.item(0, 4).text() == "—"  # ComfyUI calls are not cached
     image = GeneratedImage(
         image_id="i",
         job_id="j",
@@ -229,3 +238,10 @@ def test_health_dock_rows_and_check_now(qtbot: Any, app_ctl: Any) -> None:
         qtbot.mouseClick(dock.check_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dock.check_button.isEnabled(), timeout=2000)
     assert dock.row_texts("comfyui")[1] == "yes"
+
+
+def test_stats_dock_shows_no_success_rate_before_the_first_run(qtbot: Any, app_ctl: Any) -> None:
+    dock = StatsDock(app_ctl.stats)
+    qtbot.addWidget(dock)
+    app_ctl.bridge(StatsUpdated(snapshot={"pipeline": {"runs": 0, "success_rate": 0.0}}))
+    assert dock.value_labels["success_rate"].text() == "—"

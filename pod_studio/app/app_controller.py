@@ -35,57 +35,56 @@ class AppController(QObject):
         self.runner = ctx.runner
         self.bridge = ctx.bridge
         self.demo = ctx.demo
+        studio = ctx.studio
         self.generation = GenerationController(
             ctx.runner,
             ctx.bridge,
-            ctx.generation,
-            ctx.store,
-            orchestrator=ctx.orchestrator,
-            list_checkpoints=ctx.list_checkpoints,
+            studio.orchestrator,
+            list_checkpoints=studio.list_checkpoints,
             parent=self,
         )
         self.gallery = GalleryController(
             ctx.runner,
-            ctx.store,
-            ctx.thumbnailer,
+            studio.store,
+            studio.thumbnail,
             bridge=ctx.bridge,
-            preflight=ctx.preflight,
-            list_templates=ctx.list_templates,
+            preflight=studio.preflight_design,
+            list_templates=studio.product_templates,
             regenerate=self.generation.regenerate,
-            orchestrator=ctx.orchestrator,
+            orchestrator=studio.orchestrator,
             parent=self,
         )
-        self.queue = QueueController(ctx.runner, ctx.bridge, ctx.orchestrator, parent=self)
+        self.queue = QueueController(ctx.runner, ctx.bridge, studio.orchestrator, parent=self)
         self.publishing = PublishController(
             ctx.runner,
-            ctx.orchestrator,
-            ctx.settings_getter,
-            list_templates=ctx.list_templates,
-            list_platforms=ctx.list_platforms,
-            profit_preview=ctx.profit_preview,
+            studio.orchestrator,
+            lambda: studio.settings,
+            list_templates=studio.product_templates,
+            list_platforms=studio.list_platforms,
+            profit_preview=studio.profit_preview,
             parent=self,
         )
         self.printify = PrintifyController(
             ctx.runner,
-            save_secret=ctx.save_secret,
-            describe=ctx.secret_store_description,
-            list_shops=ctx.list_shops,
-            test=ctx.test_printify,
+            save_secret=studio.save_secret,
+            describe=studio.describe_secrets,
+            list_shops=studio.printify_shops,
+            test=studio.test_printify,
             parent=self,
         )
         self.connection = ConnectionController(ctx.bridge, parent=self)
         self.resilience = ResilienceController(
-            ctx.bridge, ctx.reset_breaker, ctx.check_health, runner=ctx.runner, parent=self
+            ctx.bridge, studio.reset_breaker, studio.check_health, runner=ctx.runner, parent=self
         )
         self.stats = StatsController(ctx.bridge, parent=self)
         self.settings = SettingsController(
-            ctx.settings_getter,
-            ctx.settings_saver,
+            lambda: studio.settings,
+            studio.save_settings,
             runner=ctx.runner,
-            test_connection=ctx.test_connection,
+            test_connection=studio.test_comfyui,
             parent=self,
         )
-        self.workflow = WorkflowController(ctx.runner, ctx.load_workflow, parent=self)
+        self.workflow = WorkflowController(ctx.runner, studio.open_workflow, parent=self)
         self._closed = asyncio.Event()
 
     def request_demo(self) -> None:

@@ -1,16 +1,16 @@
-"""App layer: AppContext — everything the controllers need from the outside world.
+"""App layer: AppContext — the engine, as the GUI sees it.
 
-The composition root (``bootstrap.py``) builds one ``AppContext`` from the wiring (services,
-stores, adapters' callables) and hands it to ``AppController``; the app and ui layers never
-reach for adapters themselves. Every optional callable may be None: the feature behind it
-then says "not available" instead of failing.
+``Studio`` names what the window needs from POD Studio's engine: the durable queue, the
+gallery, settings, connections, publishing. The composition's ``Core`` is the one object
+that implements it (``bootstrap`` passes it in; the UI tests build the same ``Core`` through
+the same composition), so app/ and ui/ never see adapters and there is no second engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.runner import TaskRunner
@@ -18,81 +18,94 @@ from pod_studio.domain.models import GeneratedImage
 from pod_studio.domain.ports import ImageStore
 from pod_studio.domain.pricing import ProfitLine
 from pod_studio.domain.products import ProductTemplate
+from pod_studio.domain.settings import AppSettings
+from pod_studio.domain.views import PlatformChoice, WorkflowReport
 
 if TYPE_CHECKING:
-    from pod_studio.services.generation import GenerationService
     from pod_studio.services.orchestrator import Orchestrator
 
-Thumbnailer = Callable[[GeneratedImage], bytes]
+
+# What single controllers take (bound methods of the ``Studio`` in the app).
 SettingsGetter = Callable[[], Any]
-SettingsSaver = Callable[[Any], Awaitable[None]]
-ResetBreaker = Callable[[str | None], None]
-CheckHealth = Callable[[], Awaitable[None]]
-# path -> (workflow name, one-line mapping summary, problems found)
-LoadWorkflow = Callable[[str], Awaitable[tuple[str, str, list[str]]]]
-ListCheckpoints = Callable[[], Awaitable[list[str]]]
-# url -> a one-line description of the server (raises a PodStudioError when unreachable)
-TestConnection = Callable[[str], Awaitable[str]]
-# (design, template name) -> (badge "pass"/"warn"/"fail", reasons). Blocking: run in a thread.
 Preflight = Callable[[GeneratedImage, str], tuple[str, list[str]]]
-# The seller's product templates (settings, else the built-in ones).
 ListTemplates = Callable[[], list[ProductTemplate]]
-# (design, template name) -> price, cost, shipping and profit per variant.
-ProfitPreview = Callable[[GeneratedImage, str], Awaitable[list[ProfitLine]]]
-# (secret name, value): stores a token in the OS keyring (never in the settings file).
+ProfitPreview = Callable[[GeneratedImage, str], Awaitable[Sequence[ProfitLine]]]
 SaveSecret = Callable[[str, str], Awaitable[None]]
-# Where secrets are kept, as one line. Blocking (keyring detection): run in a thread.
 DescribeSecrets = Callable[[], str]
-# Printify shops on the account: [(shop id, title)].
-ListShops = Callable[[], Awaitable[list[tuple[str, str]]]]
-# A one-line verdict on the Printify connection (raises a PodStudioError when it fails).
-TestPrintify = Callable[[], Awaitable[str]]
-
-
-@dataclass(frozen=True)
-class PlatformChoice:
-    """A platform the publish panel offers; ``reason`` says why it cannot be used now."""
-
-    name: str
-    label: str = ""
-    available: bool = True
-    reason: str = ""
-
-    @property
-    def title(self) -> str:
-        return self.label or self.name.capitalize()
+# (base URL, token) typed in the dialog, or None for the saved ones
+ListShops = Callable[[str | None, str | None], Awaitable[list[tuple[str, str]]]]
+TestPrintify = Callable[[str | None, str | None], Awaitable[str]]
 
 
 ListPlatforms = Callable[[], Awaitable[list[PlatformChoice]]]
 
 
+class Studio(Protocol):
+    """The engine's face towards the GUI (implemented by ``composition.core.Core``)."""
+
+    @property
+    def orchestrator(self) -> Orchestrator: ...
+
+    @property
+    def store(self) -> ImageStore: ...
+
+    @property
+    def settings(self) -> AppSettings: ...
+
+    @property
+    def server_urls(self) -> list[str]: ...
+
+    async def save_settings(self, settings: AppSettings) -> None: ...
+
+    def thumbnail(self, image: GeneratedImage) -> bytes:
+        """PNG bytes (blocking: the caller runs it in a worker thread)."""
+        ...
+
+    def preflight_design(self, image: GeneratedImage, template_name: str) -> tuple[str, list[str]]:
+        """(badge "pass"/"warn"/"fail", reasons); blocking."""
+        ...
+
+    def product_templates(self) -> list[ProductTemplate]: ...
+
+    async def list_platforms(self) -> list[PlatformChoice]: ...
+
+    async def profit_preview(
+        self, image: GeneratedImage, template_name: str
+    ) -> Sequence[ProfitLine]: ...
+
+    async def list_checkpoints(self) -> list[str]: ...
+
+    async def test_comfyui(self, url: str) -> str:
+        """A one-line description of the server at ``url`` (raises a PodStudioError)."""
+        ...
+
+    async def open_workflow(self, path: str) -> WorkflowReport: ...
+
+    def reset_breaker(self, name: str | None) -> None: ...
+
+    async def check_health(self) -> None: ...
+
+    async def save_secret(self, name: str, value: str) -> None: ...
+
+    def describe_secrets(self) -> str:
+        """Where secrets are kept, as one line (blocking: keyring detection)."""
+        ...
+
+    async def printify_shops(
+        self, base_url: str | None = None, token: str | None = None
+    ) -> list[tuple[str, str]]: ...
+
+    async def test_printify(self, base_url: str | None = None, token: str | None = None) -> str:
+        """A verdict on the Printify connection with these values (default: the saved ones);
+        raises a PodStudioError when it fails."""
+        ...
+
+
 @dataclass
 class AppContext:
-    """The outside world, as the GUI sees it. Only ``runner``, ``bridge``, ``generation``,
-    ``store``, ``settings_getter`` and ``settings_saver`` are required; with an
-    ``orchestrator`` the app runs every job through the durable queue (``generation`` may
-    then be None)."""
+    """What every controller is built from."""
 
     runner: TaskRunner
     bridge: QtEventBridge
-    generation: GenerationService | None
-    store: ImageStore
-    settings_getter: SettingsGetter
-    settings_saver: SettingsSaver
-    orchestrator: Orchestrator | None = None
-    thumbnailer: Thumbnailer | None = None
-    reset_breaker: ResetBreaker | None = None
-    check_health: CheckHealth | None = None
-    load_workflow: LoadWorkflow | None = None
-    list_checkpoints: ListCheckpoints | None = None
-    test_connection: TestConnection | None = None
-    preflight: Preflight | None = None
-    list_templates: ListTemplates | None = None
-    list_platforms: ListPlatforms | None = None
-    profit_preview: ProfitPreview | None = None
-    save_secret: SaveSecret | None = None
-    secret_store_description: DescribeSecrets | None = None
-    list_shops: ListShops | None = None
-    test_printify: TestPrintify | None = None
+    studio: Studio
     demo: bool = False
-    server_urls: list[str] = field(default_factory=list)

@@ -1,11 +1,10 @@
 """App layer: GenerationController — starts and cancels generation batches for the GUI.
 
 The prompt editor hands it a ``PromptForm`` (plain values from the widgets); the controller
-checks it (job count, limits, sizes), builds a ``GenerationRequest`` and plans the jobs. With
-an ``Orchestrator`` the jobs go into the durable queue (they survive a restart and are run by
-the orchestrator's worker loop); without one the ``GenerationService`` runs them through the
-``TaskRunner``. Progress reaches the views as events through the ``QtEventBridge``, not
-through this controller.
+checks it (job count, limits, sizes), builds a ``GenerationRequest`` and plans the jobs into
+the durable queue (they survive a restart and are run by the orchestrator's worker loop, the
+same engine the headless commands run). Progress reaches the views as events through the
+``QtEventBridge``, not through this controller.
 """
 
 from __future__ import annotations
@@ -29,10 +28,8 @@ from pod_studio.domain.models import (
     JobSpec,
 )
 from pod_studio.domain.orchestration import QueueChanged
-from pod_studio.domain.ports import ImageStore
 
 if TYPE_CHECKING:
-    from pod_studio.services.generation import BatchResult, GenerationService
     from pod_studio.services.orchestrator import Orchestrator
 
 log = logging.getLogger(__name__)
@@ -153,38 +150,26 @@ class GenerationController(QObject):
         self,
         runner: TaskRunner,
         bridge: QtEventBridge,
-        service: GenerationService | None,
-        store: ImageStore,
+        orchestrator: Orchestrator,
         *,
-        orchestrator: Orchestrator | None = None,
         list_checkpoints: Callable[[], Awaitable[list[str]]] | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        if service is None and orchestrator is None:
-            raise ValueError("a GenerationService or an Orchestrator is needed")
         self.runner = runner
         self.bridge = bridge
-        self.service = service
         self.orchestrator = orchestrator
-        self.store = store
         self._list_checkpoints = list_checkpoints
         self._active_batches: set[str] = set()
         # durable queue: batch id -> job ids still open; job id -> final state
         self._open: dict[str, set[str]] = {}
         self._batch_of: dict[str, str] = {}
         self._finals: dict[str, dict[str, str]] = {}
-        if orchestrator is not None:
-            bridge.sig_queue_changed.connect(self._on_bridge_queue_changed)
+        bridge.sig_queue_changed.connect(self._on_bridge_queue_changed)
 
     @property
     def is_busy(self) -> bool:
         return bool(self._active_batches)
-
-    @property
-    def uses_queue(self) -> bool:
-        """True when jobs go through the durable queue."""
-        return self.orchestrator is not None
 
     def check(self, form: PromptForm) -> FormCheck:
         return check_form(form)
@@ -222,9 +207,7 @@ class GenerationController(QObject):
         if problems:
             self.sig_validation_failed.emit("; ".join(problems))
             return []
-        planner = self.orchestrator if self.orchestrator is not None else self.service
-        assert planner is not None
-        jobs = planner.plan(request)
+        jobs = self.orchestrator.plan(request)
         if not jobs:
             self.sig_validation_failed.emit("nothing to generate")
             return []
@@ -234,16 +217,11 @@ class GenerationController(QObject):
         self.sig_batch_started.emit(batch_id, job_ids)
         if len(self._active_batches) == 1:
             self.sig_busy_changed.emit(True)
-        if self.orchestrator is not None:
-            self._open[batch_id] = set(job_ids)
-            self._finals[batch_id] = {}
-            for job_id in job_ids:
-                self._batch_of[job_id] = batch_id
-            self.runner.spawn(
-                self._enqueue(self.orchestrator, batch_id, jobs), name=f"enqueue-{batch_id}"
-            )
-        else:
-            self.runner.spawn(self._run(batch_id, jobs), name=f"batch-{batch_id}")
+        self._open[batch_id] = set(job_ids)
+        self._finals[batch_id] = {}
+        for job_id in job_ids:
+            self._batch_of[job_id] = batch_id
+        self.runner.spawn(self._enqueue(batch_id, jobs), name=f"enqueue-{batch_id}")
         return job_ids
 
     def regenerate(self, image: GeneratedImage) -> list[str]:
@@ -267,11 +245,9 @@ class GenerationController(QObject):
             return []
         return self.start(request)
 
-    async def _enqueue(
-        self, orchestrator: Orchestrator, batch_id: str, jobs: list[JobSpec]
-    ) -> None:
+    async def _enqueue(self, batch_id: str, jobs: list[JobSpec]) -> None:
         try:
-            await orchestrator.enqueue_generation(jobs)
+            await self.orchestrator.enqueue_generation(jobs)
         except ValidationError as exc:
             log.warning("batch %s refused: %s", batch_id, exc)
             self._forget_batch(batch_id)
@@ -316,47 +292,27 @@ class GenerationController(QObject):
             )
         )
 
-    async def _run(self, batch_id: str, jobs: list[JobSpec]) -> None:
-        assert self.service is not None
-        try:
-            result: BatchResult = await self.service.run_jobs(jobs)
-        except ValidationError as exc:
-            log.warning("batch %s refused: %s", batch_id, exc)
-            self.sig_batch_failed.emit(batch_id, user_message(exc))
-            return
-        finally:
-            self._active_batches.discard(batch_id)
-            if not self._active_batches:
-                self.sig_busy_changed.emit(False)
-        self.sig_batch_completed.emit(result)
-
     def cancel(self, job_id: str) -> bool:
         """Cancel one job (queued: skipped; running: interrupted). False if already over."""
-        if self.orchestrator is not None:
-            batch_id = self._batch_of.get(job_id)
-            if batch_id is not None and job_id not in self._open.get(batch_id, set()):
-                return False
-            self.runner.spawn(self._cancel(self.orchestrator, job_id), name=f"cancel-{job_id[:8]}")
-            return True
-        assert self.service is not None
-        return self.service.cancel(job_id)
+        batch_id = self._batch_of.get(job_id)
+        if batch_id is not None and job_id not in self._open.get(batch_id, set()):
+            return False
+        self.runner.spawn(self._cancel(job_id), name=f"cancel-{job_id[:8]}")
+        return True
 
-    async def _cancel(self, orchestrator: Orchestrator, job_id: str) -> None:
+    async def _cancel(self, job_id: str) -> None:
         try:
-            await orchestrator.cancel(job_id)
+            await self.orchestrator.cancel(job_id)
         except Exception as exc:  # noqa: BLE001 - shown in the status bar, not a crash
             log.warning("cancelling job %s failed: %s", job_id, exc)
             self.sig_batch_failed.emit(self._batch_of.get(job_id, ""), user_message(exc))
 
     def cancel_all(self) -> int:
         """Cancel every job this window started that has not ended yet."""
-        if self.orchestrator is not None:
-            ids = [j for open_ids in self._open.values() for j in open_ids]
-            for job_id in ids:
-                self.cancel(job_id)
-            return len(ids)
-        assert self.service is not None
-        return self.service.cancel_all()
+        ids = [j for open_ids in self._open.values() for j in open_ids]
+        for job_id in ids:
+            self.cancel(job_id)
+        return len(ids)
 
     def load_checkpoints(self) -> bool:
         """Ask the server for its checkpoints (``sig_checkpoints_loaded``); False if unknown."""

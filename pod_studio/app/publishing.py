@@ -379,31 +379,37 @@ class PrintifyController(QObject):
             text = f"secret store unavailable: {user_message(exc)}"
         self.sig_store_described.emit(text)
 
-    def load_shops(self) -> bool:
+    def load_shops(self, base_url: str | None = None, token: str | None = None) -> bool:
+        """List the account's shops, with the URL and token typed in the dialog if given."""
         if self._shops is None:
             self.sig_shops_failed.emit("Printify is not set up")
             return False
-        self._runner.spawn(self._load_shops(self._shops), name="printify-shops")
+        self._runner.spawn(
+            self._load_shops(self._shops, base_url, token or None), name="printify-shops"
+        )
         return True
 
-    async def _load_shops(self, fetch: ListShops) -> None:
+    async def _load_shops(self, fetch: ListShops, base_url: str | None, token: str | None) -> None:
         try:
-            shops = await fetch()
+            shops = await fetch(base_url, token)
         except Exception as exc:  # noqa: BLE001 - shown next to the shop picker
             self.sig_shops_failed.emit(user_message(exc))
             return
         self.sig_shops_loaded.emit([(str(i), str(t)) for i, t in shops])
 
-    def test(self) -> bool:
+    def test(self, base_url: str | None = None, token: str | None = None) -> bool:
+        """Test the connection with what is typed in the dialog (default: what is saved)."""
         if self._test is None:
             self.sig_tested.emit(False, "Printify is not set up (save a token first)")
             return False
-        self._runner.spawn(self._run_test(self._test), name="printify-test")
+        self._runner.spawn(
+            self._run_test(self._test, base_url, token or None), name="printify-test"
+        )
         return True
 
-    async def _run_test(self, test: TestPrintify) -> None:
+    async def _run_test(self, test: TestPrintify, base_url: str | None, token: str | None) -> None:
         try:
-            text = await test()
+            text = await test(base_url, token)
         except Exception as exc:  # noqa: BLE001 - the answer to the seller's question
             self.sig_tested.emit(False, user_message(exc))
             return

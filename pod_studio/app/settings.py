@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, Signal
 
 from pod_studio.app.runner import TaskRunner
 from pod_studio.domain.errors import user_message
+from pod_studio.domain.views import WorkflowReport
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class WorkflowController(QObject):
     def __init__(
         self,
         runner: TaskRunner,
-        load_workflow: Callable[[str], Awaitable[tuple[str, str, list[str]]]] | None,
+        load_workflow: Callable[[str], Awaitable[WorkflowReport]] | None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -197,13 +198,11 @@ class WorkflowController(QObject):
         self._runner.spawn(self._do_load(self._load, path), name="workflow-load")
         return True
 
-    async def _do_load(
-        self, load: Callable[[str], Awaitable[tuple[str, str, list[str]]]], path: str
-    ) -> None:
+    async def _do_load(self, load: Callable[[str], Awaitable[WorkflowReport]], path: str) -> None:
         try:
-            name, summary, problems = await load(path)
+            report = await load(path)
         except Exception as exc:  # noqa: BLE001 - the seller picked a bad file
             log.info("workflow %s not loaded: %s", path, exc)
             self.sig_workflow_failed.emit(user_message(exc))
             return
-        self.sig_workflow_loaded.emit(name, summary, list(problems))
+        self.sig_workflow_loaded.emit(report.name, report.summary, list(report.problems))

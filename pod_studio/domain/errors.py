@@ -150,6 +150,35 @@ class CircuitOpenError(PodStudioError):
         self.retry_in = retry_in
 
 
+class ServiceUnavailableError(PodStudioError):
+    """A service the job needs is not usable yet through no fault of the job: not set up, no
+    token, the keyring locked. The queue waits for it (``retry_in`` seconds, or its own
+    schedule when None) without charging an attempt."""
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str = "app",
+        user_message: str | None = None,
+        retry_in: float | None = None,
+    ) -> None:
+        super().__init__(message, service=service, user_message=user_message)
+        self.retry_in = retry_in
+
+
+def wait_seconds(exc: BaseException) -> float | None:
+    """How long a job should wait, uncharged, when ``exc`` is a reason to wait rather than a
+    failure of the job (an open breaker, a service not set up); None for a real failure."""
+    if isinstance(exc, CircuitOpenError):
+        return exc.retry_in
+    if isinstance(exc, ServiceUnavailableError):
+        return exc.retry_in if exc.retry_in is not None else 60.0
+    return None
+
+
 # --- generation-specific errors -------------------------------------------------------------
 
 

@@ -52,6 +52,7 @@ class ErrorKind(StrEnum):
     TRANSIENT = "transient"
     PERMANENT = "permanent"
     AMBIGUOUS = "ambiguous"
+    WAIT = "wait"  # not a failure of the job: it waits, uncharged
 
 
 _TERMINAL_JOB = frozenset(

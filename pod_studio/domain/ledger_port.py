@@ -152,6 +152,9 @@ class JobLedger(Protocol):
         """``running`` -> ``retry_wait``; -> ``dead`` instead when attempts are exhausted."""
         ...
 
+    async def mark_waiting(self, job_id: str, reason: str, next_run_at: float) -> JobRecord:
+        """Back to waiting, the claim's attempt refunded (not the job's own failure)."""
+
     async def mark_dead(
         self, job_id: str, reason: str, kind: ErrorKind = ErrorKind.PERMANENT
     ) -> JobRecord: ...

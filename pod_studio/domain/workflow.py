@@ -406,8 +406,11 @@ def _list_choices(choices: Iterable[Any]) -> str:
     return shown + (f", … ({len(items)} in all)" if len(items) > _MAX_CHOICES_LISTED else "")
 
 
-def preflight_graph(graph: Mapping[str, Any], object_info: Mapping[str, Any]) -> list[str]:
-    """Problems that would make the server reject ``graph``: missing classes, missing models."""
+def preflight_graph(
+    graph: Mapping[str, Any], object_info: Mapping[str, Any], *, values: bool = True
+) -> list[str]:
+    """Problems that would make the server reject ``graph``: missing classes, and (with
+    ``values``) models and choices the server does not list."""
     problems: list[str] = []
     for node_id in sorted(graph, key=_node_sort_key):
         node = graph[node_id]
@@ -421,7 +424,7 @@ def preflight_graph(graph: Mapping[str, Any], object_info: Mapping[str, Any]) ->
             )
             continue
         inputs = node.get("inputs", {})
-        if not isinstance(inputs, dict):
+        if not values or not isinstance(inputs, dict):
             continue
         for name, value in inputs.items():
             if _is_link(value) or not isinstance(value, str):
@@ -599,9 +602,11 @@ class WorkflowTemplate:
             put(self._check_ref(key), value)
         return graph
 
-    def preflight(self, object_info: Mapping[str, Any]) -> list[str]:
-        """Missing node classes and model files on a server (empty list = OK)."""
-        return preflight_graph(self._graph, object_info)
+    def preflight(self, object_info: Mapping[str, Any], *, values: bool = True) -> list[str]:
+        """Missing node classes (and, with ``values``, the workflow's own model files and
+        choices) on a server (empty list = OK). A job's inputs can replace those values:
+        check ``preflight_graph(template.build(spec), info)`` for what is really sent."""
+        return preflight_graph(self._graph, object_info, values=values)
 
     def __repr__(self) -> str:
         return f"WorkflowTemplate(name={self.name!r}, nodes={len(self._graph)})"

@@ -28,90 +28,64 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pod_studio.domain.errors import (
-    CircuitOpenError,
-    ExecutionError,
     PodStudioError,
     ValidationError,
     is_retryable,
     user_message,
+    wait_seconds,
 )
 from pod_studio.domain.events import (
     BatchFinished,
     EventSink,
-    ImageReady,
     JobFailed,
-    JobNodeExecuting,
-    JobProgress,
     JobQueued,
-    JobResubmitted,
     JobStateChanged,
-    PreviewFrame,
     PublishDone,
 )
 from pod_studio.domain.jobs import (
-    MAX_ATTEMPTS,
     ErrorKind,
     JobKind,
     JobStatus,
     StepStatus,
     idempotency_key,
-    next_retry_delay,
 )
 from pod_studio.domain.ledger_port import JobLedger, JobNotRunningError, JobRecord, LedgerError
 from pod_studio.domain.models import (
     GeneratedImage,
     GenerationRequest,
-    ImageRef,
     JobSpec,
     JobState,
     plan_jobs,
 )
 from pod_studio.domain.orchestration import (
-    SAVE_STEP,
     DeadLettered,
-    DesignPublishChanged,
-    DesignPublishState,
     GenerationPayload,
     JobMoved,
-    PromptLookup,
     PublishJobChanged,
     PublishPayload,
     QueueChanged,
     QueueEntry,
     QueuePaused,
     QueueSnapshot,
-    RetrySchedule,
     RunSummary,
     ServerStatus,
-    StepView,
-    parse_history_entry,
     parse_prompt_step_key,
-    prompt_step_key,
-    prompt_step_name,
-    prompt_step_number,
     publish_job_id,
 )
-from pod_studio.domain.ports import ImageGenerator, ImageStore, RunUpdate
+from pod_studio.domain.ports import ImageGenerator, ImageStore
 from pod_studio.domain.publishing import PublishExecutor, PublishTask
 from pod_studio.domain.workflow import WorkflowTemplate
-from pod_studio.services._orchestrator_publish import (
-    ExportPublishExecutor,
-    LedgerJournal,
-    MarketplacePublishExecutor,
-)
+from pod_studio.services.queue_generation import GenerationRunMixin, ServerSlot
+from pod_studio.services.queue_options import OrchestratorOptions
+from pod_studio.services.queue_publish import PublishRunMixin
+from pod_studio.services.queue_views import attempt_history, latest_prompt_step, queue_entry
 
-__all__ = [
-    "ExportPublishExecutor",
-    "MarketplacePublishExecutor",
-    "Orchestrator",
-    "OrchestratorOptions",
-]
+__all__ = ["Orchestrator", "OrchestratorOptions", "queue_entry"]
 
 log = logging.getLogger(__name__)
 
@@ -134,46 +108,15 @@ def _always_closed(_url: str) -> str:
 
 
 @dataclass
-class OrchestratorOptions:
-    in_flight_per_server: int = 2
-    publish_concurrency: int = 8
-    per_platform_concurrency: int = 2
-    retry_delay: RetrySchedule = next_retry_delay
-    max_attempts: int = MAX_ATTEMPTS
-    reconcile: bool = True  # False only for the control run of the crash test
-    tick: float = 0.5  # longest wait between scheduling passes
-    poll_interval: float = 1.0  # following a prompt resumed after a restart
-    probe_interval: float = 5.0  # asking a server with an open breaker whether it is back
-    preflight_retry: float = 10.0  # re-reading /object_info after it failed
-    idle_horizon: float = 5.0  # run_until_idle waits for retries due within this
-    stall_timeout: float = 120.0  # run_until_idle gives up when nothing can run for this long
-    lease_seconds: float = 3600.0
-    owner: str = ""
-    filename_prefix: str = "pod_studio/img"
-
-
-@dataclass
-class _Server:
-    gen: ImageGenerator
-    url: str
-    running: set[str] = field(default_factory=set)
-    problems: list[str] | None = None  # None: not checked yet
-    checked_at: float = -1e18
-    checking: bool = False
-    probed_at: float = -1e18
-    probing: bool = False
-
-
-@dataclass
 class _Active:
     job_id: str
     kind: JobKind
     task: asyncio.Task[None] | None = None
-    server: _Server | None = None
+    server: ServerSlot | None = None
     cancel_reason: str | None = None  # "cancel", "server", "move"; None = shutdown
 
 
-class Orchestrator:
+class Orchestrator(GenerationRunMixin, PublishRunMixin):
     """Drives the durable queue: dispatch, resume, retry, dead-letter, pause."""
 
     def __init__(
@@ -201,7 +144,7 @@ class Orchestrator:
         self.options = options or OrchestratorOptions()
         if self.options.in_flight_per_server < 1:
             raise ValueError("in_flight_per_server must be at least 1")
-        self._servers: dict[str, _Server] = {g.url: _Server(g, g.url) for g in generators}
+        self._servers: dict[str, ServerSlot] = {g.url: ServerSlot(g, g.url) for g in generators}
         self._active: dict[str, _Active] = {}
         self._helpers: set[asyncio.Task[Any]] = set()
         self._platform_slots: dict[str, asyncio.Semaphore] = {}
@@ -231,7 +174,7 @@ class Orchestrator:
                 self._evict(server, "move", "server removed from the settings")
                 del self._servers[url]
         for url, gen in new.items():
-            self._servers.setdefault(url, _Server(gen, url))
+            self._servers.setdefault(url, ServerSlot(gen, url))
         self._poke()
 
     def set_publisher(self, platform: str, executor: PublishExecutor) -> None:
@@ -408,6 +351,7 @@ class Orchestrator:
                 continue
             found += landed[0]
             missing += landed[1]
+        await self._track_unfinished_batches()
         for job_id in requeued:
             rec = await self._ledger.get_job(job_id)
             if rec is not None:
@@ -415,23 +359,26 @@ class Orchestrator:
         self._poke()
         return {"requeued": len(requeued), "landed": found, "not_landed": missing}
 
-    async def _reconcile_publish(self, job: JobRecord) -> tuple[int, int]:
-        task = PublishPayload.model_validate(job.payload).task
-        executor = self._publishers.get(task.platform)
-        found = missing = 0
-        for step in job.steps:
-            if step.state is not StepStatus.IN_FLIGHT:
+    async def _track_unfinished_batches(self) -> None:
+        """Batches an earlier run left unfinished count as a run when their last job ends."""
+        by_batch: dict[str, list[JobRecord]] = {}
+        for job in await self._ledger.list_jobs(kind=JobKind.GENERATE):
+            batch_id = str(job.payload.get("spec", {}).get("batch_id", ""))
+            by_batch.setdefault(batch_id, []).append(job)
+        for batch_id, jobs in by_batch.items():
+            pending = {j.id for j in jobs if not j.state.is_terminal}
+            if not batch_id or not pending or batch_id in self._batches:
                 continue
-            ref: str | None = None
-            if self.options.reconcile and executor is not None:
-                ref = await executor.reconcile(task, step.step)
-            if ref is not None:
-                await self._ledger.record_result(job.id, step.step, ref)
-                found += 1
-            else:
-                await self._ledger.reset_step(job.id, step.step)
-                missing += 1
-        return found, missing
+            done = [j for j in jobs if j.state.is_terminal]
+            self._batches[batch_id] = {
+                "pending": pending,
+                "ok": sum(1 for j in done if j.state is JobStatus.SUCCEEDED),
+                "cancelled": sum(1 for j in done if j.state is JobStatus.CANCELLED),
+                "failed": sum(
+                    1 for j in done if j.state not in (JobStatus.SUCCEEDED, JobStatus.CANCELLED)
+                ),
+                "started": min(j.created_at for j in jobs),
+            }
 
     # --- running ------------------------------------------------------------------------------
 
@@ -441,6 +388,20 @@ class Orchestrator:
         started = self._clock()
         await self._drive(
             until_idle=True, horizon=self.options.idle_horizon if horizon is None else horizon
+        )
+        return await self.summary(seconds=self._clock() - started)
+
+    async def run_until_done(
+        self, job_ids: Sequence[str], *, horizon: float | None = None
+    ) -> RunSummary:
+        """Headless: run the queue until each of ``job_ids`` is done, dead or cancelled, or
+        waits for a retry due later than ``horizon`` seconds (other due jobs run meanwhile:
+        it is the same queue)."""
+        started = self._clock()
+        await self._drive(
+            until_idle=True,
+            horizon=self.options.idle_horizon if horizon is None else horizon,
+            targets=set(job_ids),
         )
         return await self.summary(seconds=self._clock() - started)
 
@@ -474,7 +435,9 @@ class Orchestrator:
     def _poke(self) -> None:
         self._wake.set()
 
-    async def _drive(self, *, until_idle: bool, horizon: float) -> None:
+    async def _drive(
+        self, *, until_idle: bool, horizon: float, targets: set[str] | None = None
+    ) -> None:
         if self._driving:
             raise RuntimeError("the orchestrator is already running")
         self._driving = True
@@ -487,7 +450,7 @@ class Orchestrator:
                     self._last_progress = self._clock()
                 timeout = self.options.tick
                 if until_idle and not self._active:
-                    wait = await self._idle_wait(horizon)
+                    wait = await self._idle_wait(horizon, targets)
                     if wait is None:
                         return
                     timeout = min(timeout, wait)
@@ -501,7 +464,7 @@ class Orchestrator:
             if not until_idle:
                 await self.aclose()
 
-    async def _idle_wait(self, horizon: float) -> float | None:
+    async def _idle_wait(self, horizon: float, targets: set[str] | None = None) -> float | None:
         """None when the headless run should end, else how long to wait."""
         counts = await self._ledger.counts()
         if counts[JobStatus.QUEUED] + counts[JobStatus.RETRY_WAIT] == 0:
@@ -510,6 +473,8 @@ class Orchestrator:
             return None
         now = self._clock()
         pending = await self._ledger.list_jobs([JobStatus.QUEUED, JobStatus.RETRY_WAIT])
+        if targets is not None:
+            pending = [j for j in pending if j.id in targets]
         pending = [
             j
             for j in pending
@@ -532,17 +497,17 @@ class Orchestrator:
 
     # --- servers ------------------------------------------------------------------------------
 
-    def _breaker(self, server: _Server) -> str:
+    def _breaker(self, server: ServerSlot) -> str:
         try:
             return str(self._breaker_state(server.url))
         except Exception:
             log.exception("breaker lookup failed for %s", server.url)
             return "closed"
 
-    def _eligible(self, server: _Server) -> bool:
+    def _eligible(self, server: ServerSlot) -> bool:
         return self._breaker(server) == "closed" and server.problems == []
 
-    def _capacity(self, server: _Server) -> int:
+    def _capacity(self, server: ServerSlot) -> int:
         return max(0, self.options.in_flight_per_server - len(server.running))
 
     def _watch_servers(self) -> None:
@@ -564,7 +529,7 @@ class Orchestrator:
                 server.checking = True
                 self._helper(self._preflight(server), f"preflight {server.url}")
 
-    def _evict(self, server: _Server, reason: str, detail: str) -> None:
+    def _evict(self, server: ServerSlot, reason: str, detail: str) -> None:
         for job_id in list(server.running):
             active = self._active.get(job_id)
             if active is None or active.task is None or active.task.done():
@@ -580,7 +545,7 @@ class Orchestrator:
         self._helpers.add(task)
         task.add_done_callback(self._helpers.discard)
 
-    async def _probe(self, server: _Server) -> None:
+    async def _probe(self, server: ServerSlot) -> None:
         try:
             await server.gen.system_info()
         except PodStudioError as exc:
@@ -589,10 +554,13 @@ class Orchestrator:
             server.probing = False
             self._poke()
 
-    async def _preflight(self, server: _Server) -> None:
+    async def _preflight(self, server: ServerSlot) -> None:
         try:
             info = await server.gen.object_info()
-            server.problems = self._template.preflight(info)
+            server.object_info = info
+            # node classes only: a job's own inputs (checkpoint, overrides) replace the
+            # workflow's values, and are checked per job before it is sent
+            server.problems = self._template.preflight(info, values=False)
             if server.problems:
                 log.warning("%s cannot run the workflow: %s", server.url, server.problems)
         except PodStudioError as exc:
@@ -615,13 +583,13 @@ class Orchestrator:
             for s in self._servers.values()
         ]
 
-    def _pick_server(self, job: JobRecord) -> _Server | None:
+    def _pick_server(self, job: JobRecord) -> ServerSlot | None:
         eligible = [s for s in self._servers.values() if self._eligible(s)]
         if not eligible:
             return None
         wanted = self._pinned.get(job.id)
         if wanted is None:
-            latest = _latest_prompt_step(job)
+            latest = latest_prompt_step(job)
             if latest is not None and latest.state in (StepStatus.IN_FLIGHT, StepStatus.DONE):
                 with contextlib.suppress(ValueError):
                     wanted = parse_prompt_step_key(latest.idem_key)[0]
@@ -648,8 +616,8 @@ class Orchestrator:
                 self._queue_event(job)
                 server = self._pick_server(job)
                 if server is None:
-                    rec = await self._ledger.mark_retry(
-                        job.id, "no ComfyUI server available", ErrorKind.TRANSIENT, now
+                    rec = await self._ledger.mark_waiting(
+                        job.id, "waiting for a ComfyUI server", now + self.options.tick
                     )
                     self._queue_event(rec)
                     continue
@@ -671,7 +639,7 @@ class Orchestrator:
                 started += 1
         return started
 
-    def _start(self, job: JobRecord, server: _Server | None) -> None:
+    def _start(self, job: JobRecord, server: ServerSlot | None) -> None:
         active = _Active(job.id, job.kind, server=server)
         self._active[job.id] = active
         if server is not None:
@@ -724,25 +692,21 @@ class Orchestrator:
                 self._sink(JobStateChanged(job_id=job.id, state=JobState.CANCELLED))
             return
         where = active.server.url if active.server else ""
-        rec = await self._ledger.mark_retry(
-            job.id,
-            f"moved off {where}: " + ("server unavailable" if reason == "server" else "moved"),
-            ErrorKind.TRANSIENT,
-            self._clock(),
-        )
+        why = "server unavailable" if reason == "server" else "moved by the seller"
+        rec = await self._ledger.mark_waiting(job.id, f"moved off {where}: {why}", self._clock())
         self._queue_event(rec)
-        if rec.state is JobStatus.DEAD:
-            await self._dead_event(rec)
 
     async def _failed(self, job: JobRecord, exc: BaseException) -> None:
         reason = user_message(exc)
         if isinstance(exc, ValidationError) and exc.details:
             reason += ": " + "; ".join(exc.details[:5])
         now = self._clock()
-        if isinstance(exc, CircuitOpenError):
-            # another server (generation) or after the breaker's reset timeout (publishing)
-            delay = 0.0 if job.kind is JobKind.GENERATE else max(0.0, exc.retry_in)
-            rec = await self._ledger.mark_retry(job.id, reason, ErrorKind.TRANSIENT, now + delay)
+        wait = wait_seconds(exc)
+        if wait is not None:
+            # not the job's fault: another server (generation) or after the breaker's reset
+            # timeout / once the service is set up (publishing); no attempt is charged
+            delay = 0.0 if job.kind is JobKind.GENERATE else max(0.0, wait)
+            rec = await self._ledger.mark_waiting(job.id, reason, now + delay)
         elif is_retryable(exc):
             exhausted = job.attempts >= job.max_attempts  # the ledger dead-letters it
             delay = 0.0 if exhausted else self.options.retry_delay(max(1, job.attempts))
@@ -775,233 +739,6 @@ class Orchestrator:
                 await self._design_check(task.design_id)
         if rec.state is JobStatus.DEAD:
             await self._dead_event(rec)
-
-    # --- generation ---------------------------------------------------------------------------
-
-    async def _generate(self, job: JobRecord, server: _Server) -> None:
-        spec = GenerationPayload.model_validate(job.payload).spec
-        save = job.step(SAVE_STEP)
-        if save is not None and save.state is StepStatus.DONE:
-            await self._generation_done(job, server.url)
-            return
-        images: list[tuple[ImageRef, bytes]] | None = None
-        prompt_server, prompt_id, seconds = server.url, "", 0.0
-        latest = _latest_prompt_step(job)
-        if latest is not None and latest.state in (StepStatus.IN_FLIGHT, StepStatus.DONE):
-            found: list[tuple[ImageRef, bytes]] | None = None
-            if self.options.reconcile:
-                try:
-                    url, pid = parse_prompt_step_key(latest.idem_key)
-                except ValueError:
-                    url, pid = "", ""
-                pid = latest.remote_ref or pid
-                found = await self._resume_prompt(url, pid, job.id)
-                if found is not None:
-                    images, prompt_server, prompt_id = found, url, pid
-                    if latest.state is StepStatus.IN_FLIGHT:
-                        await self._ledger.record_result(job.id, latest.step, pid)
-            if found is None and latest.state is StepStatus.IN_FLIGHT:
-                await self._ledger.record_step_failed(
-                    job.id,
-                    latest.step,
-                    "the server no longer has this prompt",
-                    ErrorKind.AMBIGUOUS,
-                )
-        if images is None:
-            images, prompt_server, prompt_id, seconds = await self._submit(job, spec, server)
-        await self._save(job, spec, images, prompt_server, prompt_id, seconds)
-        await self._generation_done(job, prompt_server)
-
-    async def _submit(
-        self, job: JobRecord, spec: JobSpec, server: _Server
-    ) -> tuple[list[tuple[ImageRef, bytes]], str, str, float]:
-        numbers = [n for s in job.steps if (n := prompt_step_number(s.step)) is not None]
-        step = prompt_step_name(max(numbers, default=0) + 1)
-        graph = self._template.build(spec, filename_prefix=self.options.filename_prefix)
-        prompt_id = str(uuid.uuid4())
-        await self._ledger.record_intent(job.id, step, prompt_step_key(server.url, prompt_id))
-        self._sink(
-            JobStateChanged(
-                job_id=job.id, state=JobState.RUNNING, server=server.url, prompt_id=prompt_id
-            )
-        )
-        res = await server.gen.run(
-            graph,
-            prompt_id=prompt_id,
-            on_update=self._updates(job.id, server.url, prompt_id, graph),
-        )
-        if not res.images:
-            raise ExecutionError(
-                node_id="-",
-                node_type="(outputs)",
-                exception_message="the workflow finished without any image",
-            )
-        await self._ledger.record_result(job.id, step, res.prompt_id)
-        return list(res.images), res.server, res.prompt_id, res.seconds
-
-    def _updates(
-        self, job_id: str, server: str, prompt_id: str, graph: Mapping[str, Any]
-    ) -> Callable[[RunUpdate], None]:
-        classes = {nid: str(n.get("class_type", "")) for nid, n in graph.items()}
-        current = {"prompt_id": prompt_id}
-
-        def on_update(u: RunUpdate) -> None:
-            if u.kind == "progress":
-                self._sink(
-                    JobProgress(
-                        job_id=job_id,
-                        value=u.value,
-                        max=u.max,
-                        node=u.node,
-                        node_class=u.node_class or classes.get(u.node, ""),
-                    )
-                )
-            elif u.kind == "executing":
-                self._sink(
-                    JobNodeExecuting(
-                        job_id=job_id,
-                        node=u.node,
-                        node_class=u.node_class or classes.get(u.node, ""),
-                    )
-                )
-            elif u.kind == "preview":
-                self._sink(PreviewFrame(job_id=job_id, mime=u.mime, data=u.data))
-            elif u.kind == "resubmitted":
-                self._sink(
-                    JobResubmitted(
-                        job_id=job_id,
-                        old_prompt_id=current["prompt_id"],
-                        new_prompt_id=u.prompt_id,
-                        server=server,
-                        reason=u.detail or "server lost the prompt",
-                    )
-                )
-                current["prompt_id"] = u.prompt_id
-
-        return on_update
-
-    async def _resume_prompt(
-        self, url: str, prompt_id: str, job_id: str
-    ) -> list[tuple[ImageRef, bytes]] | None:
-        """The images of a prompt submitted before a restart, or None when it is gone."""
-        server = self._servers.get(url)
-        gen = server.gen if server is not None else None
-        if gen is None or not prompt_id or not isinstance(gen, PromptLookup):
-            return None
-        try:
-            while True:
-                entry = await gen.history_entry(prompt_id)
-                if entry is None:
-                    running, pending = await gen.queue()
-                    if prompt_id in running or prompt_id in pending:
-                        self._sink(
-                            JobStateChanged(
-                                job_id=job_id,
-                                state=JobState.RUNNING,
-                                server=url,
-                                prompt_id=prompt_id,
-                                detail="resumed: still on the server",
-                            )
-                        )
-                        await asyncio.sleep(self.options.poll_interval)
-                        continue
-                    entry = await gen.history_entry(prompt_id)  # it may have just finished
-                    if entry is None:
-                        log.info("prompt %s vanished from %s; resubmitting", prompt_id, url)
-                        return None
-                outcome = parse_history_entry(entry)
-                if not outcome.ok:
-                    return None
-                return [(ref, await gen.fetch_image(ref)) for ref in outcome.images]
-        except PodStudioError as exc:
-            log.info("cannot look up prompt %s on %s (%s); resubmitting", prompt_id, url, exc)
-            return None
-
-    async def _save(
-        self,
-        job: JobRecord,
-        spec: JobSpec,
-        images: list[tuple[ImageRef, bytes]],
-        server: str,
-        prompt_id: str,
-        seconds: float,
-    ) -> None:
-        step = job.step(SAVE_STEP)
-        ids: list[str] = []
-        if step is not None and step.state is StepStatus.IN_FLIGHT:
-            # an earlier save was cut short: keep what reached the store
-            if self.options.reconcile:
-                ids = [i.image_id for i in await self._store.list_images() if i.job_id == job.id]
-            await self._ledger.reset_step(job.id, SAVE_STEP)
-        await self._ledger.record_intent(job.id, SAVE_STEP, f"{job.id}:{SAVE_STEP}")
-        for ref, data in images[len(ids) :]:
-            image = await self._store.save(
-                spec, data, ref=ref, server=server, prompt_id=prompt_id, seconds=seconds
-            )
-            ids.append(image.image_id)
-            self._sink(ImageReady(job_id=job.id, image=image))
-        await self._ledger.record_result(job.id, SAVE_STEP, ",".join(ids))
-
-    async def _generation_done(self, job: JobRecord, server: str) -> None:
-        rec = await self._ledger.mark_succeeded(job.id)
-        self._pinned.pop(job.id, None)
-        self._queue_event(rec, server=server)
-        self._sink(JobStateChanged(job_id=job.id, state=JobState.DONE, server=server))
-
-    # --- publishing ---------------------------------------------------------------------------
-
-    async def _publish(self, job: JobRecord) -> None:
-        task = PublishPayload.model_validate(job.payload).task
-        executor = self._publishers.get(task.platform)
-        if executor is None:
-            raise ValidationError(
-                f"no publisher for platform {task.platform!r}",
-                service="orchestrator",
-                user_message=f"POD Studio cannot publish to {task.platform} (not set up).",
-            )
-        slots = self._platform_slots.get(task.platform)
-        if slots is None:
-            slots = asyncio.Semaphore(self.options.per_platform_concurrency)
-            self._platform_slots[task.platform] = slots
-        async with slots:
-            self._publish_event(task, "running")
-            if any(s.state is StepStatus.IN_FLIGHT for s in job.steps):
-                await self._reconcile_publish(job)
-                fresh = await self._ledger.get_job(job.id)
-                job = fresh if fresh is not None else job
-            journal = LedgerJournal(self._ledger, job, task, self._sink)
-            listing = await executor.execute(task, journal)
-        rec = await self._ledger.mark_succeeded(job.id)
-        self._queue_event(rec)
-        self._publish_event(task, rec.state.value, remote_id=listing.remote_id)
-        self._sink(
-            PublishDone(
-                design_id=task.design_id,
-                platform=task.platform,
-                ok=True,
-                detail=listing.url or listing.remote_id,
-            )
-        )
-        await self._design_check(task.design_id)
-
-    async def design_states(self) -> list[DesignPublishState]:
-        by_design: dict[str, list[JobRecord]] = {}
-        for job in await self._ledger.list_jobs(kind=JobKind.PUBLISH):
-            task = PublishPayload.model_validate(job.payload).task
-            by_design.setdefault(task.design_id, []).append(job)
-        return [_design_state(d, jobs) for d, jobs in by_design.items()]
-
-    async def _design_check(self, design_id: str) -> None:
-        jobs = [
-            j
-            for j in await self._ledger.list_jobs(kind=JobKind.PUBLISH)
-            if PublishPayload.model_validate(j.payload).task.design_id == design_id
-        ]
-        state = _design_state(design_id, jobs)
-        if state.state != "in progress":
-            self._sink(
-                DesignPublishChanged(design_id=design_id, state=state.state, reasons=state.reasons)
-            )
 
     # --- events and views ---------------------------------------------------------------------
 
@@ -1065,10 +802,7 @@ class Orchestrator:
         )
 
     async def _dead_event(self, rec: JobRecord) -> None:
-        history = [
-            f"{a.outcome}{' ' + a.step if a.step else ''}{': ' + a.error if a.error else ''}"
-            for a in await self._ledger.attempts(rec.id)
-        ]
+        history = attempt_history(await self._ledger.attempts(rec.id))
         self._sink(
             DeadLettered(
                 job_id=rec.id,
@@ -1083,10 +817,7 @@ class Orchestrator:
         """Each dead job with its full attempt history (oldest first)."""
         out = []
         for job in await self._ledger.list_jobs([JobStatus.DEAD]):
-            history = [
-                f"{a.outcome}{' ' + a.step if a.step else ''}{': ' + a.error if a.error else ''}"
-                for a in await self._ledger.attempts(job.id)
-            ]
+            history = attempt_history(await self._ledger.attempts(job.id))
             out.append((self._entry(job), history))
         return out
 
@@ -1107,70 +838,3 @@ class Orchestrator:
             counts={k.value: v for k, v in counts.items()},
             servers=self.servers(),
         )
-
-
-# --- pure helpers ------------------------------------------------------------------------------
-
-
-def _latest_prompt_step(job: JobRecord) -> Any:
-    steps = [(n, s) for s in job.steps if (n := prompt_step_number(s.step)) is not None]
-    return max(steps, key=lambda p: p[0])[1] if steps else None
-
-
-def queue_entry(job: JobRecord, server: str = "") -> QueueEntry:
-    """A ledger row as the queue view shows it."""
-    label, platform, design_id = job.id, "", ""
-    if job.kind is JobKind.GENERATE:
-        with contextlib.suppress(Exception):
-            label = GenerationPayload.model_validate(job.payload).spec.prompt
-        latest = _latest_prompt_step(job)
-        if not server and latest is not None:
-            with contextlib.suppress(ValueError):
-                server = parse_prompt_step_key(latest.idem_key)[0]
-    else:
-        with contextlib.suppress(Exception):
-            task = PublishPayload.model_validate(job.payload).task
-            label = f"{task.template_name} @ {task.platform}"
-            platform, design_id = task.platform, task.design_id
-    return QueueEntry(
-        job_id=job.id,
-        kind=job.kind,
-        state=job.state,
-        label=label,
-        server=server,
-        platform=platform,
-        design_id=design_id,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        next_run_at=job.next_run_at,
-        last_error=job.last_error or "",
-        last_error_kind=job.last_error_kind.value if job.last_error_kind else "",
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        steps=[
-            StepView(name=s.step, state=s.state.value, remote_ref=s.remote_ref, attempts=s.attempts)
-            for s in job.steps
-        ],
-    )
-
-
-def _design_state(design_id: str, jobs: Sequence[JobRecord]) -> DesignPublishState:
-    reasons: dict[str, str] = {}
-    ok = failed = 0
-    for job in jobs:
-        task = PublishPayload.model_validate(job.payload).task
-        where = f"{task.template_name} @ {task.platform}"
-        if job.state is JobStatus.SUCCEEDED:
-            ok += 1
-        elif job.state.is_terminal:
-            failed += 1
-            reasons[where] = job.last_error or job.state.value
-        else:
-            return DesignPublishState(design_id=design_id, state="in progress")
-    if failed == 0:
-        state = "published"
-    elif ok == 0:
-        state = "failed"
-    else:
-        state = "partially published"
-    return DesignPublishState(design_id=design_id, state=state, reasons=reasons)

@@ -29,10 +29,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from pod_studio.app.context import PlatformChoice
 from pod_studio.app.publishing import PublishController, PublishRequest
 from pod_studio.domain.models import GeneratedImage
 from pod_studio.domain.pricing import ProfitLine
+from pod_studio.domain.views import PlatformChoice
 from pod_studio.ui.widgets import RED
 
 PROFIT_HEADERS = ("Product", "Variant", "Price", "Cost", "Shipping", "Profit", "Margin")

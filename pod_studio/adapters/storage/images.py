@@ -189,6 +189,15 @@ class GalleryImageStore:
     async def list_images(self) -> list[GeneratedImage]:
         return await asyncio.to_thread(self._list_sync)
 
+    async def get_many(self, image_ids: list[str]) -> list[GeneratedImage]:
+        """The images with these ids, in that order (unknown ids are left out)."""
+
+        def read() -> list[GeneratedImage]:
+            found = (self._read_sidecar(self._sidecar(i)) for i in image_ids)
+            return [image for image in found if image is not None]
+
+        return await asyncio.to_thread(read)
+
     def _read_sidecar(self, sidecar: Path) -> GeneratedImage | None:
         try:
             image = GeneratedImage.model_validate_json(sidecar.read_bytes())
@@ -247,25 +256,23 @@ def _safe_part(text: str, limit: int = 40) -> str:
     return cleaned[:limit].strip("-_") or "image"
 
 
-class FolderImageStore:
-    """Images in ``out_dir`` with readable unique names, listed in ``out_dir/manifest.json``.
+class OutputFolder:
+    """A headless run's output folder: copies of its finished images under readable names,
+    listed in ``out_dir/manifest.json``.
 
-    The manifest is a JSON list of entries (``prompt, seed, file, width, height, sha256,
-    server, prompt_id, seconds`` plus ``image_id, job_id, negative, created_at, approved``),
-    rewritten atomically after each image, so a crash never leaves a broken manifest.
-    Entries of an existing manifest are kept (a readable one) or moved aside (a corrupt one).
-    ``server_label``, if given, replaces the server URL in records.
+    It is a view of the job ledger, not a store: ``pod-studio generate`` writes it once per
+    run from the batch's finished jobs. Entries already listed are kept (so a run killed and
+    started again adds only what is new, never a second copy of an image); a corrupt manifest
+    is moved aside. Each entry: ``prompt, seed, file, width, height, sha256, server,
+    prompt_id, seconds`` plus ``image_id, job_id, negative, created_at, approved``.
     """
 
-    def __init__(self, out_dir: Path | str, *, server_label: str | None = None) -> None:
+    def __init__(self, out_dir: Path | str) -> None:
         self.out_dir = Path(out_dir)
-        self.server_label = server_label
         self.manifest_path = self.out_dir / MANIFEST_NAME
-        self._lock = asyncio.Lock()
-        self._entries: list[dict[str, Any]] | None = None
         self.warnings: list[str] = []
 
-    def _load_sync(self) -> list[dict[str, Any]]:
+    def _load(self) -> list[dict[str, Any]]:
         if not self.manifest_path.exists():
             return []
         try:
@@ -278,18 +285,13 @@ class FolderImageStore:
             return []
         return list(data)
 
-    async def _entries_locked(self) -> list[dict[str, Any]]:
-        if self._entries is None:
-            self._entries = await asyncio.to_thread(self._load_sync)
-        return self._entries
-
-    def _unique_path(self, stem: str, ext: str) -> Path:
-        path = self.out_dir / f"{stem}.{ext}"
+    def _unique_path(self, stem: str, ext: str, taken: set[str]) -> Path:
+        name = f"{stem}.{ext}"
         n = 1
-        while path.exists():
-            path = self.out_dir / f"{stem}-{n}.{ext}"
+        while name in taken or (self.out_dir / name).exists():
+            name = f"{stem}-{n}.{ext}"
             n += 1
-        return path
+        return self.out_dir / name
 
     @staticmethod
     def _entry(image: GeneratedImage, file_name: str) -> dict[str, Any]:
@@ -310,97 +312,22 @@ class FolderImageStore:
             "approved": image.approved,
         }
 
-    def _write_manifest_sync(self, entries: list[dict[str, Any]]) -> None:
-        atomic_write_text(self.manifest_path, json.dumps(entries, indent=2) + "\n")
-
-    async def save(
-        self,
-        job: JobSpec,
-        data: bytes,
-        *,
-        ref: ImageRef,
-        server: str,
-        prompt_id: str,
-        seconds: float,
-    ) -> GeneratedImage:
-        del ref  # the server's file name is untrusted and never used locally
-        facts = await asyncio.to_thread(inspect_image, data)
-        async with self._lock:
-            entries = await self._entries_locked()
-            image = await asyncio.to_thread(
-                self._write_image_sync, job, data, facts, server, prompt_id, seconds
-            )
-            entries.append(self._entry(image, Path(image.file).name))
-            await asyncio.to_thread(self._write_manifest_sync, list(entries))
-        return image
-
-    def _write_image_sync(
-        self,
-        job: JobSpec,
-        data: bytes,
-        facts: ImageFacts,
-        server: str,
-        prompt_id: str,
-        seconds: float,
-    ) -> GeneratedImage:
+    def write(self, images: list[GeneratedImage]) -> list[dict[str, Any]]:
+        """Copy the images not listed yet and write the manifest once (blocking: run it in a
+        worker thread). Returns the manifest's entries."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"{_safe_part(job.job_id)}-{job.seed}"
-        path = self._unique_path(stem, facts.extension)
-        atomic_write_bytes(path, data)
-        return GeneratedImage(
-            image_id=uuid.uuid4().hex,
-            job_id=job.job_id,
-            prompt=job.prompt,
-            negative=job.negative,
-            seed=job.seed,
-            width=facts.width,
-            height=facts.height,
-            file=str(path.resolve()),
-            sha256=facts.sha256,
-            server=self.server_label or server,
-            prompt_id=prompt_id,
-            seconds=seconds,
-        )
-
-    def _image_from_entry(self, entry: dict[str, Any]) -> GeneratedImage | None:
-        try:
-            return GeneratedImage(
-                image_id=str(
-                    entry.get("image_id") or uuid.uuid5(uuid.NAMESPACE_URL, entry["file"]).hex
-                ),
-                job_id=str(entry.get("job_id", "")),
-                prompt=entry["prompt"],
-                negative=entry.get("negative", ""),
-                seed=entry["seed"],
-                width=entry["width"],
-                height=entry["height"],
-                file=str((self.out_dir / Path(entry["file"]).name).resolve()),
-                sha256=entry["sha256"],
-                server=entry.get("server", ""),
-                prompt_id=entry.get("prompt_id", ""),
-                seconds=entry.get("seconds", 0.0),
-                created_at=entry["created_at"],
-                approved=entry.get("approved"),
-            )
-        except (KeyError, TypeError, pydantic.ValidationError) as exc:
-            log.warning("skipping unreadable manifest entry: %s", exc)
-            return None
-
-    async def list_images(self) -> list[GeneratedImage]:
-        async with self._lock:
-            entries = list(await self._entries_locked())
-        images = [img for e in entries if (img := self._image_from_entry(e)) is not None]
-        images.sort(key=lambda i: i.created_at, reverse=True)
-        return images
-
-    async def set_approved(self, image_id: str, approved: bool | None) -> GeneratedImage:
-        async with self._lock:
-            entries = await self._entries_locked()
-            for entry in entries:
-                if entry.get("image_id") == image_id:
-                    entry["approved"] = approved
-                    await asyncio.to_thread(self._write_manifest_sync, list(entries))
-                    image = self._image_from_entry(entry)
-                    if image is not None:
-                        return image
-            raise ValidationError(f"no image {image_id} in {self.manifest_path}", service="images")
+        entries = self._load()
+        listed = {str(e.get("image_id")) for e in entries}
+        taken = {str(e.get("file")) for e in entries}
+        for image in images:
+            if image.image_id in listed:
+                continue
+            source = Path(image.file)
+            ext = source.suffix.lstrip(".") or "png"
+            path = self._unique_path(f"{_safe_part(image.prompt)}-{image.seed}", ext, taken)
+            atomic_write_bytes(path, source.read_bytes())
+            entries.append(self._entry(image, path.name))
+            listed.add(image.image_id)
+            taken.add(path.name)
+        atomic_write_text(self.manifest_path, json.dumps(entries, indent=2) + "\n")
+        return entries

@@ -687,6 +687,30 @@ class SqliteJobLedger:
                 self._attempt(job_id, "retry", kind=kind, error=error)
         return self._require_job(job_id)
 
+    async def mark_waiting(self, job_id: str, reason: str, next_run_at: float) -> JobRecord:
+        """Put a claimed job back to wait without charging the attempt its claim took: the
+        reason is not the job's own failure (an open breaker, a service not set up, the
+        seller moving it)."""
+        return await self._call(self._waiting_sync, job_id, reason, next_run_at)
+
+    def _waiting_sync(self, job_id: str, reason: str, next_run_at: float) -> JobRecord:
+        with self._tx():
+            job = self._require_job(job_id)
+            self._move_job(
+                job,
+                JobStatus.RETRY_WAIT,
+                attempts=max(0, job.attempts - 1)
+                if job.state is JobStatus.RUNNING
+                else job.attempts,
+                next_run_at=next_run_at,
+                last_error=_clip(reason),
+                last_error_kind=ErrorKind.WAIT.value,
+                lease_owner=None,
+                lease_until=None,
+            )
+            self._attempt(job_id, "waiting", kind=ErrorKind.WAIT, error=reason)
+        return self._require_job(job_id)
+
     def _dead_sync(self, job: JobRecord, reason: str, kind: ErrorKind) -> None:
         self._move_job(
             job,

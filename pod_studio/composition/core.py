@@ -1,7 +1,10 @@
-"""Composition (Qt-free): builds settings, adapters and services for the CLI and the GUI.
+"""Composition (Qt-free): the one function that builds POD Studio's engine, ``build_core``.
 
-This is the only module that imports adapters and injects them into services. Both
-``cli`` and ``bootstrap`` call it, so the headless commands and the app run the same code.
+The engine is the durable ``Orchestrator`` over the SQLite job ledger, with the ComfyUI
+clients, the gallery, the ``PublishService`` (export folder, Printify) and the resilience hub
+(breakers, retry policies, rate budgets) all built from the seller's settings. The window
+(``bootstrap``), every headless command (``cli``), the tests, the benchmarks and the crash
+worker build it here, so they all run the same code. Only ``composition`` imports adapters.
 """
 
 from __future__ import annotations
@@ -9,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,31 +20,25 @@ from urllib.parse import urlsplit
 
 from filelock import FileLock, Timeout
 
-from pod_studio.adapters.comfyui.client import ComfyUIClient, probe_server
-from pod_studio.adapters.marketplaces.export import ExportMarketplace
+from pod_studio.adapters.comfyui.client import ComfyUIClient
 from pod_studio.adapters.marketplaces.printify import PrintifyClient
-from pod_studio.adapters.storage.images import FolderImageStore, GalleryImageStore, make_thumbnail
+from pod_studio.adapters.storage.images import GalleryImageStore, make_thumbnail
 from pod_studio.adapters.storage.ledger import SqliteJobLedger
-from pod_studio.adapters.storage.metrics import render_prometheus, write_prometheus
 from pod_studio.adapters.storage.paths import AppPaths, app_paths
 from pod_studio.adapters.storage.resources import default_workflow_path
-from pod_studio.adapters.storage.secrets import ChainSecretStore, Redactor, default_secret_store
+from pod_studio.adapters.storage.secrets import Redactor, default_secret_store
 from pod_studio.adapters.storage.settings_store import SettingsStore
 from pod_studio.adapters.storage.stats_store import JsonStatsStore
 from pod_studio.domain.errors import PodStudioError, WorkflowError, user_message
 from pod_studio.domain.events import BatchFinished, Event, EventSink, PublishDone
 from pod_studio.domain.models import GeneratedImage
-from pod_studio.domain.ports import ImageStore
-from pod_studio.domain.publishing import PublishExecutor
-from pod_studio.domain.settings import AppSettings
+from pod_studio.domain.pricing import ProfitLine
+from pod_studio.domain.products import ProductTemplate
+from pod_studio.domain.settings import AppSettings, SecretStorePort
+from pod_studio.domain.views import PlatformChoice, WorkflowReport
 from pod_studio.domain.workflow import WorkflowTemplate
-from pod_studio.services.generation import GenerationService
 from pod_studio.services.health import HealthResult, HealthService
-from pod_studio.services.orchestrator import (
-    MarketplacePublishExecutor,
-    Orchestrator,
-    OrchestratorOptions,
-)
+from pod_studio.services.orchestrator import Orchestrator, OrchestratorOptions
 from pod_studio.services.publishing import PublishService, RemoteCatalog
 from pod_studio.services.resilience import ResilienceHub
 from pod_studio.services.stats import StatsService
@@ -196,12 +191,13 @@ def _comfyui_health(client: ComfyUIClient) -> Callable[[], Any]:
     return check
 
 
-# --- the app's core ------------------------------------------------------------------------
+# --- the engine ----------------------------------------------------------------------------
 
 
 @dataclass
 class Core:
-    """Everything the app runs on, without Qt. ``bootstrap`` adds the Qt bridge to ``sink``."""
+    """Everything POD Studio runs on, without Qt. ``bootstrap`` adds the Qt bridge to ``sink``;
+    the headless commands add their progress printer (``composition.headless.open_core``)."""
 
     paths: AppPaths
     settings: AppSettings
@@ -213,11 +209,14 @@ class Core:
     health: HealthService
     generators: list[ComfyUIClient]
     store: GalleryImageStore
-    generation: GenerationService
     ledger: SqliteJobLedger
     orchestrator: Orchestrator
-    secrets: ChainSecretStore
+    secrets: SecretStorePort
     publishing: PublishService
+    client_options: dict[str, Any] = field(default_factory=dict)
+    # servers given on the command line (or demo mode) win over the settings' servers
+    _servers_pinned: bool = False
+    _templates: list[ProductTemplate] | None = None
     printify: PrintifyClient | None = None
     printify_problem: str = ""
     ledger_warnings: list[str] = field(default_factory=list)
@@ -225,19 +224,35 @@ class Core:
     _lock: FileLock | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
-    async def start(self) -> None:
-        """Open the job database, connect to the servers, resume what a crash left."""
+    @property
+    def template(self) -> WorkflowTemplate:
+        return self.orchestrator.template
+
+    async def start(self, *, connect: bool = True) -> None:
+        """Take the data folder, open the job database, connect to the servers (unless
+        ``connect`` is false: queue-only commands), resume what a crash left."""
         self._lock = await asyncio.to_thread(acquire_instance_lock, self.paths)
-        self.ledger_warnings.extend(await self.ledger.open())
+        try:
+            self.ledger_warnings.extend(await self.ledger.open())
+        except BaseException:
+            self._lock.release()
+            self._lock = None
+            raise
+        self._started = True
+        if not connect:
+            return
         for gen in self.generators:
             await gen.start()
-        self._started = True
         await self.configure_printify()
         await self.orchestrator.recover()
 
     async def configure_printify(self) -> None:
         """(Re)build the Printify client from the stored token (read off the event loop)."""
-        from pod_studio.wiring_publish import build_printify_client, read_printify_token
+        from pod_studio.composition.publishing import (
+            build_printify_client,
+            printify_token_help,
+            read_printify_token,
+        )
 
         try:
             token = await asyncio.to_thread(read_printify_token, self.secrets)
@@ -252,13 +267,11 @@ class Core:
             self.publishing.set_marketplace(
                 "printify", client, RemoteCatalog(client, costs=self.publishing.cost_book)
             )
-            self.orchestrator.set_publisher("printify", self.publishing)
             self.health.add_check("printify", _printify_health(client))
         else:
-            from pod_studio.wiring_publish import printify_token_help
-
             self.printify_problem = self.printify_problem or printify_token_help()
             self.publishing.set_marketplace("printify", None)
+        self.orchestrator.set_publisher("printify", self.publishing)
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.aclose()
@@ -270,7 +283,7 @@ class Core:
         await self.configure_printify()
 
     def platforms(self) -> list[tuple[str, bool, str]]:
-        """(platform, usable, why not) for the publish panel."""
+        """(platform, usable, why not) for the publish panel and the publish command."""
         return [
             ("export", True, ""),
             ("printify", self.printify is not None, self.printify_problem),
@@ -310,12 +323,14 @@ class Core:
         if self.printify is not None:
             with contextlib.suppress(Exception):
                 await self.printify.aclose()
+            self.printify = None
         try:
             await self.stats.save()
         except Exception:
             log.exception("saving statistics failed")
         if self._started:
             await self.ledger.aclose()
+            self._started = False
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -323,9 +338,8 @@ class Core:
     async def set_comfyui_servers(self, urls: Sequence[str]) -> None:
         """Switch to other ComfyUI servers (settings change, demo mode) while running."""
         old = self.generators
-        new = make_comfyui_clients(urls, self.sink, self.hub)
+        new = make_comfyui_clients(urls, self.sink, self.hub, **self.client_options)
         self.generators = new
-        self.generation.set_generators(new)
         self.orchestrator.set_generators(new)
         self._register_health()
         if self._started:
@@ -337,7 +351,7 @@ class Core:
 
     async def save_settings(self, settings: AppSettings) -> None:
         """Save, then apply what changed: product templates, the Printify account."""
-        from pod_studio.wiring_publish import load_product_templates
+        from pod_studio.composition.publishing import load_product_templates
 
         workflow_changed = (
             settings.workflow_path != self.settings.workflow_path
@@ -350,11 +364,15 @@ class Core:
         await asyncio.to_thread(self.settings_store.save, settings)
         old, self.settings = self.settings, settings
         if template is not None:
-            self.generation.set_template(template)
             self.orchestrator.set_template(template)
         if settings.product_templates != old.product_templates:
             self.publishing.templates = dict(load_product_templates(settings))
+            self._templates = None
+        if settings.comfyui_servers != old.comfyui_servers and not self._servers_pinned:
+            await self.set_comfyui_servers(settings.comfyui_servers)
         if settings.printify != old.printify and self._started:
+            if settings.printify.base_url != old.printify.base_url:
+                self.hub.breakers.reset("printify")  # a new endpoint starts with a clean slate
             await self.configure_printify()
 
     def preflight_design(self, image: GeneratedImage, template_name: str) -> tuple[str, list[str]]:
@@ -385,13 +403,136 @@ class Core:
             Path(image.file), 256, cache_dir=self.paths.thumbnails_dir, sha256=image.sha256
         )
 
-    async def load_workflow(self, path: str) -> WorkflowTemplate:
-        template = await asyncio.to_thread(
-            settings_template, self.settings.with_changes(workflow_path=path)
+    # --- what the window asks of the engine (app.context.Studio) ----------------------------
+
+    @property
+    def server_urls(self) -> list[str]:
+        return [g.url for g in self.generators]
+
+    def product_templates(self) -> list[ProductTemplate]:
+        """The seller's product templates (read again only when the settings change)."""
+        if self._templates is None:
+            self._templates = list(self.publishing.templates.values())
+        return list(self._templates)
+
+    async def open_workflow(self, path: str) -> WorkflowReport:
+        """Load the workflow at ``path``, check it against the first server, and keep it in
+        the settings (a workflow that does not load is refused and nothing changes)."""
+        settings = self.settings.with_changes(workflow_path=path)
+        template = await asyncio.to_thread(settings_template, settings)
+        problems: list[str] = []
+        if self.generators:
+            try:
+                info = await self.generators[0].object_info()
+                problems = template.preflight(info)
+            except PodStudioError as exc:
+                problems = [f"could not check against the server: {user_message(exc)}"]
+        await self.save_settings(settings)
+        return WorkflowReport(
+            template.name or Path(path).name, workflow_summary(template), problems
         )
-        self.generation.set_template(template)
-        self.orchestrator.set_template(template)
-        return template
+
+    async def list_checkpoints(self) -> list[str]:
+        if not self.generators:
+            return []
+        return await self.generators[0].checkpoints()
+
+    async def test_comfyui(self, url: str) -> str:
+        """What answers at ``url`` (the typed value, not the saved one), in one line."""
+        from pod_studio.composition.diagnostics import doctor
+
+        report = await doctor(url)
+        lines = report.text.splitlines()
+        if not report.ok:
+            raise PodStudioError(
+                lines[1].strip() if len(lines) > 1 else lines[0], service="comfyui"
+            )
+        return lines[0].lstrip("✓ ")
+
+    def reset_breaker(self, name: str | None) -> None:
+        if name is None:
+            self.hub.breakers.reset_all()
+        else:
+            self.hub.breakers.reset(name)
+
+    async def check_health(self) -> None:
+        await self.health.check_now()
+
+    async def list_platforms(self) -> list[PlatformChoice]:
+        return [
+            PlatformChoice(name, PLATFORM_LABELS.get(name, name.capitalize()), ok, reason)
+            for name, ok, reason in self.platforms()
+        ]
+
+    async def profit_preview(self, image: GeneratedImage, template_name: str) -> list[ProfitLine]:
+        return list(await self.publishing.profit_preview(image, template_name))
+
+    def describe_secrets(self) -> str:
+        return str(self.secrets.describe())
+
+    async def _printify_client_for(
+        self, base_url: str | None, token: str | None
+    ) -> tuple[PrintifyClient, bool]:
+        """(client, temporary): the live client, or a throwaway one (own breaker) for values
+        typed in the dialog but not saved yet."""
+        from pod_studio.composition.publishing import build_printify_client, read_printify_token
+
+        same_url = base_url is None or base_url.rstrip("/") == self.settings.printify.base_url
+        if token is None and same_url and self.printify is not None:
+            return self.printify, False
+        if token is None:
+            token = await asyncio.to_thread(read_printify_token, self.secrets)
+        if not token:
+            raise PodStudioError(
+                "no Printify token",
+                service="printify",
+                user_message="Paste a Printify API token first.",
+            )
+        REDACTOR.register_secret(token)
+        scratch = ResilienceHub(lambda _e: None)
+        client = build_printify_client(
+            self.settings, self.secrets, scratch, self.paths, base_url=base_url, token=token
+        )
+        return client, True
+
+    async def printify_shops(
+        self, base_url: str | None = None, token: str | None = None
+    ) -> list[tuple[str, str]]:
+        client, temporary = await self._printify_client_for(base_url, token)
+        try:
+            return [(str(s.id), str(s.title)) for s in await client.shops()]
+        finally:
+            if temporary:
+                await client.aclose()
+
+    async def test_printify(self, base_url: str | None = None, token: str | None = None) -> str:
+        client, temporary = await self._printify_client_for(base_url, token)
+        try:
+            ok, text = await client.health_check()
+        finally:
+            if temporary:
+                await client.aclose()
+        if not ok:
+            raise PodStudioError(text, service="printify", user_message=text)
+        return str(text)
+
+
+PLATFORM_LABELS = {"export": "Export folder", "printify": "Printify"}
+
+
+def workflow_summary(template: WorkflowTemplate) -> str:
+    """Where the job's inputs go in the workflow, in one line."""
+    m = template.mapping
+    parts = [f"prompt → {m.positive}" if m.positive else "no prompt input found"]
+    if m.negative:
+        parts.append(f"negative → {m.negative}")
+    if m.seed:
+        parts.append(f"seed → {m.seed}")
+    if m.width and m.height:
+        parts.append(f"size → {m.width}, {m.height}")
+    if m.checkpoint:
+        parts.append(f"model → {m.checkpoint}")
+    return "; ".join(parts)
 
 
 def build_core(
@@ -401,7 +542,21 @@ def build_core(
     servers: Sequence[str] | None = None,
     template: WorkflowTemplate | None = None,
     sinks: Iterable[EventSink] = (),
+    secrets: SecretStorePort | None = None,
+    options: OrchestratorOptions | None = None,
+    client_options: dict[str, Any] | None = None,
+    resilience: dict[str, Any] | None = None,
 ) -> Core:
+    """The engine, from the seller's settings (each argument overrides one part of them:
+    ``servers`` the ComfyUI servers, ``template`` the workflow, ``options`` the queue's
+    tuning, ``client_options`` the ComfyUI clients', ``resilience`` the retry policies and
+    breakers, ``secrets`` the secret store)."""
+    from pod_studio.composition.publishing import (
+        build_export_marketplace,
+        build_publish_service,
+        load_product_templates,
+    )
+
     paths = (paths or app_paths()).ensure()
     loaded, warnings, settings_store = load_settings(paths)
     settings = settings or loaded
@@ -412,9 +567,10 @@ def build_core(
     except Exception:
         log.exception("statistics could not be loaded; starting from zero")
     sink.add(stats)
-    hub = ResilienceHub(sink, settings=resilience_settings(settings), stats=stats)
+    hub = ResilienceHub(sink, settings=resilience or resilience_settings(settings), stats=stats)
     urls = list(servers or settings.comfyui_servers)
-    generators = make_comfyui_clients(urls, sink, hub)
+    client_options = dict(client_options or {})
+    generators = make_comfyui_clients(urls, sink, hub, **client_options)
     health = HealthService({}, sink, budgets=hub.budgets)
     if template is None:
         try:
@@ -423,19 +579,6 @@ def build_core(
             warnings.append(f"{user_message(exc)} — using the built-in workflow instead")
             template = load_template(None)
     store = GalleryImageStore(paths.images_dir, thumbnails_dir=paths.thumbnails_dir)
-    generation = GenerationService(
-        generators,
-        store,
-        template,
-        sink,
-        in_flight_per_server=settings.max_in_flight_per_server,
-    )
-    from pod_studio.wiring_publish import (
-        build_export_marketplace,
-        build_publish_service,
-        load_product_templates,
-    )
-
     ledger = SqliteJobLedger(paths.ledger_file)
     publishing = build_publish_service(
         {"export": build_export_marketplace(settings, paths)},
@@ -451,7 +594,8 @@ def build_core(
         sink,
         publishers={"export": publishing},
         breaker_state=lambda url: hub.breakers.get(comfyui_breaker_name(url)).state.value,
-        options=OrchestratorOptions(in_flight_per_server=settings.max_in_flight_per_server),
+        options=options
+        or OrchestratorOptions(in_flight_per_server=settings.max_in_flight_per_server),
     )
     core = Core(
         paths=paths,
@@ -464,328 +608,13 @@ def build_core(
         health=health,
         generators=generators,
         store=store,
-        generation=generation,
         ledger=ledger,
         orchestrator=orchestrator,
-        secrets=default_secret_store(redactor=REDACTOR),
+        secrets=secrets if secrets is not None else default_secret_store(redactor=REDACTOR),
         publishing=publishing,
+        client_options=client_options,
+        _servers_pinned=bool(servers),
     )
     core._register_health()
     sink.add(core.on_event)
     return core
-
-
-# --- headless generation -------------------------------------------------------------------
-
-
-@dataclass
-class HeadlessGeneration:
-    service: GenerationService
-    generators: list[ComfyUIClient]
-    store: ImageStore
-
-    async def preflight_all(self) -> list[str]:
-        """Problems per server: unreachable, missing node classes or model files."""
-        problems: list[str] = []
-        for gen in self.generators:
-            try:
-                info = await gen.object_info()
-            except PodStudioError as exc:
-                problems.append(f"{gen.url}: {user_message(exc)}")
-                continue
-            for p in self.service.template.preflight(info):
-                problems.append(f"{gen.url}: {p}")
-        return problems
-
-
-@contextlib.asynccontextmanager
-async def headless_generation(
-    *,
-    servers: Sequence[str] | None,
-    out_dir: Path,
-    template: WorkflowTemplate,
-    sink: EventSink,
-    in_flight_per_server: int | None = None,
-    client_options: dict[str, Any] | None = None,
-    resilience: dict[str, Any] | None = None,
-) -> AsyncIterator[HeadlessGeneration]:
-    """A generation pipeline writing into ``out_dir`` (``resilience`` overrides settings)."""
-    paths = app_paths().ensure()
-    settings, _warnings, _store = load_settings(paths)
-    urls = list(servers or settings.comfyui_servers)
-    fan = FanoutSink([sink])
-    # headless runs count in the statistics too (`pod-studio stats`, the Statistics dock)
-    stats = StatsService(store=JsonStatsStore(paths.stats_file))
-    try:
-        stats.load()
-    except Exception:
-        log.exception("statistics could not be loaded; counting from zero")
-    fan.add(stats)
-    hub = ResilienceHub(fan, settings=resilience or resilience_settings(settings), stats=stats)
-    generators = make_comfyui_clients(urls, fan, hub, **(client_options or {}))
-    store = FolderImageStore(out_dir)
-    service = GenerationService(
-        generators,
-        store,
-        template,
-        fan,
-        in_flight_per_server=in_flight_per_server or settings.max_in_flight_per_server,
-    )
-    try:
-        for gen in generators:
-            await gen.start()
-        yield HeadlessGeneration(service, generators, store)
-    finally:
-        for gen in generators:
-            with contextlib.suppress(Exception):
-                await gen.aclose()
-        try:
-            await stats.save()
-        except Exception:
-            log.exception("saving statistics failed")
-
-
-# --- the durable queue ---------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def open_ledger(paths: AppPaths | None = None) -> AsyncIterator[SqliteJobLedger]:
-    """The job database, opened (warnings go to stderr and the log) and closed after use."""
-    paths = (paths or app_paths()).ensure()
-    ledger = SqliteJobLedger(paths.ledger_file)
-    try:
-        for warning in await ledger.open():
-            log.warning("job database: %s", warning)
-            print(f"warning: {warning}", file=sys.stderr)
-        yield ledger
-    finally:
-        await ledger.aclose()
-
-
-@dataclass
-class OrchestratorHandle:
-    orchestrator: Orchestrator
-    ledger: SqliteJobLedger
-    hub: ResilienceHub
-
-
-@contextlib.asynccontextmanager
-async def open_orchestrator(
-    *,
-    sink: EventSink,
-    servers: Sequence[str] | None = None,
-    export_dir: Path | None = None,
-    publishers: dict[str, PublishExecutor] | None = None,
-    paths: AppPaths | None = None,
-    options: OrchestratorOptions | None = None,
-) -> AsyncIterator[OrchestratorHandle]:
-    """The orchestrator over the app's ledger, gallery, ComfyUI servers and export folder."""
-    paths = (paths or app_paths()).ensure()
-    settings, _warnings, _store = load_settings(paths)
-    fan = FanoutSink([sink])
-    hub = ResilienceHub(fan, settings=resilience_settings(settings))
-    urls = list(servers or settings.comfyui_servers)
-    clients = make_comfyui_clients(urls, fan, hub)
-    template = load_template(settings.workflow_path, prompt_input=settings.prompt_input_override)
-    export = Path(export_dir or settings.export_dir or paths.export_dir)
-    all_publishers: dict[str, PublishExecutor] = {
-        "export": MarketplacePublishExecutor(ExportMarketplace(export))
-    }
-    all_publishers.update(publishers or {})
-    ledger = SqliteJobLedger(paths.ledger_file)
-    opts = options or OrchestratorOptions(in_flight_per_server=settings.max_in_flight_per_server)
-    orch = Orchestrator(
-        ledger,
-        clients,
-        GalleryImageStore(paths.images_dir, thumbnails_dir=paths.thumbnails_dir),
-        template,
-        fan,
-        publishers=all_publishers,
-        breaker_state=lambda url: hub.breakers.get(comfyui_breaker_name(url)).state.value,
-        options=opts,
-    )
-    lock = await asyncio.to_thread(acquire_instance_lock, paths)
-    try:
-        for warning in await ledger.open():
-            log.warning("job database: %s", warning)
-            print(f"warning: {warning}", file=sys.stderr)
-        for client in clients:
-            await client.start()
-        yield OrchestratorHandle(orch, ledger, hub)
-    finally:
-        await orch.aclose()
-        for client in clients:
-            with contextlib.suppress(Exception):
-                await client.aclose()
-        await ledger.aclose()
-        lock.release()
-
-
-# --- doctor and stats ----------------------------------------------------------------------
-
-
-@dataclass
-class DoctorReport:
-    ok: bool
-    text: str
-
-
-async def doctor(url: str) -> DoctorReport:
-    started = time.perf_counter()
-    try:
-        info = await probe_server(url, timeout=5.0)
-    except PodStudioError as exc:
-        return DoctorReport(
-            False,
-            f"✗ {url}\n  not usable: {user_message(exc)}\n"
-            "  Start ComfyUI (python main.py --listen 127.0.0.1 --port 8188), "
-            "check the URL, or try `pod-studio --demo`.",
-        )
-    ms = (time.perf_counter() - started) * 1000
-    lines = [
-        f"✓ {url} answers as ComfyUI {info.comfyui_version or '(version unknown)'} in {ms:.0f} ms"
-    ]
-    for d in info.devices:
-        lines.append(
-            f"  device: {d.name} ({d.type}), VRAM {d.vram_free / 1024**3:.1f} GB free "
-            f"of {d.vram_total / 1024**3:.1f} GB"
-        )
-    if not info.devices:
-        lines.append("  device: none reported")
-    if info.queue_remaining is not None:
-        lines.append(f"  queue: {info.queue_remaining} prompt(s) waiting or running")
-    if info.python_version:
-        lines.append(
-            f"  python {info.python_version.split()[0]}, pytorch {info.pytorch_version or '?'}"
-        )
-    lines.append("  verdict: ready to generate")
-    return DoctorReport(True, "\n".join(lines))
-
-
-def load_stats_snapshot() -> dict[str, Any]:
-    paths = app_paths()
-    stats = StatsService(store=JsonStatsStore(paths.stats_file))
-    stats.load()
-    return stats.snapshot()
-
-
-def export_prometheus(snapshot: dict[str, Any], path: Path) -> None:
-    write_prometheus(snapshot, path)
-
-
-def prometheus_text(snapshot: dict[str, Any]) -> str:
-    return render_prometheus(snapshot)
-
-
-def format_stats(snapshot: dict[str, Any]) -> str:
-    pipe = snapshot.get("pipeline", {})
-    lines = ["Pipeline"]
-    for key in (
-        "runs",
-        "successful_runs",
-        "failed_runs",
-        "success_rate",
-        "images",
-        "products",
-        "errors",
-        "avg_products_per_run",
-    ):
-        if key in pipe:
-            value = pipe[key]
-            if key == "success_rate" and isinstance(value, int | float):
-                value = f"{value * 100:.1f} %"
-            lines.append(f"  {key.replace('_', ' '):<24} {value}")
-    services = snapshot.get("services", {})
-    if services:
-        lines.append("Services")
-        for name, c in sorted(services.items()):
-            lines.append(
-                f"  {name:<24} calls {c.get('calls', 0)}, failures {c.get('failures', 0)}, "
-                f"retries {c.get('retries', 0)}, p50 {c.get('p50_ms', '-')} ms, "
-                f"p95 {c.get('p95_ms', '-')} ms"
-            )
-    breakers = snapshot.get("breakers", {})
-    if breakers:
-        lines.append("Circuit breakers")
-        for name, state in sorted(breakers.items()):
-            lines.append(f"  {name:<24} {state}")
-    return "\n".join(lines)
-
-
-# --- files and logging for the composition roots -------------------------------------------
-
-
-def resource_file(*parts: str) -> Path | None:
-    from pod_studio.adapters.storage.resources import resource_path
-
-    path = resource_path(*parts)
-    return path if path.exists() else None
-
-
-def configure_logging(*, stderr: bool = False) -> None:
-    from pod_studio.adapters.storage.logs import configure_logging as _configure
-
-    _configure(app_paths().ensure(), redactor=REDACTOR, stderr=stderr)
-
-
-def shutdown_logging() -> None:
-    from pod_studio.adapters.storage.logs import shutdown_logging as _shutdown
-
-    _shutdown()
-
-
-# --- self test (for packaged builds) -------------------------------------------------------
-
-
-def selftest() -> list[tuple[str, bool, str]]:
-    """Checks a frozen or fresh install can do its work: (check, ok, detail) per check.
-
-    Every module imports, SQLite runs in WAL mode in the data folder, the keyring has backends,
-    and Pillow writes and reads a PNG with an sRGB profile (print files need both).
-    """
-    import importlib
-    import io
-    import pkgutil
-    import sqlite3
-    import tempfile
-
-    import keyring
-    from PIL import Image
-
-    import pod_studio
-    from pod_studio.adapters.imaging import SRGB_ICC
-
-    results: list[tuple[str, bool, str]] = []
-    failed: list[str] = []
-    count = 0
-    for mod in pkgutil.walk_packages(pod_studio.__path__, "pod_studio."):
-        if mod.name.endswith("__main__"):
-            continue
-        try:
-            importlib.import_module(mod.name)
-            count += 1
-        except Exception as exc:  # noqa: BLE001 - a self test reports whatever broke
-            failed.append(f"{mod.name}: {type(exc).__name__}: {exc}")
-    results.append(("modules import", not failed, "; ".join(failed) or f"{count} modules"))
-    paths = app_paths().ensure()
-    try:
-        with tempfile.TemporaryDirectory(dir=paths.data_dir) as tmp:
-            conn = sqlite3.connect(Path(tmp) / "selftest.sqlite3")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            conn.close()
-        results.append(("SQLite WAL in the data folder", mode == "wal", f"{paths.data_dir}"))
-    except (OSError, sqlite3.Error) as exc:
-        results.append(("SQLite WAL in the data folder", False, str(exc)))
-    backends = [
-        type(b).__module__ + "." + type(b).__name__ for b in keyring.backend.get_all_keyring()
-    ]
-    # informational: a headless machine legitimately has no secure keyring
-    results.append(("keyring backends", True, ", ".join(backends) or "none"))
-    buf = io.BytesIO()
-    Image.new("RGBA", (8, 8), (255, 0, 0, 128)).save(
-        buf, "PNG", icc_profile=SRGB_ICC, dpi=(300, 300)
-    )
-    with Image.open(io.BytesIO(buf.getvalue())) as im:
-        ok = im.info.get("icc_profile") == SRGB_ICC and round(im.info["dpi"][0]) == 300
-    results.append(("PNG with sRGB profile and 300 DPI", ok, "Pillow round trip"))
-    return results

@@ -1,0 +1,14 @@
+"""CLI layer: the one exit-code policy of every ``pod-studio`` command (also in ``--help``)."""
+
+from __future__ import annotations
+
+OK = 0  # everything asked for was done
+FAILED = 1  # some work failed or is left unfinished (it stays in the queue: `pod-studio queue`)
+USAGE = 2  # a usage error or bad input: nothing was started
+UNREACHABLE = 3  # a server that is needed cannot be reached (or is not what was expected)
+INTERRUPTED = 130  # Ctrl-C: work in flight stays in the queue and resumes next time
+
+POLICY = (
+    "exit status: 0 done; 1 some work failed or is unfinished (it stays in the queue); "
+    "2 usage error or bad input; 3 a needed server cannot be reached; 130 interrupted"
+)

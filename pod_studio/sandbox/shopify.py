@@ -19,7 +19,8 @@ polls, then READY (or FAILED for a file that is not an image or via ``media_fail
 Fault knobs: ``fail_next`` (HTTP status, e.g. 402/403/404/423/500), ``throttle_next``,
 ``commit_then_timeout_next`` (``productSet`` is stored, then the reply hangs or the connection
 drops), ``slow_seconds``, ``revoke``. Observations: ``request_counts`` (by root field),
-``operations`` (root fields in order), ``products``, ``files``, ``token_exchanges``,
+``operations`` (root fields in order), ``graphql_requests`` (documents and variables),
+``products``, ``files``, ``token_exchanges``,
 ``throttled_count``.
 
 Independent of the rest of ``pod_studio``: nothing here imports the adapters or the domain.
@@ -180,7 +181,7 @@ class ShopifySandbox:
 
         self.request_counts: Counter[str] = Counter()
         self.operations: list[str] = []
-        self.documents: list[str] = []
+        self.graphql_requests: list[tuple[str, dict[str, Any]]] = []  # (query, variables)
         self.token_exchanges = 0
         self.throttled_count = 0
         self.creates = 0
@@ -416,7 +417,7 @@ class ShopifySandbox:
         first = roots[0].name.value if roots else ""
         for root in roots:
             self.request_counts[root.name.value] += 1
-        self.documents.append(query)
+        self.graphql_requests.append((query, variables))
         failure = self._take(self._fail, first)
         if failure is not None:
             text = _STATUS_TEXT.get(failure.status, "Error")

@@ -32,9 +32,9 @@ from pod_studio.domain.errors import (
     ValidationError,
 )
 from pod_studio.domain.marketplace import ListingSpec, ListingStatus, Marketplace, VariantPrice
+from pod_studio.sandbox.shopify import ShopifySandbox
 from pod_studio.services.publishing import PublishMarketplace
 from pod_studio.services.ratelimit import ShopifyCostBucket
-from pod_studio.sandbox.shopify import ShopifySandbox
 
 T = TypeVar("T")
 TOKEN = "shpat_sandbox_s3cr3t_value"

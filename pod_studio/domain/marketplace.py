@@ -49,6 +49,9 @@ class VariantPrice(_Value):
     variant_id: int
     price: Decimal = Field(gt=Decimal(0), le=MAX_PRICE)
     enabled: bool = True
+    # Option name -> value, e.g. {"Color": "Black", "Size": "M"}, for platforms that build
+    # their own variants from options (Shopify); catalog-based platforms use ``variant_id``.
+    options: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("price")
     @classmethod
@@ -99,6 +102,7 @@ class ListingSpec(_Value):
     currency: str = "USD"
     placement: Placement | None = None
     print_position: Literal["front"] = "front"
+    mockups: tuple[Path, ...] = ()  # product photos to show before the print file, if any
 
     @field_validator("title")
     @classmethod

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 SETTINGS_SCHEMA_VERSION = 1
 DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"
 
+_MYSHOPIFY_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*$")
 
 
@@ -60,11 +61,16 @@ class PrintifySettings(_Section):
 
 
 class ShopifySettings(_Section):
-    """``shop_domain`` is ``<name>.myshopify.com``; ``base_url`` overrides it (sandbox, proxies)."""
+    """``shop_domain`` is ``<name>.myshopify.com`` (a bare ``<name>`` is completed; the Admin
+    API lives only there, never on a storefront's own domain); ``base_url`` overrides it
+    (sandbox, proxies). ``client_id`` is set for a Dev Dashboard app using the
+    client-credentials grant (its secret is ``SecretName.SHOPIFY_CLIENT_SECRET``); without it
+    the pasted admin token ``SecretName.SHOPIFY_TOKEN`` is used."""
 
     shop_domain: str = ""
     base_url: str | None = None
-    api_version: str = "2025-07"
+    api_version: str = "2026-07"
+    client_id: str = ""
 
     @field_validator("shop_domain")
     @classmethod
@@ -72,8 +78,20 @@ class ShopifySettings(_Section):
         v = v.strip().lower()
         if v.startswith(("http://", "https://")):
             v = urlsplit(v).hostname or ""
-        if v and not _HOST_RE.match(v):
-            raise ValueError(f"{v!r} is not a shop domain (expected e.g. my-shop.myshopify.com)")
+        if v and "." not in v:
+            v += ".myshopify.com"
+        if v and not (_HOST_RE.match(v) and _MYSHOPIFY_RE.match(v)):
+            raise ValueError(
+                f"{v!r} is not a Shopify shop domain (expected e.g. my-shop.myshopify.com)"
+            )
+        return v
+
+    @field_validator("client_id")
+    @classmethod
+    def _check_client_id(cls, v: str) -> str:
+        v = v.strip()
+        if v and not re.fullmatch(r"[A-Za-z0-9_-]{1,200}", v):
+            raise ValueError("the Shopify client id contains characters a client id cannot have")
         return v
 
     @field_validator("base_url")
@@ -216,6 +234,7 @@ class SecretName(StrEnum):
 
     PRINTIFY_TOKEN = "printify_token"
     SHOPIFY_TOKEN = "shopify_token"
+    SHOPIFY_CLIENT_SECRET = "shopify_client_secret"
     ETSY_KEYSTRING = "etsy_keystring"
     ETSY_SHARED_SECRET = "etsy_shared_secret"
     ETSY_TOKEN = "etsy_token"

@@ -694,7 +694,11 @@ class PublishService:
         """The listing for ``task``: texts from the prompt, prices from the template."""
         title, description, tags = render_texts(template, task.prompt)
         variants = [
-            VariantPrice(variant_id=m.variant.id, price=price_for(template, m.size))
+            VariantPrice(
+                variant_id=m.variant.id,
+                price=price_for(template, m.size),
+                options={"Color": m.color, "Size": m.size},
+            )
             for m in matches
         ]
         return ListingSpec.build(

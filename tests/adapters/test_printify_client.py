@@ -234,6 +234,31 @@ async def test_custom_shop_publish_locks_until_marked(design_png: Path) -> None:
             await client.aclose()
 
 
+@pytest.mark.asyncio
+async def test_custom_shop_publishing_failed_unlocks_and_succeeded_later(design_png: Path) -> None:
+    async with PrintifySandbox(tokens={TOKEN}, publish_mode="custom") as sb:
+        client = PrintifyClient(lambda: TOKEN, base_url=sb.base_url, shop_id=sb.shop_id)
+        try:
+            draft = await client.create_listing(spec_for(design_png))
+            assert (await client.publish(draft)).status is ListingStatus.PUBLISHING
+            await client.report_publishing_failed(draft.remote_id, "  Shopify: no Online Store ")
+            assert sb.publish_failures[draft.remote_id] == "Shopify: no Online Store"
+            unlocked = await client.get_listing(draft.remote_id)
+            assert unlocked.status is ListingStatus.DRAFT
+            assert (await client.publish(unlocked)).status is ListingStatus.PUBLISHING
+            await client.report_publishing_succeeded(
+                draft.remote_id, "gid://shopify/Product/1001", "https://shop.example/p/tee"
+            )
+            done = await client.get_listing(draft.remote_id)
+            assert done.status is ListingStatus.PUBLISHED
+            assert done.url == "https://shop.example/p/tee"
+            with pytest.raises(APIError) as info:
+                await client.report_publishing_failed("0" * 24, "x")
+            assert info.value.status_code == 404
+        finally:
+            await client.aclose()
+
+
 # --- auth and secrets -------------------------------------------------------------------------
 
 

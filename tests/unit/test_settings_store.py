@@ -25,7 +25,7 @@ def test_defaults() -> None:
     assert (s.generation.width, s.generation.height, s.generation.variations) == (1024, 1024, 1)
     assert s.generation.negative == ""
     assert s.printify.base_url == "https://api.printify.com" and s.printify.shop_id is None
-    assert s.shopify.api_version == "2025-07" and s.shopify.effective_base_url is None
+    assert s.shopify.api_version == "2026-07" and s.shopify.effective_base_url is None
     assert s.etsy.base_url == "https://openapi.etsy.com"
     assert not s.auto_publish and not s.first_run_done and not s.demo_mode
     assert s.retry_policy("printify").max_retries == 5

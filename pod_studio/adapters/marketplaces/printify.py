@@ -695,27 +695,38 @@ class PrintifyClient:
             raise
         return await self.get_listing(listing.remote_id)
 
-    async def mark_published(self, remote_id: str, external_id: str, handle: str) -> None:
-        """For custom (API) shops: report that our own storefront listing exists."""
+    async def report_publishing_succeeded(
+        self, product_id: str, external_id: str, handle: str
+    ) -> None:
+        """For custom (API) shops: our own storefront listing exists (sets ``external``,
+        unlocks the product). ``handle`` is the listing's URL."""
         shop = await self._shop()
         await self._request(
             "POST",
-            f"/v1/shops/{shop}/products/{remote_id}/publishing_succeeded.json",
+            f"/v1/shops/{shop}/products/{product_id}/publishing_succeeded.json",
             operation="publishing_succeeded",
             body={"external": {"id": external_id, "handle": handle}},
-            not_found=f"Printify product {remote_id} was not found in shop {shop}",
+            not_found=f"Printify product {product_id} was not found in shop {shop}",
         )
 
-    async def mark_publish_failed(self, remote_id: str, reason: str) -> None:
-        """For custom (API) shops: report that publishing failed (unlocks the product)."""
+    async def report_publishing_failed(self, product_id: str, reason: str) -> None:
+        """For custom (API) shops: publishing failed (unlocks the product)."""
         shop = await self._shop()
         await self._request(
             "POST",
-            f"/v1/shops/{shop}/products/{remote_id}/publishing_failed.json",
+            f"/v1/shops/{shop}/products/{product_id}/publishing_failed.json",
             operation="publishing_failed",
-            body={"reason": reason},
-            not_found=f"Printify product {remote_id} was not found in shop {shop}",
+            body={"reason": (reason.strip() or "publishing failed")[:500]},
+            not_found=f"Printify product {product_id} was not found in shop {shop}",
         )
+
+    async def mark_published(self, remote_id: str, external_id: str, handle: str) -> None:
+        """Older name of ``report_publishing_succeeded``."""
+        await self.report_publishing_succeeded(remote_id, external_id, handle)
+
+    async def mark_publish_failed(self, remote_id: str, reason: str) -> None:
+        """Older name of ``report_publishing_failed``."""
+        await self.report_publishing_failed(remote_id, reason)
 
     async def health_check(self) -> tuple[bool, str]:
         try:

@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections import deque
@@ -81,7 +82,7 @@ LOG_FILE_NAME = "comfyui-server.log"
 _WINDOWS = sys.platform == "win32"
 _READ_CHUNK = 65536
 _TAIL_INTERVAL = 0.2  # seconds between reads of a log file that has nothing new
-_ADOPTED_POLL = 0.5  # seconds between liveness checks of a server that is not our child
+_POLL_INTERVAL = 0.1  # seconds between exit checks of a process without exit notification
 
 LineListener = Callable[[str], None]
 MARKER = "[POD Studio]"  # prefix of the lines POD Studio itself adds to the log
@@ -381,7 +382,6 @@ async def stop_recorded(
     record = live_record(state_dir)
     if record is None:
         return None
-    lines = _read_log_tail(record.log_file)
     _signal_group(record.pid, record.pgid, signal.SIGINT)
     how = "stopped (SIGINT)"
     if not await _wait_pid_gone(record.pid, record.create_time, interrupt_timeout):
@@ -393,6 +393,7 @@ async def stop_recorded(
             await _wait_pid_gone(record.pid, record.create_time, 5.0)
     _kill_leftovers(record.pgid)
     _remove_record(state_dir, record.pid)
+    lines = _read_log_tail(record.log_file)
     return describe_exit(None, lines, requested=True, note=f"ComfyUI (pid {record.pid}) {how}")
 
 
@@ -413,6 +414,37 @@ def _read_log_tail(log_file: str | None, max_bytes: int = 16384) -> list[str]:
 # --- the managed process ---------------------------------------------------------------------
 
 
+class _PipeProtocol(asyncio.SubprocessProtocol):
+    """Output and exit of a child whose stdout+stderr is a pipe.
+
+    Used instead of ``asyncio.subprocess.Process``: its ``wait()`` returns only once every
+    pipe is closed, so a grandchild holding the inherited stdout would hide the server's
+    death. ``process_exited`` is called as soon as the child ends.
+    """
+
+    def __init__(self) -> None:
+        self.on_data: Callable[[bytes], None] | None = None
+        self.on_exit: Callable[[], object] | None = None
+        self.early: list[bytes] = []  # output that came before the run was bound
+        self.exited_early = False
+        self.pipe_closed = asyncio.Event()
+
+    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
+        if self.on_data is None:
+            self.early.append(bytes(data))
+        else:
+            self.on_data(bytes(data))
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self.pipe_closed.set()
+
+    def process_exited(self) -> None:
+        if self.on_exit is None:
+            self.exited_early = True
+        else:
+            self.on_exit()
+
+
 class _Run:
     """One spawned (or adopted) server process."""
 
@@ -420,35 +452,74 @@ class _Run:
         self,
         pid: int,
         *,
-        proc: asyncio.subprocess.Process | None,
         create_time: float | None,
+        transport: asyncio.SubprocessTransport | None = None,
+        protocol: _PipeProtocol | None = None,
+        popen: subprocess.Popen[bytes] | None = None,
         log_fh: IO[bytes] | None = None,
     ) -> None:
         self.pid = pid
         self.pgid: int | None = None if _WINDOWS else pid
-        self.proc = proc
         self.create_time = create_time
+        self.transport = transport
+        self.protocol = protocol
+        self.popen = popen
         self.log_fh = log_fh
-        self.piped = proc is not None and proc.stdout is not None
-        self.reader: asyncio.Task[None] | None = None
-        self.waiter: asyncio.Task[None] | None = None
+        self.splitter = _LineSplitter()
+        self.reader: asyncio.Task[None] | None = None  # tails the log file (file mode)
         self.exited = asyncio.Event()
         self.returncode: int | None = None
         self.first_line = 0  # log lines numbered above this one are this run's output
 
+    @property
+    def piped(self) -> bool:
+        return self.transport is not None
+
+    @property
+    def child(self) -> bool:
+        return self.transport is not None or self.popen is not None
+
+    def poll(self) -> bool:
+        """True once the process has ended (records its return code when we can know it)."""
+        if self.exited.is_set():
+            return True
+        code: int | None = None
+        if self.transport is not None:
+            code = self.transport.get_returncode()
+            if code is None:
+                return False
+        elif self.popen is not None:
+            code = self.popen.poll()
+            if code is None:
+                return False
+        elif _alive(self.pid, self.create_time):
+            return False
+        self.returncode = code
+        self.exited.set()
+        return True
+
     async def wait(self, within: float | None = None) -> bool:
         """True once the process has ended (within ``within`` seconds, if given)."""
-        # A child is awaited directly (not through the watcher task), so this works even
-        # while the loop is cancelling every task at shutdown.
-        waiting = self.proc.wait() if self.proc is not None else self.exited.wait()
-        try:
-            result = await asyncio.wait_for(waiting, within)
-        except TimeoutError:
-            return False
-        if self.proc is not None and isinstance(result, int):
-            self.returncode = result
-            self.exited.set()
+        deadline = None if within is None else time.monotonic() + within
+        # A piped child sets ``exited`` from its protocol; the others are polled (a process
+        # that is not our asyncio child has no exit notification). The poll also covers the
+        # loop's shutdown, when no callback may run any more.
+        step = 1.0 if self.transport is not None else _POLL_INTERVAL
+        while not self.poll():
+            wait = step
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                wait = min(step, left)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.exited.wait(), wait)
         return True
+
+
+# Popen objects of servers left running: referenced so that no ResourceWarning fires while
+# POD Studio runs (a Popen never kills its process when collected).
+_DETACHED: list[subprocess.Popen[bytes]] = []
 
 
 class ComfyUIProcess:
@@ -544,7 +615,7 @@ class ComfyUIProcess:
     def pid(self) -> int | None:
         """The running server's pid (``None`` when none runs)."""
         run = self._run
-        return run.pid if run is not None and not run.exited.is_set() else None
+        return run.pid if run is not None and not run.poll() else None
 
     @property
     def pgid(self) -> int | None:
@@ -636,12 +707,11 @@ class ComfyUIProcess:
             if record.log_file:
                 self._log_file = Path(record.log_file)
             self._reset_for_start()
-            run = _Run(record.pid, proc=None, create_time=record.create_time)
+            run = _Run(record.pid, create_time=record.create_time)
             run.pgid = record.pgid
             self._run = run
             self._on_line(run, f"{MARKER} watching ComfyUI (pid {run.pid}) started earlier")
             run.first_line = self.log.total
-            run.waiter = asyncio.create_task(self._watch_adopted(run), name="comfyui-adopted")
             if record.log_file:
                 run.reader = asyncio.create_task(
                     self._tail_file(run, Path(record.log_file), from_end=True),
@@ -673,7 +743,7 @@ class ComfyUIProcess:
         """Stop watching and leave the server running (its output goes to the log file)."""
         async with self._lock:
             run = self._run
-            if run is not None and run.piped and not run.exited.is_set():
+            if run is not None and run.piped and not run.poll():
                 raise ServerProcessError(
                     "a server whose output is a pipe cannot be left running; "
                     "start it with keep_running=True"
@@ -742,13 +812,13 @@ class ComfyUIProcess:
             await self._supervise_loop(adopted)
         except asyncio.CancelledError:
             run = self._run
-            if not self._detaching and run is not None and not run.exited.is_set():
+            if not self._detaching and run is not None and not run.poll():
                 await self._terminate(run)
             raise
         except Exception as exc:  # a bug here must not leave a server nobody watches
             log.exception("the ComfyUI supervisor failed")
             run = self._run
-            if run is not None and not run.exited.is_set():
+            if run is not None and not run.poll():
                 await self._terminate(run)
             self._failure = ServerProcessError(f"the ComfyUI supervisor failed: {exc}")
             await self._set_state(ProcessState.FAILED, detail=self._failure.message)
@@ -852,9 +922,9 @@ class ComfyUIProcess:
     async def _wait_ready(self, run: _Run) -> bool | None:
         """True once /system_stats answers; False if the process ended first; None on timeout."""
         deadline = time.monotonic() + self._ready_timeout
-        while not run.exited.is_set():
+        while not run.poll():
             if await _answers(self._http):
-                return not run.exited.is_set()
+                return not run.poll()
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -866,46 +936,74 @@ class ComfyUIProcess:
         env = dict(os.environ if self._env is None else self._env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("PYTHONIOENCODING", "utf-8")
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"cwd": self._cwd, "env": env}
         if _WINDOWS:
             kwargs["creationflags"] = 0x00000200  # CREATE_NEW_PROCESS_GROUP
         else:
             kwargs["start_new_session"] = True
-        log_fh: IO[bytes] | None = None
-        stdout: Any = asyncio.subprocess.PIPE
-        if self._log_file is not None:
-            self._log_file.parent.mkdir(parents=True, exist_ok=True)
-            log_fh = await asyncio.to_thread(open, self._log_file, "wb")  # closed at run end
-            stdout = log_fh
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=self._cwd,
-                env=env,
-                **kwargs,
-            )
-        except BaseException:
-            if log_fh is not None:
-                log_fh.close()
-            raise
+        if self._log_file is None:
+            run = await self._spawn_piped(kwargs)
+        else:
+            run = await self._spawn_to_file(self._log_file, kwargs)
         self._spawns += 1
-        run = _Run(proc.pid, proc=proc, create_time=_create_time(proc.pid), log_fh=log_fh)
         self._run = run
+        log.info("started ComfyUI (pid %s): %s", run.pid, " ".join(self._command))
+        return run
+
+    async def _spawn_piped(self, kwargs: dict[str, Any]) -> _Run:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            _PipeProtocol,
+            *self._command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            **kwargs,
+        )
+        pid = transport.get_pid()
+        run = _Run(pid, create_time=_create_time(pid), transport=transport, protocol=protocol)
+        self._on_line(run, f"{MARKER} started ComfyUI (pid {pid}): {' '.join(self._command)}")
+        run.first_line = self.log.total
+
+        def on_data(data: bytes) -> None:
+            for line in run.splitter.feed(data):
+                self._on_line(run, line)
+
+        protocol.on_data = on_data
+        protocol.on_exit = run.poll
+        for chunk in protocol.early:
+            on_data(chunk)
+        protocol.early.clear()
+        if protocol.exited_early:
+            run.poll()
+        return run
+
+    async def _spawn_to_file(self, path: Path, kwargs: dict[str, Any]) -> _Run:
+        # No pipe: the server must outlive POD Studio in keep-running mode. A plain Popen
+        # (polled) rather than an asyncio transport, which kills its child when collected.
+        def launch() -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(path, "wb")  # noqa: SIM115 - closed when the run ends or is detached
+            try:
+                popen = subprocess.Popen(
+                    self._command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    **kwargs,
+                )
+            except BaseException:
+                fh.close()
+                raise
+            return popen, fh
+
+        popen, fh = await asyncio.to_thread(launch)
+        run = _Run(popen.pid, create_time=_create_time(popen.pid), popen=popen, log_fh=fh)
         self._on_line(run, f"{MARKER} started ComfyUI (pid {run.pid}): {' '.join(self._command)}")
         run.first_line = self.log.total
-        log.info("started ComfyUI (pid %s): %s", proc.pid, " ".join(self._command))
-        run.waiter = asyncio.create_task(self._watch_child(run, proc), name="comfyui-wait")
-        if proc.stdout is not None:
-            run.reader = asyncio.create_task(
-                self._read_pipe(run, proc.stdout), name="comfyui-log-pipe"
-            )
-        elif self._log_file is not None:
-            run.reader = asyncio.create_task(
-                self._tail_file(run, self._log_file, from_end=False), name="comfyui-log-tail"
-            )
+        run.reader = asyncio.create_task(
+            self._tail_file(run, path, from_end=False), name="comfyui-log-tail"
+        )
         return run
 
     def _record(self, run: _Run) -> None:
@@ -926,17 +1024,6 @@ class ComfyUIProcess:
         if self._state_dir is not None:
             _remove_record(self._state_dir, run.pid)
 
-    async def _watch_child(self, run: _Run, proc: asyncio.subprocess.Process) -> None:
-        run.returncode = await proc.wait()
-        run.exited.set()
-        log.info("ComfyUI (pid %s) ended with %s", run.pid, run.returncode)
-
-    async def _watch_adopted(self, run: _Run) -> None:
-        # Polling: a process that is not our child cannot be awaited.
-        while _alive(run.pid, run.create_time):  # noqa: ASYNC110
-            await asyncio.sleep(_ADOPTED_POLL)
-        run.exited.set()
-
     async def _terminate(self, run: _Run) -> str:
         """SIGINT the group, then SIGTERM, then SIGKILL; returns how it ended."""
         how = "stopped on SIGINT"
@@ -955,6 +1042,13 @@ class ComfyUIProcess:
 
     async def _drain(self, run: _Run) -> None:
         """Let the reader take the last output, then release the run's resources."""
+        if run.protocol is not None and run.transport is not None:
+            # A helper left in the group could hold the pipe open: bounded.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.protocol.pipe_closed.wait(), 2.0)
+            run.transport.close()  # the process has ended: this only closes the pipe
+            for line in run.splitter.flush():
+                self._on_line(run, line)
         reader = run.reader
         if reader is not None and not reader.done():
             try:
@@ -972,7 +1066,7 @@ class ComfyUIProcess:
         run = self._run
         supervisor = self._supervisor
         reason: ExitReason | None = None
-        if run is not None and not run.exited.is_set():
+        if run is not None and not run.poll():
             await self._set_state(ProcessState.STOPPING, detail="stopping (SIGINT)")
             how = await self._terminate(run)
             await self._drain(run)
@@ -989,12 +1083,10 @@ class ComfyUIProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
         self._supervisor = None
-        if run is not None:
-            for task in (run.waiter, run.reader):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+        if run is not None and run.reader is not None and not run.reader.done():
+            run.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.reader
         if self._state is not ProcessState.STOPPED:
             await self._set_state(
                 ProcessState.STOPPED,
@@ -1010,7 +1102,9 @@ class ComfyUIProcess:
         run = self._run
         tasks = [supervisor]
         if run is not None:
-            tasks += [run.reader, run.waiter]
+            tasks.append(run.reader)
+            if run.popen is not None and run.popen.poll() is None:
+                _DETACHED.append(run.popen)
         for task in tasks:
             if task is not None and not task.done():
                 task.cancel()
@@ -1025,17 +1119,6 @@ class ComfyUIProcess:
 
     # --- internals: output ---------------------------------------------------------------------
 
-    async def _read_pipe(self, run: _Run, stream: asyncio.StreamReader) -> None:
-        splitter = _LineSplitter()
-        while True:
-            data = await stream.read(_READ_CHUNK)
-            if not data:
-                break
-            for line in splitter.feed(data):
-                self._on_line(run, line)
-        for line in splitter.flush():
-            self._on_line(run, line)
-
     async def _tail_file(self, run: _Run, path: Path, *, from_end: bool) -> None:
         splitter = _LineSplitter()
         fh = await asyncio.to_thread(open, path, "rb")
@@ -1048,7 +1131,7 @@ class ComfyUIProcess:
                     for line in splitter.feed(data):
                         self._on_line(run, line)
                     continue
-                if run.exited.is_set():
+                if run.poll():
                     break
                 # Polling: a regular file has no portable "more data" notification; the exit
                 # event cuts the wait short.

@@ -9,6 +9,8 @@
 - ``ComfyUIGauges``: queue length and VRAM as read from ``/queue`` and ``/system_stats``.
 - Events: ``ComfyUIProcessChanged``, ``ComfyUILogLine``, ``ComfyUIGaugesUpdated``.
 - ``ServerProcessError``: the error kind for a server that would not start or keeps dying.
+- Ports: ``ComfyUIProcessPort`` (the managed process) and ``ComfyUIControlPort`` (the server's
+  control calls), so services and the app never see the adapters.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import signal
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -196,3 +199,55 @@ class ComfyUILogLine(Event):
 
 class ComfyUIGaugesUpdated(Event):
     gauges: ComfyUIGauges
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class ComfyUIProcessPort(Protocol):
+    """A ComfyUI server process POD Studio looks after (``adapters/comfyui/process.py``)."""
+
+    @property
+    def state(self) -> ProcessState: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def keep_running(self) -> bool: ...
+
+    @property
+    def last_exit(self) -> ExitReason | None: ...
+
+    def log_lines(self) -> list[str]: ...
+
+    def search_log(self, text: str) -> list[tuple[int, str]]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> ExitReason | None: ...
+
+    async def restart(self) -> None: ...
+
+    async def attach(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ComfyUIControlPort(Protocol):
+    """Control calls of a ComfyUI server (``ComfyUIClient`` implements them)."""
+
+    async def free_memory(
+        self, *, unload_models: bool = True, free_memory: bool = True
+    ) -> None: ...
+
+    async def interrupt_all(self) -> None: ...
+
+    async def clear_queue(self) -> None: ...
+
+    async def gauges(self) -> ComfyUIGauges: ...

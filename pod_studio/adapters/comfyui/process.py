@@ -657,6 +657,14 @@ class ComfyUIProcess:
         """Why the server was given up on (state FAILED), else ``None``."""
         return self._failure
 
+    def log_lines(self) -> list[str]:
+        """The kept output lines, oldest first."""
+        return self.log.lines()
+
+    def search_log(self, text: str) -> list[tuple[int, str]]:
+        """(number, line) of the kept lines containing ``text`` (case-insensitive)."""
+        return self.log.search(text)
+
     def add_line_listener(self, fn: LineListener) -> None:
         self._listeners.append(fn)
 

@@ -269,6 +269,10 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+_SIGTERM = signal.SIGTERM
+_SIGKILL: int = getattr(signal, "SIGKILL", signal.SIGTERM)
+
+
 def _signal_group(pid: int, pgid: int | None, sig: int) -> None:
     """Send ``sig`` to the server's process group (POSIX) or to the process (Windows)."""
     try:
@@ -277,17 +281,15 @@ def _signal_group(pid: int, pgid: int | None, sig: int) -> None:
                 os.kill(pid, signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
             else:
                 proc = psutil.Process(pid)
-                for child in proc.children(recursive=True):
-                    child.kill() if sig == getattr(signal, "SIGKILL", None) else child.terminate()
-                proc.kill() if sig == getattr(signal, "SIGKILL", None) else proc.terminate()
+                for member in [*proc.children(recursive=True), proc]:
+                    if sig == _SIGKILL:
+                        member.kill()
+                    else:
+                        member.terminate()
         else:
             os.killpg(pgid if pgid is not None else pid, sig)
     except (ProcessLookupError, psutil.NoSuchProcess):
         pass
-
-
-_SIGTERM = signal.SIGTERM
-_SIGKILL: int = getattr(signal, "SIGKILL", signal.SIGTERM)
 
 
 async def _wait_pid_gone(pid: int, create_time: float | None, within: float) -> bool:

@@ -27,7 +27,7 @@ from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.settings import AppSettings
 from pod_studio.domain.urls import check_server_url
 
-PLATFORMS = ("printify", "export")
+PLATFORMS = ("printify", "shopify", "export")
 
 
 def add_command(sub: Any) -> None:

@@ -1,4 +1,4 @@
-"""CLI layer: ``pod-studio sandbox comfyui|printify`` — a stand-in server on 127.0.0.1.
+"""CLI layer: ``pod-studio sandbox comfyui|printify|shopify`` — a stand-in server on 127.0.0.1.
 
 Each flag belongs to one kind; a flag the chosen kind does not take is refused (never
 silently ignored). Defaults: ComfyUI on port 8188, Printify on 8790.
@@ -11,11 +11,11 @@ from typing import Any
 
 from pod_studio.cli import exits
 
-DEFAULT_PORTS = {"comfyui": 8188, "printify": 8790}
+DEFAULT_PORTS = {"comfyui": 8188, "printify": 8790, "shopify": 8791}
 ONLY_FOR = {
     "seconds_per_job": ("comfyui", "--seconds-per-job"),
     "fault_rate": ("comfyui", "--fault-rate"),
-    "token": ("printify", "--token"),
+    "token": ("printify|shopify", "--token"),
     "time_scale": ("printify", "--time-scale"),
 }
 
@@ -29,7 +29,10 @@ def add_command(sub: Any) -> None:
     sb.add_argument("kind", choices=sorted(DEFAULT_PORTS), help="which server to stand in for")
     sb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sb.add_argument(
-        "--port", type=int, default=None, help="port (default: 8188 for comfyui, 8790 for printify)"
+        "--port",
+        type=int,
+        default=None,
+        help="port (default: 8188 comfyui, 8790 printify, 8791 shopify)",
     )
     sb.add_argument(
         "--seconds-per-job",
@@ -63,8 +66,9 @@ def add_command(sub: Any) -> None:
 def check(args: argparse.Namespace) -> str | None:
     """A usage error for a flag the chosen kind does not take, else None."""
     for attr, (kind, flag) in ONLY_FOR.items():
-        if getattr(args, attr) is not None and args.kind != kind:
-            return f"{flag} applies to `sandbox {kind}` only"
+        if getattr(args, attr) is not None and args.kind not in kind.split("|"):
+            kinds = " or ".join(f"`sandbox {k}`" for k in kind.split("|"))
+            return f"{flag} applies to {kinds} only"
     if args.fault_rate is not None and not 0.0 <= args.fault_rate <= 1.0:
         return "--fault-rate must be between 0 and 1"
     return None
@@ -81,6 +85,14 @@ def run(args: argparse.Namespace) -> int:
             seconds_per_job=1.0 if args.seconds_per_job is None else args.seconds_per_job,
             fault_rate=args.fault_rate or 0.0,
         )
+        return exits.OK
+    if args.kind == "shopify":
+        from pod_studio.sandbox import shopify
+
+        argv = ["--host", args.host, "--port", str(port)]
+        for token in args.token or []:
+            argv += ["--token", token]
+        shopify.main(argv)
         return exits.OK
     from pod_studio.sandbox import printify
 

@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 
 from pod_studio.adapters.comfyui.client import ComfyUIClient
 from pod_studio.adapters.marketplaces.printify import PrintifyClient
+from pod_studio.adapters.marketplaces.shopify import ShopifyClient
 from pod_studio.adapters.storage.images import GalleryImageStore, make_thumbnail
 from pod_studio.adapters.storage.ledger import SqliteJobLedger
 from pod_studio.adapters.storage.paths import AppPaths, app_paths
@@ -145,6 +146,11 @@ def acquire_instance_lock(paths: AppPaths) -> FileLock:
     return lock
 
 
+def comfyui_state_dir(paths: AppPaths | None = None) -> Path:
+    """Where the local ComfyUI server's state file and log live."""
+    return (paths or app_paths()).data_dir / "comfyui"
+
+
 def comfyui_breaker_name(url: str) -> str:
     parts = urlsplit(url)
     return f"comfyui@{parts.netloc or url}"
@@ -176,6 +182,14 @@ def make_comfyui_clients(
 
 
 def _printify_health(client: PrintifyClient) -> Callable[[], Any]:
+    async def check() -> HealthResult:
+        ok, detail = await client.health_check()
+        return HealthResult(reachable=ok, auth_ok=ok, detail=detail)
+
+    return check
+
+
+def _shopify_health(client: ShopifyClient) -> Callable[[], Any]:
     async def check() -> HealthResult:
         ok, detail = await client.health_check()
         return HealthResult(reachable=ok, auth_ok=ok, detail=detail)
@@ -219,6 +233,8 @@ class Core:
     _templates: list[ProductTemplate] | None = None
     printify: PrintifyClient | None = None
     printify_problem: str = ""
+    shopify: ShopifyClient | None = None
+    shopify_problem: str = ""
     ledger_warnings: list[str] = field(default_factory=list)
     _started: bool = False
     _lock: FileLock | None = None
@@ -243,7 +259,7 @@ class Core:
             return
         for gen in self.generators:
             await gen.start()
-        await self.configure_printify()
+        await self.configure_platforms()
         await self.orchestrator.recover()
 
     async def configure_printify(self) -> None:
@@ -276,17 +292,59 @@ class Core:
             with contextlib.suppress(Exception):
                 await old.aclose()
 
+    async def configure_shopify(self) -> None:
+        """(Re)build the Shopify client from the settings and the stored token."""
+        from pod_studio.composition.publishing import (
+            build_shopify_client,
+            read_shopify_secrets,
+            shopify_setup_help,
+        )
+
+        old, self.shopify = self.shopify, None
+        self.shopify_problem = ""
+        token = secret = None
+        if self.settings.shopify.shop_domain:
+            try:
+                token, secret = await asyncio.to_thread(
+                    read_shopify_secrets, self.settings, self.secrets
+                )
+            except PodStudioError as exc:
+                self.shopify_problem = user_message(exc)
+        if self.settings.shopify.shop_domain and (token or secret):
+            try:
+                client = build_shopify_client(
+                    self.settings, self.hub, token=token, client_secret=secret
+                )
+            except (PodStudioError, ValueError) as exc:
+                self.shopify_problem = user_message(exc)
+            else:
+                self.shopify = client
+                self.publishing.set_marketplace("shopify", client)
+                self.health.add_check("shopify", _shopify_health(client))
+        if self.shopify is None:
+            self.shopify_problem = self.shopify_problem or shopify_setup_help()
+            self.publishing.set_marketplace("shopify", None)
+        self.orchestrator.set_publisher("shopify", self.publishing)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.aclose()
+
+    async def configure_platforms(self) -> None:
+        await self.configure_printify()
+        await self.configure_shopify()
+
     async def save_secret(self, name: str, value: str) -> None:
         """Store a secret in the OS keyring (never in settings), then use it."""
         await asyncio.to_thread(self.secrets.set, name, value)
         REDACTOR.register_secret(value)
-        await self.configure_printify()
+        await self.configure_platforms()
 
     def platforms(self) -> list[tuple[str, bool, str]]:
         """(platform, usable, why not) for the publish panel and the publish command."""
         return [
             ("export", True, ""),
             ("printify", self.printify is not None, self.printify_problem),
+            ("shopify", self.shopify is not None, self.shopify_problem),
         ]
 
     def on_event(self, event: Event) -> None:
@@ -320,10 +378,11 @@ class Core:
                 await gen.aclose()
             except Exception:
                 log.exception("closing %s failed", gen.url)
-        if self.printify is not None:
-            with contextlib.suppress(Exception):
-                await self.printify.aclose()
-            self.printify = None
+        for client in (self.printify, self.shopify):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        self.printify = self.shopify = None
         try:
             await self.stats.save()
         except Exception:
@@ -374,6 +433,10 @@ class Core:
             if settings.printify.base_url != old.printify.base_url:
                 self.hub.breakers.reset("printify")  # a new endpoint starts with a clean slate
             await self.configure_printify()
+        if settings.shopify != old.shopify and self._started:
+            if settings.shopify.base_url != old.shopify.base_url:
+                self.hub.breakers.reset("shopify")
+            await self.configure_shopify()
 
     def preflight_design(self, image: GeneratedImage, template_name: str) -> tuple[str, list[str]]:
         """(badge, reasons) for ``image`` as a print file of the template (blocking: run it in
@@ -517,7 +580,7 @@ class Core:
         return str(text)
 
 
-PLATFORM_LABELS = {"export": "Export folder", "printify": "Printify"}
+PLATFORM_LABELS = {"export": "Export folder", "printify": "Printify", "shopify": "Shopify"}
 
 
 def workflow_summary(template: WorkflowTemplate) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from pod_studio.adapters.imaging import prepare_print_file
 from pod_studio.adapters.marketplaces.export import ExportMarketplace
 from pod_studio.adapters.marketplaces.printify import PrintifyClient
+from pod_studio.adapters.marketplaces.shopify import ShopifyClient
 from pod_studio.adapters.storage.cache import DiskCache
 from pod_studio.adapters.storage.paths import AppPaths
 from pod_studio.adapters.storage.resources import resource_path
@@ -34,7 +35,7 @@ from pod_studio.services.publishing import (
     PublishService,
     RemoteCatalog,
 )
-from pod_studio.services.ratelimit import PrintifyBudget
+from pod_studio.services.ratelimit import PrintifyBudget, ShopifyCostBucket
 from pod_studio.services.resilience import ResilienceHub
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,57 @@ def build_printify_client(
         guard=hub.guard("printify"),
         catalog_cache=catalog_cache or build_catalog_cache(paths),
         upload_index_path=paths.cache_dir / index_name,
+        **client_options,
+    )
+
+
+def shopify_setup_help() -> str:
+    return (
+        "Shopify is not set up: in Settings → Shopify enter your shop domain "
+        "(name.myshopify.com) and an Admin API access token (kept in the OS keyring), or set "
+        "POD_SHOPIFY_TOKEN."
+    )
+
+
+def read_shopify_secrets(
+    settings: AppSettings, secrets: SecretStorePort
+) -> tuple[str | None, str | None]:
+    """(admin token, client secret) for Shopify (may block on the keyring: worker thread)."""
+
+    def clean(value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
+
+    token = clean(secrets.get(SecretName.SHOPIFY_TOKEN))
+    secret = (
+        clean(secrets.get(SecretName.SHOPIFY_CLIENT_SECRET)) if settings.shopify.client_id else None
+    )
+    return token, secret
+
+
+def build_shopify_client(
+    settings: AppSettings,
+    hub: ResilienceHub,
+    *,
+    token: str | None,
+    client_secret: str | None = None,
+    **client_options: Any,
+) -> ShopifyClient:
+    """A ``ShopifyClient`` under the hub's "shopify" guard, its answers feeding the Shopify
+    cost bucket (``throttleStatus``)."""
+    if "shopify" not in hub.budgets:
+        hub.set_budget("shopify", ShopifyCostBucket())
+    bucket = hub.budgets["shopify"]
+    s = settings.shopify
+    use_credentials = bool(s.client_id and client_secret)
+    return ShopifyClient(
+        s.shop_domain,
+        token_provider=None if use_credentials else (lambda: token),
+        client_id=s.client_id if use_credentials else None,
+        client_secret_provider=(lambda: client_secret) if use_credentials else None,
+        base_url=s.base_url,
+        api_version=s.api_version,
+        guard=hub.guard("shopify"),
+        observe_response=bucket.observe_response,
         **client_options,
     )
 

@@ -8,6 +8,7 @@ Settings never hold secrets: tokens live behind ``SecretStorePort`` (OS keyring 
 from __future__ import annotations
 
 import re
+import shlex
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -143,6 +144,70 @@ class BreakerSettings(_Section):
     reset_timeout: float = Field(default=30.0, gt=0, le=86400)
 
 
+# Options POD Studio sets itself on the ComfyUI command line.
+_MANAGED_ARGS = ("--port", "--listen")
+
+
+class ComfyUIProcessSettings(_Section):
+    """A local ComfyUI server that POD Studio starts and looks after (off by default).
+
+    ``folder`` holds ComfyUI's ``main.py``; ``python`` is the interpreter to run it with
+    (empty: the folder's own ``venv``/``.venv`` if there is one, else ``python3``).
+    """
+
+    enabled: bool = False
+    folder: str = ""
+    python: str = ""
+    extra_args: list[str] = Field(default_factory=list)
+    port: int = Field(default=8188, ge=1, le=65535)
+    auto_start: bool = False
+    auto_restart: bool = True
+    keep_running_on_exit: bool = False
+
+    @field_validator("folder", "python")
+    @classmethod
+    def _check_path(cls, v: str) -> str:
+        v = v.strip()
+        if "\x00" in v:
+            raise ValueError("a path cannot contain a NUL character")
+        return v
+
+    @field_validator("extra_args", mode="before")
+    @classmethod
+    def _split_args(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return shlex.split(v)
+            except ValueError as exc:
+                raise ValueError(f"extra arguments: {exc}") from exc
+        return v
+
+    @field_validator("extra_args")
+    @classmethod
+    def _check_args(cls, args: list[str]) -> list[str]:
+        for arg in args:
+            if "\x00" in arg:
+                raise ValueError("an argument cannot contain a NUL character")
+            name = arg.split("=", 1)[0]
+            if name in _MANAGED_ARGS:
+                raise ValueError(
+                    f"{name} is set by POD Studio: choose the port in the port field"
+                    if name == "--port"
+                    else f"{name} is set by POD Studio (the server listens on 127.0.0.1 only)"
+                )
+        return args
+
+    @model_validator(mode="after")
+    def _check_enabled(self) -> ComfyUIProcessSettings:
+        if self.enabled and not self.folder:
+            raise ValueError("choose the ComfyUI folder (the one with main.py)")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 class WindowSettings(_Section):
     geometry_b64: str = ""
     state_b64: str = ""
@@ -180,6 +245,7 @@ class AppSettings(_Section):
     breakers: dict[str, BreakerSettings] = Field(default_factory=_default_breakers)
     product_templates: list[dict[str, Any]] = Field(default_factory=list)
     window: WindowSettings = Field(default_factory=WindowSettings)
+    comfyui_process: ComfyUIProcessSettings = Field(default_factory=ComfyUIProcessSettings)
     first_run_done: bool = False
     demo_mode: bool = False
 

@@ -361,6 +361,11 @@ class ComfyUISandbox:
         self._last_node_id: str | None = None
         self._interrupt = False
         self._paused = False
+        # POST /free only sets flags; the worker acts on them between prompts (like
+        # ComfyUI's prompt_worker reading ``q.get_flags()``).
+        self._flags: dict[str, bool] = {}
+        self.models_loaded = False  # a model stays resident in VRAM after a run
+        self.free_requests: list[dict[str, bool]] = []
 
         self._gate: asyncio.Event | None = None
         self._work: asyncio.Event | None = None
@@ -444,6 +449,8 @@ class ComfyUISandbox:
         self._client_id = None
         self._last_node_id = None
         self._interrupt = False
+        self._flags.clear()
+        self.models_loaded = False
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
 
@@ -541,12 +548,22 @@ class ComfyUISandbox:
     def _sorted_pending(self) -> list[QueueItem]:
         return sorted(self._pending, key=lambda it: (it[0], str(it[1])))
 
+    def _apply_flags(self) -> None:
+        flags, self._flags = self._flags, {}
+        free_memory = flags.get("free_memory", False)
+        if flags.get("unload_models", free_memory):
+            self.models_loaded = False
+        if free_memory:
+            self._cache.clear()
+
     async def _worker(self) -> None:
         assert self._work is not None
         while True:
+            self._apply_flags()
             while not self._pending:
                 self._work.clear()
                 await self._work.wait()
+                self._apply_flags()
             item = self._sorted_pending()[0]
             self._pending.remove(item)
             self._running = item
@@ -555,6 +572,7 @@ class ComfyUISandbox:
             self.executed_prompt_ids.append(str(item[1]))
             exec_started = time.perf_counter()
             success, result = await self._execute(run)
+            self.models_loaded = True
             self.execution_log.append((str(item[1]), exec_started, time.perf_counter()))
             status = {
                 "status_str": "success" if success else "error",
@@ -810,6 +828,7 @@ class ComfyUISandbox:
             ("GET", "/queue", self._get_queue),
             ("POST", "/queue", self._post_queue),
             ("POST", "/interrupt", self._post_interrupt),
+            ("POST", "/free", self._post_free),
             ("GET", "/history", self._get_history),
             ("GET", "/history/{prompt_id}", self._get_history_item),
             ("POST", "/history", self._post_history),
@@ -958,6 +977,8 @@ class ComfyUISandbox:
     async def _system_stats(self, request: web.Request) -> web.StreamResponse:
         ram_total = 32 * 1024**3
         used = self.vram_total // 8 if self._running is not None else self.vram_total // 24
+        if self.models_loaded:
+            used += self.vram_total // 4
         body = {
             "system": {
                 "os": os.name,
@@ -1082,6 +1103,23 @@ class ComfyUISandbox:
                 self._interrupt = True
         else:
             self._interrupt = True
+        return web.Response(status=200)
+
+    async def _post_free(self, request: web.Request) -> web.StreamResponse:
+        # Like server.py: ``await request.json()`` (a bad body is aiohttp's 500 page), flags
+        # set only when true, 200 with an empty body before anything is freed.
+        data = await self._json_body(request)
+        if not isinstance(data, dict):
+            return _trouble()
+        unload_models = bool(data.get("unload_models", False))
+        free_memory = bool(data.get("free_memory", False))
+        self.free_requests.append({"unload_models": unload_models, "free_memory": free_memory})
+        if unload_models:
+            self._flags["unload_models"] = True
+        if free_memory:
+            self._flags["free_memory"] = True
+        if self._work is not None and (unload_models or free_memory):
+            self._work.set()
         return web.Response(status=200)
 
     async def _get_history(self, request: web.Request) -> web.StreamResponse:
@@ -1244,10 +1282,12 @@ def serve_forever(host: str, port: int, **options: Any) -> None:
         sandbox = ComfyUISandbox(**options)
         url = await sandbox.start(host, port)
         print(f"ComfyUI sandbox listening on {url} (Ctrl-C to stop)", flush=True)
+        print(f"To see the GUI go to: {url}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:
             await sandbox.stop()
+            print("Stopped server", flush=True)  # what ComfyUI prints on Ctrl-C / SIGINT
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pod_studio.domain.events import ImageReady
+from pod_studio.domain.events import ImageReady, JobResubmitted
 from pod_studio.domain.models import GenerationRequest
 from pod_studio.sandbox.comfyui import ComfyUISandbox
 from tests.e2e.orchestrator_kit import orchestrator_stack
@@ -48,3 +48,53 @@ async def test_restart_mid_batch_resubmits_lost_prompts(tmp_path: Path) -> None:
                     image = next(im for im in images if im.job_id == job.id)
                     assert image.prompt_id not in lost
                     assert image.prompt_id in rerun
+
+
+@pytest.mark.asyncio
+async def test_jobs_survive_a_managed_server_that_is_killed_and_auto_restarted(
+    tmp_path: Path,
+) -> None:
+    """The managed ComfyUI (the sandbox as a real subprocess) is SIGKILLed mid-batch; it is
+    restarted on the same port and every job still ends with exactly one image."""
+    import os
+    import signal
+    import sys
+
+    from pod_studio.adapters.comfyui.process import ComfyUIProcess
+    from tests.adapters.test_comfyui_process import child_env, free_port, sandbox_command
+
+    port = free_port()
+    server = ComfyUIProcess(
+        sandbox_command(port, "--seconds-per-job", "0.3"),
+        port=port,
+        env=child_env(),
+        ready_poll=0.05,
+        restart_delay=0.1,
+    )
+    await server.start()
+    try:
+        async with orchestrator_stack(tmp_path, [server.url]) as stack:
+            request = GenerationRequest(prompts=["a fox", "an owl"], variations=3, seed=1)
+            ids = await stack.orch.enqueue_generation(request)
+            runner = asyncio.create_task(stack.orch.run_until_idle())
+            await stack.events.until(lambda: len(stack.events.of(ImageReady)) >= 1)
+            first = server.pid
+            assert first is not None and sys.platform != "win32"
+
+            os.kill(first, signal.SIGKILL)
+
+            summary = await asyncio.wait_for(runner, 60)
+            assert summary.ok, summary
+            assert server.restarts == 1 and server.pid not in (None, first)
+            jobs = [await stack.ledger.get_job(i) for i in ids]
+            assert all(j is not None and j.state.value == "succeeded" for j in jobs)
+            images = await stack.store.list_images()
+            per_job = {i: sum(1 for im in images if im.job_id == i) for i in ids}
+            assert set(per_job.values()) == {1}, per_job
+            # The kill caught work in flight: some prompt was submitted again.
+            resubmitted = stack.events.of(JobResubmitted)
+            retried = [j for j in jobs if j is not None and len(j.steps) > 2]
+            assert resubmitted or retried
+    finally:
+        await server.stop()
+        await server.aclose()

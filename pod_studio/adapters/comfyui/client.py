@@ -51,6 +51,7 @@ from pod_studio.adapters.comfyui.errors import (
 from pod_studio.adapters.comfyui.frames import PreviewImageFrame, ProgressTextFrame, parse_frame
 from pod_studio.adapters.comfyui.listener import ConnectFn, WebsocketListener
 from pod_studio.adapters.comfyui.names import safe_local_name, sanitize_ref
+from pod_studio.domain.comfyui_process import ComfyUIGauges
 from pod_studio.domain.errors import (
     JobInterruptedError,
     PodStudioError,
@@ -392,6 +393,38 @@ class ComfyUIClient:
             raise not_comfyui(self._url, "history", "/history is not an object")
         entry = data.get(prompt_id)
         return entry if isinstance(entry, dict) else None
+
+    # --- server control (the ComfyUI dock) ---------------------------------------------------
+
+    async def free_memory(self, *, unload_models: bool = True, free_memory: bool = True) -> None:
+        """``POST /free``: ComfyUI sets flags and unloads models / frees memory between
+        prompts (the 200 comes before anything is freed)."""
+        body = {"unload_models": unload_models, "free_memory": free_memory}
+        await self._call("free", "POST", "/free", self._empty("free"), json=body)
+
+    async def interrupt_all(self) -> None:
+        """``POST /interrupt`` without a ``prompt_id``: stops whatever prompt is running."""
+        await self._call("interrupt_all", "POST", "/interrupt", self._empty("interrupt_all"))
+
+    async def clear_queue(self) -> None:
+        """``POST /queue {"clear": true}``: drops every pending prompt (not the running one)."""
+        await self._call(
+            "queue_clear", "POST", "/queue", self._empty("queue_clear"), json={"clear": True}
+        )
+
+    async def gauges(self) -> ComfyUIGauges:
+        """Queue length (``/queue``) and VRAM of the first device (``/system_stats``)."""
+        running, pending = await self.queue()
+        info = await self.system_info()
+        device = info.devices[0] if info.devices else None
+        return ComfyUIGauges(
+            url=self._url,
+            queue_running=len(running),
+            queue_pending=len(pending),
+            device=device.name if device is not None else "",
+            vram_total=device.vram_total if device is not None else None,
+            vram_free=device.vram_free if device is not None else None,
+        )
 
     # --- cancel -----------------------------------------------------------------------------
 

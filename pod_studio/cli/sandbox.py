@@ -14,7 +14,7 @@ from pod_studio.cli import exits
 DEFAULT_PORTS = {"comfyui": 8188, "printify": 8790, "shopify": 8791}
 ONLY_FOR = {
     "seconds_per_job": ("comfyui", "--seconds-per-job"),
-    "fault_rate": ("comfyui", "--fault-rate"),
+    "fault_rate": ("comfyui|printify", "--fault-rate"),
     "token": ("printify|shopify", "--token"),
     "time_scale": ("printify", "--time-scale"),
 }
@@ -46,7 +46,8 @@ def add_command(sub: Any) -> None:
         type=float,
         default=None,
         metavar="R",
-        help="comfyui: share of requests answered with an injected fault, 0..1 (default 0)",
+        help="comfyui, printify: share of requests answered with an injected fault, 0..1 "
+        "(default 0)",
     )
     sb.add_argument(
         "--token",
@@ -101,5 +102,7 @@ def run(args: argparse.Namespace) -> int:
         argv += ["--token", token]
     if args.time_scale is not None:
         argv += ["--time-scale", str(args.time_scale)]
+    if args.fault_rate is not None:
+        argv += ["--fault-rate", str(args.fault_rate)]
     printify.main(argv)
     return exits.OK

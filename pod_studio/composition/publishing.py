@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from pod_studio.adapters.imaging import prepare_print_file
 from pod_studio.adapters.marketplaces.export import ExportMarketplace
 from pod_studio.adapters.marketplaces.printify import PrintifyClient
@@ -162,6 +164,11 @@ def build_printify_client(
         hub.set_budget("printify", PrintifyBudget())
     shop = shop_id if shop_id is not None else settings.printify.shop_id
     index_name = f"printify-uploads-{shop if shop is not None else 'auto'}.json"
+    if "timeout" not in client_options:
+        read = settings.printify.read_timeout
+        client_options["timeout"] = httpx.Timeout(
+            connect=min(5.0, read), read=read, write=max(read, 30.0), pool=10.0
+        )
     return PrintifyClient(
         lambda: value,
         base_url=base_url or settings.printify.base_url,

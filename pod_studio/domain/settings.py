@@ -54,6 +54,8 @@ class GenerationDefaults(_Section):
 class PrintifySettings(_Section):
     base_url: str = "https://api.printify.com"
     shop_id: int | None = None
+    # how long to wait for an answer before the request counts as timed out (and is retried)
+    read_timeout: float = Field(default=30.0, ge=1.0, le=300.0)
 
     @field_validator("base_url")
     @classmethod

@@ -21,10 +21,12 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import io
 import json
 import logging
 import math
+import random
 import re
 import secrets
 import time
@@ -48,6 +50,9 @@ from pod_studio.sandbox._printify_catalog import (
 )
 
 log = logging.getLogger(__name__)
+
+# the token of the request being handled (uploads are visible to their own account only)
+_ACCOUNT: contextvars.ContextVar[str] = contextvars.ContextVar("printify_account", default="")
 
 ALL_SCOPES = frozenset(
     {
@@ -166,6 +171,9 @@ class PrintifySandbox:
         min_effective_dpi: float | None = None,
         slow_seconds: float = 0.0,
         hang_seconds: float = 30.0,
+        fault_rate: float = 0.0,
+        fault_kinds: Iterable[str] = ("500", "503", "429", "reset", "timeout", "reset_after"),
+        rng_seed: int = 0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if publish_mode not in ("native", "custom"):
@@ -194,6 +202,13 @@ class PrintifySandbox:
         self.min_effective_dpi = min_effective_dpi
         self.slow_seconds = slow_seconds
         self.hang_seconds = hang_seconds
+        # Random faults on every route: "500", "503", "429" (Retry-After: 1), "reset" (the
+        # connection dropped before handling), "timeout" (no answer for ``hang_seconds``),
+        # "reset_after" (handled, then the connection dropped: a create that landed unseen).
+        self.fault_rate = fault_rate
+        self.fault_kinds = list(fault_kinds)
+        self.random_faults: Counter[str] = Counter()
+        self._rng = random.Random(rng_seed)
         self._clock = clock or time.monotonic
 
         def scaled(base: int, window: float, override: int | None) -> tuple[int, float]:
@@ -213,6 +228,7 @@ class PrintifySandbox:
         self.products: dict[str, dict[str, Any]] = {}
         self._areas_in: dict[str, list[Any]] = {}
         self.uploads: dict[str, dict[str, Any]] = {}
+        self.upload_accounts: dict[str, str] = {}  # image id -> the token that uploaded it
         self.archived_uploads: set[str] = set()
         self.publish_failures: dict[str, str] = {}
         self._published: dict[str, asyncio.Event] = {}
@@ -366,6 +382,19 @@ class PrintifySandbox:
             return "products.write" if write else "products.read"
         return "shops.read"
 
+    async def _random_fault(self, request: web.Request, kind: str) -> web.StreamResponse:
+        if kind == "503":
+            return _error(503, 503, "Service unavailable.", "Service unavailable.")
+        if kind == "429":
+            return self._too_many(1.0)
+        if kind == "reset":
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
+        if kind == "timeout":
+            await self._pause(self.hang_seconds)
+        return _error(500, 500, "Server error.", "Injected failure.")
+
     async def _pause(self, seconds: float) -> None:
         closing = self._closing
         if closing is None:
@@ -396,6 +425,7 @@ class PrintifySandbox:
         if scheme.lower() != "bearer" or token.strip() not in self.tokens:
             return _error(401, 401, "Unauthenticated.", "Unauthenticated.")
         scopes = self.tokens[token.strip()]
+        _ACCOUNT.set(token.strip())
         needed = self._scope_for(request)
         if needed not in scopes:
             return _error(403, 403, "Forbidden.", f"This token does not have the {needed} scope.")
@@ -409,6 +439,12 @@ class PrintifySandbox:
         failure = self._take(self._fail, template)
         if failure is not None:
             return _error(failure.status, failure.status, "Server error.", "Injected failure.")
+        random_fault = ""
+        if self.fault_rate > 0 and self._rng.random() < self.fault_rate:
+            random_fault = self._rng.choice(self.fault_kinds or ["500"])
+            self.random_faults[random_fault] += 1
+            if random_fault != "reset_after":
+                return await self._random_fault(request, random_fault)
         if request.match_info.http_exception is not None:
             exc = request.match_info.http_exception
             if exc.status == 405:
@@ -420,6 +456,10 @@ class PrintifySandbox:
             return rejected.response
         except web.HTTPRequestEntityTooLarge:
             return _error(413, 413, "Payload too large.", "error.file.size.limit.exceeded")
+        if random_fault == "reset_after":
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
         if 200 <= response.status < 300 and self._take(self._malformed, template):
             return web.Response(
                 status=response.status,
@@ -642,6 +682,7 @@ class PrintifySandbox:
             "upload_time": _now_text()[:19],
         }
         self.uploads[image_id] = record
+        self.upload_accounts[image_id] = _ACCOUNT.get()
         return web.json_response(record)
 
     async def _fetch_url(self, url: str) -> bytes | web.Response:
@@ -909,7 +950,8 @@ class PrintifySandbox:
                 if not isinstance(img, dict):
                     raise bad(f"The {iwhere} must be an object.")
                 upload = self.uploads.get(img.get("id", ""))
-                if upload is None:
+                owner = self.upload_accounts.get(str(img.get("id", "")))
+                if upload is None or owner != _ACCOUNT.get():  # uploads belong to one account
                     raise bad(f"The {iwhere}.id is not a known image.")
                 for key in ("x", "y", "scale"):
                     if not isinstance(img.get(key), int | float) or isinstance(img[key], bool):
@@ -1104,6 +1146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", action="append", default=None)
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--publish-mode", choices=["native", "custom"], default="native")
+    parser.add_argument("--fault-rate", type=float, default=0.0)
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
@@ -1113,6 +1156,7 @@ def main(argv: list[str] | None = None) -> None:
                 tokens=tuple(args.token or ["sandbox-token"]),
                 time_scale=args.time_scale,
                 publish_mode=args.publish_mode,
+                fault_rate=args.fault_rate,
             )
         )
 

@@ -670,8 +670,9 @@ class PublishService:
         print_file: PrintFileInfo,
     ) -> None:
         done_ref = journal.completed("upload")
-        if done_ref is not None and isinstance(market, SupportsUpload):
-            # The adapter deduplicates by content hash: repeating is free when it remembers.
+        if done_ref is not None:
+            # Done is done, on every platform (a step never goes from done back to in flight);
+            # the adapters deduplicate uploads by content hash anyway.
             self._emit(task, "upload", "skipped", "uploaded earlier", done_ref)
             return
         self._emit(task, "upload", "running")

@@ -661,3 +661,35 @@ async def test_request_headers_user_agent_json_and_bearer() -> None:
     assert request.url == "https://api.printify.com/v1/shops/7/products.json?limit=50&page=1"
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["User-Agent"] == "POD-Studio/9.9"
+
+
+# --- uploads belong to an account ------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_upload_index_is_keyed_by_account(
+    sandbox: PrintifySandbox, make_client: ClientFactory, design_png: Path, tmp_path: Path
+) -> None:
+    """A run with another account's token leaves its image ids in the shared index; the
+    right account must not reuse them (Printify answers print_areas...images.0.id)."""
+    other = "sandbox-token-other-account"
+    sandbox.tokens[other] = set(sandbox.tokens[TOKEN])
+    index = tmp_path / "uploads.json"
+    first = make_client(token=other, upload_index_path=index)
+    await first.create_listing(spec_for(design_png, key="acct-a"))
+    second = make_client(upload_index_path=index)
+    listing = await second.create_listing(spec_for(design_png, key="acct-b"))
+    assert listing.remote_id in sandbox.products
+    assert sandbox.request_counts["POST /v1/uploads/images.json"] == 2
+
+
+@pytest.mark.asyncio
+async def test_an_image_the_server_forgot_is_uploaded_again(
+    sandbox: PrintifySandbox, make_client: ClientFactory, design_png: Path
+) -> None:
+    client = make_client()
+    await client.create_listing(spec_for(design_png, key="forgot-1"))
+    sandbox.uploads.clear()  # e.g. deleted on Printify's side
+    listing = await client.create_listing(spec_for(design_png, key="forgot-2"))
+    assert listing.remote_id in sandbox.products
+    assert sandbox.request_counts["POST /v1/uploads/images.json"] == 2

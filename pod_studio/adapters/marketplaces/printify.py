@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -456,7 +457,23 @@ class PrintifyClient:
     # ------------------------------------------------------------------ uploads
 
     def _upload_key(self, digest: str) -> str:
-        return f"{self._base_url}|{digest}"
+        """Uploads belong to an account: the key names the API, a hash of the token (never
+        the token) and the content."""
+        try:
+            account = hashlib.sha256(self._token().encode("utf-8")).hexdigest()[:16]
+        except PodStudioError:
+            account = "-"
+        return f"{self._base_url}|{account}|{digest}"
+
+    async def _forget_upload(self, image: UploadedImage) -> None:
+        index = await self._upload_index()
+        for key in [k for k, v in index.items() if v.id == image.id]:
+            del index[key]
+        path = self._upload_index_path
+        if path is not None:
+            text = json.dumps({k: v.model_dump() for k, v in index.items()}, indent=1)
+            async with self._index_lock:
+                await asyncio.to_thread(atomic_write_text, path, text)
 
     async def _upload_index(self) -> dict[str, UploadedImage]:
         if self._uploads is None:
@@ -634,8 +651,21 @@ class PrintifyClient:
         areas = self._preflight_catalog(spec, design, catalog)
         image = await self.upload_image(design.data, spec.design_path.name)
         shop = await self._shop()
-        body = self._product_body(spec, image, areas)
-        raw = await self._request(
+        try:
+            raw = await self._post_product(shop, self._product_body(spec, image, areas))
+        except ValidationError as exc:
+            if not _names_unknown_image(exc):
+                raise
+            # The server no longer knows the image (deleted, or another account's id left
+            # in the index): upload it again, once, and create with the new id.
+            log.info("printify does not know upload %s any more; uploading again", image.id)
+            await self._forget_upload(image)
+            image = await self.upload_image(design.data, spec.design_path.name)
+            raw = await self._post_product(shop, self._product_body(spec, image, areas))
+        return self._to_listing(raw)
+
+    async def _post_product(self, shop: int, body: dict[str, Any]) -> Any:
+        return await self._request(
             "POST",
             f"/v1/shops/{shop}/products.json",
             operation="create_product",
@@ -643,7 +673,6 @@ class PrintifyClient:
             body=body,
             not_found=_shop_not_found(shop),
         )
-        return self._to_listing(raw)
 
     async def create_listing_once(self, spec: ListingSpec, *, attempts: int = 3) -> RemoteListing:
         """Create unless it exists; after an ambiguous failure, look before creating again."""
@@ -1124,3 +1153,10 @@ def _load_index(path: Path) -> dict[str, UploadedImage]:
     except (ValueError, AttributeError, PydanticValidationError) as exc:
         move_aside(path, f"unreadable upload index ({type(exc).__name__})")
         return {}
+
+
+def _names_unknown_image(exc: ValidationError) -> bool:
+    """Printify's 400/422 for an image id it does not know (``print_areas.N.placeholders.N
+    .images.N.id``)."""
+    text = " ".join([exc.message, *exc.details])
+    return bool(re.search(r"images\.\d+\.id", text))

@@ -51,6 +51,7 @@ from pod_studio.domain.errors import (
     PodStudioError,
     PodTimeoutError,
     ServiceError,
+    ServiceUnavailableError,
     ValidationError,
     user_message,
 )
@@ -108,6 +109,31 @@ class SupportsUpload(Protocol):
     """A platform with a media library (Printify): ``upload_image(...).id`` is the image id."""
 
     async def upload_image(self, source: Path | bytes, file_name: str | None = None) -> Any: ...
+
+
+@runtime_checkable
+class SupportsCustomShop(Protocol):
+    """A platform whose shop may be a custom ("API") shop (Printify)."""
+
+    async def sales_channel(self) -> str: ...
+
+    async def get_listing(self, remote_id: str) -> RemoteListing: ...
+
+    async def report_publishing_succeeded(
+        self, product_id: str, external_id: str, handle: str
+    ) -> None: ...
+
+    async def report_publishing_failed(self, product_id: str, reason: str) -> None: ...
+
+
+STOREFRONTS = ("shopify", "etsy")
+# Printify's sales_channel of a shop whose listings the API client makes itself
+# (the contract leaves the exact strings unconfirmed; "custom_integration" is what it shows)
+CUSTOM_CHANNELS = frozenset({"custom_integration", "custom", "api"})
+
+
+def is_custom_channel(channel: str) -> bool:
+    return channel.strip().lower() in CUSTOM_CHANNELS
 
 
 class ProductCatalog(Protocol):
@@ -482,11 +508,12 @@ class PublishService:
     def _market(self, platform: str) -> PublishMarketplace:
         market = self.marketplaces.get(platform)
         if market is None:
-            known = ", ".join(sorted(self.marketplaces)) or "none"
-            raise ValidationError(
+            # not the listing's fault: it waits (uncharged) until the seller sets it up
+            raise ServiceUnavailableError(
                 f"platform {platform!r} is not configured",
-                service="publish",
-                user_message=f"Publishing to {platform!r} is not set up (available: {known}).",
+                service=platform,
+                user_message=f"{platform.capitalize()} is not set up yet (Settings); the "
+                "listing waits until it is.",
             )
         return market
 
@@ -552,6 +579,11 @@ class PublishService:
                 else:
                     self._emit(task, "publish", "skipped", "published earlier", published_ref)
                     listing = None
+                if isinstance(market, SupportsCustomShop):
+                    step = "storefront"
+                    listing = await self._close_custom_loop(
+                        task, journal, market, listing, remote_id
+                    )
             if listing is None:
                 listing = await market.get_listing(remote_id)
         except Exception as exc:
@@ -595,6 +627,57 @@ class PublishService:
         return None
 
     # --- steps -----------------------------------------------------------------------------
+
+    async def _close_custom_loop(
+        self,
+        task: PublishTask,
+        journal: StepJournal,
+        market: SupportsCustomShop,
+        listing: RemoteListing | None,
+        remote_id: str,
+    ) -> RemoteListing | None:
+        """On a custom ("API") Printify shop, publishing only locks the product: POD Studio
+        makes the storefront listing itself (the same publish path, the storefront's own
+        idempotency key, so a storefront job for the same design is the same product) and
+        reports it back, or reports the failure, so no product is left locked."""
+        done = journal.completed("storefront")
+        if done is not None or not is_custom_channel(await market.sales_channel()):
+            return listing
+        current = listing or await market.get_listing(remote_id)
+        if current.status is not ListingStatus.PUBLISHING:
+            return current
+        self._emit(task, "storefront", "running")
+        await journal.intent("storefront")
+        storefront = next((p for p in STOREFRONTS if p in self.marketplaces), None)
+        if storefront is None:
+            reason = (
+                "This Printify shop is a custom (API) shop: POD Studio makes the storefront "
+                "listing itself, and no storefront is set up (connect Shopify or Etsy in "
+                "Settings)."
+            )
+            await market.report_publishing_failed(remote_id, reason)
+            raise ServiceUnavailableError(
+                "no storefront for a custom Printify shop",
+                service=task.platform,
+                user_message=reason,
+                retry_in=1800.0,
+            )
+        own_task = task.model_copy(
+            update={
+                "platform": storefront,
+                "idem_key": idempotency_key(task.design_sha256, task.template_name, storefront),
+                "draft": False,
+            }
+        )
+        try:
+            own = await self._execute(own_task, MemoryJournal(), [])
+        except PodStudioError as exc:
+            await market.report_publishing_failed(remote_id, _failure_text(exc))
+            raise
+        await market.report_publishing_succeeded(remote_id, own.remote_id, own.url or own.remote_id)
+        await journal.done("storefront", own.remote_id)
+        self._emit(task, "storefront", "done", f"{storefront} {own.remote_id}", own.remote_id)
+        return await market.get_listing(remote_id)
 
     async def _step_prepare(
         self, task: PublishTask, journal: StepJournal, template: ProductTemplate

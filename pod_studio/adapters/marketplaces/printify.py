@@ -196,6 +196,7 @@ class PrintifyClient:
         )
         self._upload_index_path = upload_index_path
         self._uploads: dict[str, UploadedImage] | None = None
+        self._channel: tuple[str, str] | None = None
         self._upload_locks: dict[str, asyncio.Lock] = {}
         self._index_lock = asyncio.Lock()
         self.max_upload_bytes = max_upload_bytes
@@ -723,6 +724,14 @@ class PrintifyClient:
                 return after
             raise
         return await self.get_listing(listing.remote_id)
+
+    async def sales_channel(self) -> str:
+        """The selected shop's sales channel (``custom_integration`` for an API shop)."""
+        shop = str(await self._shop())
+        if self._channel is None or self._channel[0] != shop:
+            found = next((s for s in await self.shops() if s.id == shop), None)
+            self._channel = (shop, found.sales_channel if found is not None else "")
+        return self._channel[1]
 
     async def report_publishing_succeeded(
         self, product_id: str, external_id: str, handle: str

@@ -347,6 +347,9 @@ class ComfyUISandbox:
         self._fail_rules: list[list[Any]] = []  # [remaining, status, prefix]
         self._malformed_rules: list[list[Any]] = []  # [remaining, prefix]
         self._inject: tuple[str, str] | None = None
+        # websocket message types never delivered (a fault: e.g. {"executing",
+        # "execution_success"} loses the end of every run)
+        self.drop_messages: set[str] = set()
 
         self._number = 0
         self._pending: list[QueueItem] = []
@@ -511,6 +514,8 @@ class ComfyUISandbox:
             return
 
     async def _send_json(self, event: str, data: dict[str, Any], sid: str | None) -> None:
+        if event in self.drop_messages:
+            return  # fault: a message lost on the way
         text = json.dumps({"type": event, "data": data})
         if sid is None:
             for ws in list(self._sockets.values()):

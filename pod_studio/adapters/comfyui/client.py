@@ -158,6 +158,7 @@ class ComfyUIClient:
         poll_initial: float = 2.0,
         poll_factor: float = 1.5,
         poll_max: float = 10.0,
+        silence_check: float = 300.0,
         reconnect_initial: float = 0.5,
         reconnect_max: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -172,6 +173,9 @@ class ComfyUIClient:
         self._poll_initial = max(0.001, poll_initial)
         self._poll_factor = max(1.0, poll_factor)
         self._poll_max = max(self._poll_initial, poll_max)
+        # with the socket up, a run silent for this long is checked once (safety net only)
+        self._silence_check = max(self._poll_max, silence_check)
+        self.queue_remaining: int | None = None  # from the last ``status`` broadcast
         self._offline_grace = offline_grace
         self._max_resubmits = max_resubmits
         self._http = httpx.AsyncClient(
@@ -593,18 +597,22 @@ class ComfyUIClient:
         self._runs[new_id] = run
 
     async def _follow(self, run: _Run, update: Callable[..., None]) -> RunResult:
+        """Follow the prompt: from the websocket while it is up (no polling, however long the
+        job: a queued prompt gets no messages of its own, so the ``status`` broadcast saying
+        the queue is empty, a reconnect, or a very long silence trigger the one check);
+        by polling ``/history`` with backoff only while the socket is down."""
         interval = self._poll_initial
         offline_since: float | None = None
         while True:
             connected = self._listener.is_connected
-            wait = self._poll_max if connected else interval
+            wait = self._silence_check if connected else interval
             item: tuple[str, Any] | None
             try:
                 item = await asyncio.wait_for(run.inbox.get(), wait)
             except builtins.TimeoutError:
                 item = None
             try:
-                if item is None or item[0] == "up":
+                if item is None or item[0] in ("up", "idle"):
                     if item is not None:
                         interval = self._poll_initial
                     elif not connected:
@@ -839,7 +847,10 @@ class ComfyUIClient:
     def _on_ws_text(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
         data = msg.get("data")
-        if not isinstance(data, dict) or kind in ("status", "progress_state", None):
+        if kind == "status" and isinstance(data, dict):
+            self._on_status(data)
+            return
+        if not isinstance(data, dict) or kind in ("progress_state", None):
             return  # progress_state is a chatty snapshot: not forwarded
         prompt_id = data.get("prompt_id")
         if not isinstance(prompt_id, str):
@@ -851,6 +862,19 @@ class ComfyUIClient:
         run = self._runs.get(prompt_id)
         if run is not None:
             run.inbox.put_nowait(("msg", msg))
+
+    def _on_status(self, data: dict[str, Any]) -> None:
+        """ComfyUI broadcasts ``status`` on every queue change. An empty queue while a run is
+        still open means its end was missed (a dropped message): check it once."""
+        try:
+            remaining = data["status"]["exec_info"]["queue_remaining"]
+        except (KeyError, TypeError):
+            return
+        if isinstance(remaining, int) and not isinstance(remaining, bool):
+            self.queue_remaining = remaining
+            if remaining == 0:
+                for run in list(self._runs.values()):
+                    run.inbox.put_nowait(("idle", None))
 
     def _on_ws_binary(self, raw: bytes) -> None:
         frame = parse_frame(raw)

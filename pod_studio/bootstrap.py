@@ -71,8 +71,8 @@ async def _amain(app: QApplication, args: argparse.Namespace) -> int:
     core.sink.add(bridge)
     core.hub.breakers.announce()
     breaker_refresh = QTimer()
-    breaker_refresh.setInterval(2000)
-    breaker_refresh.timeout.connect(core.hub.breakers.announce)
+    breaker_refresh.setInterval(5000)  # idle: at most one wake-up per 5 s
+    breaker_refresh.timeout.connect(core.hub.breakers.announce_changing)
     breaker_refresh.start()
     controller = AppController(AppContext(runner, bridge, core, demo=demo))
     window = MainWindow(controller, demo=demo)

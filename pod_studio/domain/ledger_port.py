@@ -177,6 +177,9 @@ class JobLedger(Protocol):
 
     async def counts(self) -> dict[JobStatus, int]: ...
 
+    async def next_due(self) -> float | None:
+        """When the next queued or waiting job is due (None: nothing is)."""
+
     async def set_paused(self, paused: bool) -> None: ...
 
     async def is_paused(self) -> bool: ...

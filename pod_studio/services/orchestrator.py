@@ -449,6 +449,10 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                 if await self._claim_and_start():
                     self._last_progress = self._clock()
                 timeout = self.options.tick
+                if not until_idle and not self._active and self._settled():
+                    # idle: sleep until the next job is due or something pokes the queue
+                    # (enqueue, retry, settings), not a scheduling pass every tick
+                    timeout = await self._idle_timeout()
                 if until_idle and not self._active:
                     wait = await self._idle_wait(horizon, targets)
                     if wait is None:
@@ -494,6 +498,18 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
             return None
         self._last_progress = max(self._last_progress, now)
         return next_due - now
+
+    def _settled(self) -> bool:
+        """No server needs probing or checking (those run from the scheduling pass)."""
+        return all(
+            self._breaker(s) == "closed" and s.problems is not None for s in self._servers.values()
+        )
+
+    async def _idle_timeout(self) -> float:
+        due = await self._ledger.next_due()
+        if due is None:
+            return self.options.idle_wake
+        return min(self.options.idle_wake, max(self.options.tick, due - self._clock()))
 
     # --- servers ------------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ class OrchestratorOptions:
     retry_delay: RetrySchedule = next_retry_delay
     max_attempts: int = MAX_ATTEMPTS
     reconcile: bool = True  # False only for the control run of the crash test
-    tick: float = 0.5  # longest wait between scheduling passes
+    tick: float = 0.5  # longest wait between scheduling passes while work is running
+    idle_wake: float = 30.0  # longest sleep with nothing running and nothing due
     poll_interval: float = 1.0  # following a prompt resumed after a restart
     probe_interval: float = 5.0  # asking a server with an open breaker whether it is back
     preflight_retry: float = 10.0  # re-reading /object_info after it failed

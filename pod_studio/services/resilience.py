@@ -221,6 +221,14 @@ class BreakerManager:
             breaker = self._breakers[name]
             self._on_transition(breaker, breaker.state, breaker.state)
 
+    def announce_changing(self) -> None:
+        """Push the state of breakers that are not closed (their "next attempt in" moves);
+        nothing when all are closed, so an idle app stays idle."""
+        for name in sorted(self._breakers):
+            breaker = self._breakers[name]
+            if breaker.state.value != "closed":
+                self._on_transition(breaker, breaker.state, breaker.state)
+
     def names(self) -> list[str]:
         return sorted(self._breakers)
 

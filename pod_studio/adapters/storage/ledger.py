@@ -824,6 +824,17 @@ class SqliteJobLedger:
             out[JobStatus(row["state"])] = int(row["n"])
         return out
 
+    async def next_due(self) -> float | None:
+        """When the next queued or waiting job is due (None: nothing is); a plain read."""
+        return await self._call(self._next_due_sync)
+
+    def _next_due_sync(self) -> float | None:
+        row = self._db.execute(
+            "SELECT MIN(next_run_at) AS due FROM job WHERE state IN (?, ?)",
+            (JobStatus.QUEUED.value, JobStatus.RETRY_WAIT.value),
+        ).fetchone()
+        return None if row is None or row["due"] is None else float(row["due"])
+
     async def set_paused(self, paused: bool) -> None:
         await self._call(self._set_paused_sync, paused)
 

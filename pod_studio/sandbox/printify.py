@@ -153,7 +153,7 @@ class PrintifySandbox:
         tokens: Iterable[str] | Mapping[str, Iterable[str]] = ("sandbox-token",),
         shop_id: int = 8154321,
         shop_title: str = "POD Studio Sandbox",
-        sales_channel: str = "custom_integration",
+        sales_channel: str | None = None,
         extra_shops: Iterable[Mapping[str, Any]] = (),
         time_scale: float = 1.0,
         rate_limits: bool = True,
@@ -178,6 +178,8 @@ class PrintifySandbox:
     ) -> None:
         if publish_mode not in ("native", "custom"):
             raise ValueError("publish_mode must be 'native' or 'custom'")
+        # a custom (API) shop shows its integration as the channel; a native one its platform
+        channel = sales_channel or ("custom_integration" if publish_mode == "custom" else "shopify")
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         if isinstance(tokens, Mapping):
@@ -186,7 +188,7 @@ class PrintifySandbox:
             self.tokens = dict.fromkeys(tokens, ALL_SCOPES)
         self.shop_id = shop_id
         self.shops: list[dict[str, Any]] = [
-            {"id": shop_id, "title": shop_title, "sales_channel": sales_channel},
+            {"id": shop_id, "title": shop_title, "sales_channel": channel},
             *[dict(s) for s in extra_shops],
         ]
         self.time_scale = time_scale

@@ -155,7 +155,7 @@ async def test_full_flow_shops_catalog_upload_create_publish_read_back(
     assert isinstance(client, Marketplace)
     assert await client.health_check() == (
         True,
-        "Printify OK: shop 'POD Studio Sandbox' (custom_integration).",
+        "Printify OK: shop 'POD Studio Sandbox' (shopify).",
     )
     shops = await client.shops()
     assert [s.id for s in shops] == [str(sandbox.shop_id)]
@@ -192,8 +192,10 @@ async def test_full_flow_shops_catalog_upload_create_publish_read_back(
     assert (image["x"], image["y"], image["scale"]) == (0.5, 0.5, 1.0)
 
     published = await client.publish(draft)
-    assert published.status is ListingStatus.PUBLISHED
+    # the publish answer says nothing but "accepted": the product is locked, publishing
+    assert published.status is ListingStatus.PUBLISHING
     again = await client.get_listing(draft.remote_id)
+    assert again.status is ListingStatus.PUBLISHED  # the native channel finished
     assert again.external_ids["id"] and again.url is not None
     assert again.url.startswith("https://")
     assert again.created_at is not None

@@ -144,7 +144,7 @@ async def test_shops_and_catalog_are_bare_json(
         {
             "id": sandbox.shop_id,
             "title": "POD Studio Sandbox",
-            "sales_channel": "custom_integration",
+            "sales_channel": "shopify",
         }
     ]
     blueprints = (await client.get("/v1/catalog/blueprints.json")).json()

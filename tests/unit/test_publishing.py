@@ -162,7 +162,11 @@ async def test_full_flow_tee_and_hoodie_on_printify_and_export_draft_then_publis
             [design], [TEE, HOODIE], ["printify", "export"], draft=False
         )
         assert all(o.ok for o in live), [o.error for o in live]
-        assert {o.status for o in live} == {"published"}
+        # Printify accepted the publish (the product is locked while it publishes)
+        assert {(o.platform, o.status) for o in live} == {
+            ("printify", "publishing"),
+            ("export", "published"),
+        }
         assert [o.remote_id for o in live] == [o.remote_id for o in drafts]
         assert sandbox.request_counts[CREATE] == 2
         assert sandbox.request_counts[PUBLISH] == 2
@@ -210,7 +214,8 @@ async def test_create_in_flight_is_reconciled_and_never_sent_twice(
         listing = await service.execute(task, resumed)
 
         assert listing.remote_id == ref
-        assert listing.status is ListingStatus.PUBLISHED
+        assert listing.status is ListingStatus.PUBLISHING  # accepted; the channel finishes it
+        assert (await client.get_listing(ref)).status is ListingStatus.PUBLISHED
         assert sandbox.request_counts[CREATE] == 1
         assert sandbox.creates_per_key[marker_for(task.idem_key)] == 1
         assert await service.reconcile(task, "publish") == ref

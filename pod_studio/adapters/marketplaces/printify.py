@@ -197,6 +197,9 @@ class PrintifyClient:
         self._upload_index_path = upload_index_path
         self._uploads: dict[str, UploadedImage] | None = None
         self._channel: tuple[str, str] | None = None
+        # the answers of recent creates (product id -> product), so what they already told
+        # (variant costs, status) is not read again
+        self._created: dict[str, Any] = {}
         self._upload_locks: dict[str, asyncio.Lock] = {}
         self._index_lock = asyncio.Lock()
         self.max_upload_bytes = max_upload_bytes
@@ -596,13 +599,15 @@ class PrintifyClient:
 
         The catalog API publishes no costs; a product (even a draft) does.
         """
-        shop = await self._shop()
-        raw = await self._request(
-            "GET",
-            f"/v1/shops/{shop}/products/{remote_id}.json",
-            operation="get_product",
-            not_found=f"Printify product {remote_id} was not found in shop {shop}",
-        )
+        raw = self._created.pop(remote_id, None)  # the create's answer has them already
+        if raw is None:
+            shop = await self._shop()
+            raw = await self._request(
+                "GET",
+                f"/v1/shops/{shop}/products/{remote_id}.json",
+                operation="get_product",
+                not_found=f"Printify product {remote_id} was not found in shop {shop}",
+            )
         out: dict[int, Decimal] = {}
         for v in raw.get("variants", []) if isinstance(raw, dict) else []:
             if isinstance(v, dict) and isinstance(v.get("id"), int):
@@ -663,7 +668,11 @@ class PrintifyClient:
             await self._forget_upload(image)
             image = await self.upload_image(design.data, spec.design_path.name)
             raw = await self._post_product(shop, self._product_body(spec, image, areas))
-        return self._to_listing(raw)
+        listing = self._to_listing(raw)
+        self._created[listing.remote_id] = raw
+        if len(self._created) > 256:
+            self._created.pop(next(iter(self._created)))
+        return listing
 
     async def _post_product(self, shop: int, body: dict[str, Any]) -> Any:
         return await self._request(
@@ -702,7 +711,10 @@ class PrintifyClient:
         Skips the call when the product is already publishing, or published (unless
         ``republish``). Returns the state read back.
         """
-        current = await self.get_listing(listing.remote_id)
+        fresh = listing.remote_id in self._created or listing.status is ListingStatus.DRAFT
+        # a draft this run created (or was handed) needs no read first; anything else is
+        # checked so it is never published twice
+        current = listing if fresh and not republish else await self.get_listing(listing.remote_id)
         if current.status is ListingStatus.PUBLISHING or (
             current.status is ListingStatus.PUBLISHED and not republish
         ):
@@ -723,7 +735,8 @@ class PrintifyClient:
             if after.status in (ListingStatus.PUBLISHING, ListingStatus.PUBLISHED):
                 return after
             raise
-        return await self.get_listing(listing.remote_id)
+        # the accepted publish locks the product: it is publishing (no read needed to know)
+        return current.model_copy(update={"status": ListingStatus.PUBLISHING})
 
     async def sales_channel(self) -> str:
         """The selected shop's sales channel (``custom_integration`` for an API shop)."""

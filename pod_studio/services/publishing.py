@@ -544,6 +544,12 @@ class PublishService:
         try:
             template = self._template(task.template_name)
             market = self._market(task.platform)
+            native = await self._listed_by_printify(task)
+            if native is not None:
+                if journal.completed("create") is None:
+                    await journal.intent("create")
+                    await journal.done("create", native.remote_id)
+                return native
             created_ref = journal.completed("create")
             matches: list[VariantMatch] = []
             print_file: PrintFileInfo | None = None
@@ -627,6 +633,30 @@ class PublishService:
         return None
 
     # --- steps -----------------------------------------------------------------------------
+
+    async def _listed_by_printify(self, task: PublishTask) -> RemoteListing | None:
+        """A storefront listing that Printify's own connection makes (the seller's Printify
+        shop is natively connected to that storefront): POD Studio makes no second product."""
+        printify = self.marketplaces.get("printify")
+        if task.platform not in STOREFRONTS or not isinstance(printify, SupportsCustomShop):
+            return None
+        try:
+            channel = (await printify.sales_channel()).strip().lower()
+        except PodStudioError as exc:
+            log.info("printify's sales channel is unknown (%s); listing on %s", exc.kind,
+                     task.platform)  # fmt: skip
+            return None
+        if channel != task.platform:
+            return None
+        detail = f"listed by Printify's own {task.platform.capitalize()} connection"
+        for step in ("prepare", "upload", "create"):
+            self._emit(task, step, "skipped", detail)
+        return RemoteListing(
+            platform=task.platform,
+            remote_id="via-printify",
+            status=ListingStatus.DRAFT if task.draft else ListingStatus.PUBLISHED,
+            title=detail,
+        )
 
     async def _close_custom_loop(
         self,

@@ -119,3 +119,21 @@ def test_without_a_storefront_the_product_is_unlocked_and_the_listing_waits(
     (product,) = p_box.products.values()
     assert product["is_locked"] is False  # publishing_failed.json unlocked it
     assert "external" not in product or not product["external"]
+
+
+def test_a_printify_shop_connected_to_shopify_gets_no_second_shopify_product(
+    shopify: tuple[str, ShopifySandbox],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    s_url, s_box = shopify
+    native = PrintifySandbox(tokens=(TOKEN,), publish_mode="native", sales_channel="shopify")
+    with ServerThread(native) as server:
+        monkeypatch.setenv("POD_PRINTIFY_TOKEN", TOKEN)
+        monkeypatch.setenv("POD_SHOPIFY_TOKEN", SHOP_TOKEN)
+        _settings(server.url, s_url)
+        assert _publish(_manifest(tmp_path), "printify", "shopify") == 0
+    assert len(native.products) == 1
+    assert s_box.products == {}  # Printify's own connection lists it on Shopify
+    assert "| shopify | via-printify" in capsys.readouterr().out

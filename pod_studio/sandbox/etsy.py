@@ -526,6 +526,7 @@ class EtsySandbox:
 
     async def _record(self, request: web.Request, template: str) -> None:
         fields: list[str] = []
+        body: Any = None
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype == "application/x-www-form-urlencoded":
             fields = sorted((await request.post()).keys())
@@ -543,6 +544,7 @@ class EtsySandbox:
                 "query": sorted(request.query.keys()),
                 "content_type": ctype,
                 "fields": fields,
+                "json": body,
             }
         )
 

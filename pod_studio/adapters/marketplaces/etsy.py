@@ -1105,6 +1105,10 @@ def _human(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _size(n: int) -> str:
+    return f"{n // 1048576} MB" if n >= 1048576 else f"{n // 1024} KB"
+
+
 async def _read_capped(response: httpx.Response, cap: int, operation: str) -> bytes:
     """The body, refusing to hold more than ``cap`` bytes."""
     chunks: list[bytes] = []
@@ -1116,8 +1120,8 @@ async def _read_capped(response: httpx.Response, cap: int, operation: str) -> by
                 f"{operation}: Etsy's reply is larger than {cap} bytes; not read further",
                 status_code=response.status_code,
                 service=SERVICE,
-                user_message=f"Etsy sent an unexpectedly large reply (over {cap // 1048576} MB)"
-                f" to {operation.replace('_', ' ')}; it was not read.",
+                user_message=f"Etsy sent an unexpectedly large reply (over {_size(cap)}) to "
+                f"{operation.replace('_', ' ')}; it was not read.",
             )
         chunks.append(chunk)
     return b"".join(chunks)

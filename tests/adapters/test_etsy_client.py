@@ -679,7 +679,7 @@ def test_domain_refuses_a_14th_tag_and_a_zero_price(design: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_missing_or_unknown_shipping_profile(
-    sandbox: EtsySandbox, make_client: Factory, design: Path
+    sandbox: EtsySandbox, make_client: Factory, design: Path, tmp_path: Path
 ) -> None:
     client = await connected(make_client, shipping_profile_id=None)
     with pytest.raises(ValidationError) as info:
@@ -687,9 +687,11 @@ async def test_missing_or_unknown_shipping_profile(
     assert "no shipping profile is chosen" in info.value.user_message
     ok, line = await client.health_check()
     assert ok and "Choose a shipping profile" in line
-    client = make_client(auth=client.auth, shipping_profile_id=42)
+    journal = tmp_path / "etsy-creates.json"
+    client = make_client(auth=client.auth, shipping_profile_id=42, journal_path=journal)
     with pytest.raises(ValidationError) as info:
         await client.create_listing(spec_for(design))
+    assert json.loads(journal.read_text()) == {}  # refused, so nothing to adopt later
     assert "shipping_profile_id 42 does not exist" in info.value.user_message
     assert "Choose one of the shop's shipping profiles in Settings" in info.value.user_message
     assert sandbox.listings == {}

@@ -690,14 +690,18 @@ class EtsyClient:
             listing_id = await self._adopt_partial(spec)
             if listing_id is None:
                 await self._note(spec.idem_key, title=spec.title, started=time.time())
-                raw = await self._request(
-                    "POST",
-                    f"{API}/shops/{shop}/listings",
-                    operation="create_draft_listing",
-                    idempotent=False,
-                    form=plan.form,
-                    not_found=_no_shop(shop),
-                )
+                try:
+                    raw = await self._request(
+                        "POST",
+                        f"{API}/shops/{shop}/listings",
+                        operation="create_draft_listing",
+                        idempotent=False,
+                        form=plan.form,
+                        not_found=_no_shop(shop),
+                    )
+                except (APIError, ValidationError):
+                    await self._note(spec.idem_key)  # refused: nothing was created
+                    raise
                 listing_id = _listing_id(raw)
                 await self._note(spec.idem_key, listing_id=listing_id)
             await self._upload_images(shop, listing_id, plan)

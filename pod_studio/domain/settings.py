@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -118,10 +118,24 @@ class ShopifySettings(_Section):
 
 
 class EtsySettings(_Section):
-    base_url: str = "https://openapi.etsy.com"
-    shop_id: int | None = None
+    """Etsy Open API v3. ``base_url`` serves resources, ``auth_base_url`` the token endpoint,
+    ``connect_url`` the consent page; the OAuth redirect is ``http://127.0.0.1:<redirect_port>
+    /etsy/callback`` (register it with the Etsy app; 0 = any free port, for the sandbox).
+    The ids come from the shop's lists (Settings drop-downs)."""
 
-    @field_validator("base_url")
+    base_url: str = "https://openapi.etsy.com"
+    auth_base_url: str = "https://api.etsy.com"
+    connect_url: str = "https://www.etsy.com/oauth/connect"
+    redirect_port: int = Field(default=8765, ge=0, le=65535)
+    shop_id: int | None = None
+    shipping_profile_id: int | None = None
+    return_policy_id: int | None = None
+    readiness_state_id: int | None = None
+    taxonomy_id: int | None = None
+    who_made: Literal["i_did", "someone_else", "collective"] = "someone_else"
+    when_made: str = "made_to_order"
+
+    @field_validator("base_url", "auth_base_url", "connect_url")
     @classmethod
     def _check_url(cls, v: str) -> str:
         return normalise_http_url(v)

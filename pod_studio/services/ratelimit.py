@@ -311,10 +311,13 @@ class EtsyBudget:
     """Etsy Open API v3: ``per_second`` requests/s and ``per_day`` per rolling day.
 
     The log lives in an SQLite file (pyrate-limiter ``SQLiteBucket``), so the day's count
-    survives a restart. When the day quota is used up, ``acquire`` raises a non-retryable
-    ``RateLimitError`` at once instead of sleeping for hours; it does the same when the
-    server's ``x-remaining-today`` drops to ``reserve`` or below. ``day_seconds`` shortens
-    the "day" for tests; ``per_second=None`` disables the per-second limit.
+    survives a restart. When the day quota is used up, ``acquire`` raises a retryable
+    ``RateLimitError`` at once (``retry_after`` = when the quota frees up) instead of
+    sleeping for hours, so the step goes back to the queue; it does the same when the
+    server's ``x-remaining-today`` drops to ``reserve`` or below (then ``retry_after`` is
+    ``recheck_seconds``: after that one request goes out to read fresh headers).
+    ``day_seconds`` shortens the "day" for tests; ``per_second=None`` disables the
+    per-second limit.
     """
 
     def __init__(
@@ -325,8 +328,10 @@ class EtsyBudget:
         *,
         day_seconds: float = 86_400.0,
         reserve: int = 0,
+        recheck_seconds: float = 900.0,
         table: str = "etsy_budget",
         sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
     ) -> None:
         if isinstance(per_day, bool) or not isinstance(per_day, int) or per_day < 1:
             raise ValueError(f"per_day must be an integer >= 1, got {per_day!r}")
@@ -354,6 +359,9 @@ class EtsyBudget:
             rates, table=table, db_path=str(path), create_new_table=True
         )
         self._sleep = sleep
+        self._clock = clock
+        self.recheck_seconds = recheck_seconds
+        self._server_seen_at = 0.0
         self._used_today: int | None = None
         self._server_remaining: int | None = None
         self._server_limit: int | None = None
@@ -383,7 +391,12 @@ class EtsyBudget:
     async def acquire(self, cost: float = 1.0, bucket: str | None = None) -> None:
         weight = max(1, math.ceil(_check_cost(cost)))
         if self._server_remaining is not None and self._server_remaining <= self.reserve:
-            raise self._quota_error(None, "Etsy reports its daily request quota nearly used up")
+            waited = self._clock() - self._server_seen_at
+            if waited < self.recheck_seconds:
+                raise self._quota_error(
+                    self.recheck_seconds - waited,
+                    "Etsy reports its daily request quota nearly used up",
+                )
         while True:
             admitted, day_hit, wait = await asyncio.to_thread(self._try_put, weight)
             if admitted:
@@ -396,20 +409,19 @@ class EtsyBudget:
 
     def _quota_error(self, retry_after: float | None, message: str) -> RateLimitError:
         hours = f" (about {retry_after / 3600:.1f} h)" if retry_after else ""
-        error = RateLimitError(
+        return RateLimitError(
             message,
             retry_after=retry_after,
             service="etsy",
             user_message=f"{message}; Etsy calls resume when the quota frees up{hours}.",
         )
-        error.retryable = False
-        return error
 
     def observe_response(self, headers: Mapping[str, str], body: Any | None = None) -> None:
         lowered = {k.lower(): v.strip() for k, v in headers.items()}
         remaining = lowered.get("x-remaining-today", "")
         if remaining.isdigit():
             self._server_remaining = int(remaining)
+            self._server_seen_at = self._clock()
         limit = lowered.get("x-limit-per-day", "")
         if limit.isdigit():
             self._server_limit = int(limit)

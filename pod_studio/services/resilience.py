@@ -471,14 +471,18 @@ class ServiceGuard:
 
     def _too_long_error(self, exc: BaseException, hint: float, limit: float) -> RateLimitError:
         shown = "a very long time" if math.isinf(hint) else f"{hint:.0f} s"
+        user = (
+            f"{self.service} asked POD Studio to pause for {shown}; the step is "
+            "put back in the queue and will be retried later."
+        )
+        if isinstance(exc, RateLimitError) and exc.user_message != exc.message:
+            # The adapter or budget explained the wait (e.g. "the daily quota frees up at ..").
+            user = f"{exc.user_message.rstrip()} The step is put back in the queue."
         error = RateLimitError(
             f"server asked to wait {shown}, more than the {limit:.0f} s this call may wait",
             retry_after=hint if math.isfinite(hint) else None,
             service=self.service,
-            user_message=(
-                f"{self.service} asked POD Studio to pause for {shown}; the step is "
-                "put back in the queue and will be retried later."
-            ),
+            user_message=user,
         )
         if isinstance(exc, RateLimitError):
             error.status_code = exc.status_code

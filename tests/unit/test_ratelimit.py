@@ -237,7 +237,7 @@ async def test_etsy_day_quota_survives_restarts(tmp_path: Path) -> None:
         await budget.acquire()
     budget.close()
     err = info.value
-    assert not is_retryable(err)
+    assert is_retryable(err)  # back to the queue, not a permanent failure
     assert err.retry_after is not None and 3500 <= err.retry_after <= 3600
     assert "daily" in err.user_message
 
@@ -264,12 +264,16 @@ async def test_etsy_per_second_limit_waits(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_etsy_stops_early_when_server_reports_low_quota(tmp_path: Path) -> None:
-    budget = EtsyBudget(tmp_path / "e.sqlite", reserve=5)
+    now = [1000.0]
+    budget = EtsyBudget(tmp_path / "e.sqlite", reserve=5, recheck_seconds=600, clock=lambda: now[0])
     budget.observe_response({"X-Remaining-Today": "5", "X-Limit-Per-Day": "10000"})
     assert budget.describe() == "5/10000 requests left today"
+    now[0] += 100
     with pytest.raises(RateLimitError, match="nearly used up") as info:
         await budget.acquire()
-    assert not info.value.retryable
+    assert info.value.retryable and info.value.retry_after == pytest.approx(500)
+    now[0] += 500  # after the re-check interval one request may go out to read fresh headers
+    await budget.acquire()
     budget.observe_response({"x-remaining-today": "900"})
     await budget.acquire()
     assert budget.describe() == "899/10000 requests left today"

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pod_studio import __version__
-from pod_studio.cli import comfyui, diagnose, exits, generate, publish, queue, sandbox
+from pod_studio.cli import comfyui, diagnose, etsy, exits, generate, publish, queue, sandbox
 from pod_studio.domain.errors import PodStudioError, ValidationError, user_message
 
-COMMANDS = ("generate", "publish", "doctor", "stats", "comfyui", "sandbox", *queue.COMMANDS)
+COMMANDS = ("generate", "publish", "doctor", "stats", "comfyui", "etsy", "sandbox", *queue.COMMANDS)
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -77,6 +77,7 @@ def build_parser() -> StrictParser:
     queue.add_commands(sub)
     diagnose.add_commands(sub)
     comfyui.add_command(sub)
+    etsy.add_command(sub)
     sandbox.add_command(sub)
     return parser
 
@@ -114,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             return diagnose.stats(args)
         if args.command == "comfyui":
             return asyncio.run(comfyui.run(args))
+        if args.command == "etsy":
+            return asyncio.run(etsy.run(args))
         return sandbox.run(args)
     except PodStudioError as exc:
         print(f"error: {user_message(exc)}", file=sys.stderr)

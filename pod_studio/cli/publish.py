@@ -27,7 +27,7 @@ from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.settings import AppSettings
 from pod_studio.domain.urls import check_server_url
 
-PLATFORMS = ("printify", "shopify", "export")
+PLATFORMS = ("printify", "shopify", "etsy", "export")
 
 
 def add_command(sub: Any) -> None:

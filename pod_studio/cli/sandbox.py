@@ -1,4 +1,4 @@
-"""CLI layer: ``pod-studio sandbox comfyui|printify|shopify`` — a stand-in server on 127.0.0.1.
+"""CLI layer: ``pod-studio sandbox comfyui|printify|shopify|etsy`` — a stand-in server on 127.0.0.1.
 
 Each flag belongs to one kind; a flag the chosen kind does not take is refused (never
 silently ignored). Defaults: ComfyUI on port 8188, Printify on 8790.
@@ -11,7 +11,7 @@ from typing import Any
 
 from pod_studio.cli import exits
 
-DEFAULT_PORTS = {"comfyui": 8188, "printify": 8790, "shopify": 8791}
+DEFAULT_PORTS = {"comfyui": 8188, "printify": 8790, "shopify": 8791, "etsy": 8792}
 ONLY_FOR = {
     "seconds_per_job": ("comfyui", "--seconds-per-job"),
     "fault_rate": ("comfyui|printify", "--fault-rate"),
@@ -32,7 +32,7 @@ def add_command(sub: Any) -> None:
         "--port",
         type=int,
         default=None,
-        help="port (default: 8188 comfyui, 8790 printify, 8791 shopify)",
+        help="port (default: 8188 comfyui, 8790 printify, 8791 shopify, 8792 etsy)",
     )
     sb.add_argument(
         "--seconds-per-job",
@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
             seconds_per_job=1.0 if args.seconds_per_job is None else args.seconds_per_job,
             fault_rate=args.fault_rate or 0.0,
         )
+        return exits.OK
+    if args.kind == "etsy":
+        from pod_studio.sandbox import etsy
+
+        etsy.main(["--host", args.host, "--port", str(port)])
         return exits.OK
     if args.kind == "shopify":
         from pod_studio.sandbox import shopify

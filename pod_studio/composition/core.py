@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from filelock import FileLock, Timeout
 
 from pod_studio.adapters.comfyui.client import ComfyUIClient
+from pod_studio.adapters.marketplaces.etsy import EtsyClient
+from pod_studio.adapters.marketplaces.etsy_oauth import EtsyAuth
 from pod_studio.adapters.marketplaces.printify import PrintifyClient
 from pod_studio.adapters.marketplaces.shopify import ShopifyClient
 from pod_studio.adapters.storage.images import GalleryImageStore, make_thumbnail
@@ -197,6 +199,17 @@ def _shopify_health(client: ShopifyClient) -> Callable[[], Any]:
     return check
 
 
+def _etsy_health(client: EtsyClient) -> Callable[[], Any]:
+    async def check() -> HealthResult:
+        ok, detail = await client.health_check()
+        left = client.remaining_today()
+        if left is not None:
+            detail = f"{detail}; {left} request(s) left today"
+        return HealthResult(reachable=ok, auth_ok=ok, detail=detail)
+
+    return check
+
+
 def _comfyui_health(client: ComfyUIClient) -> Callable[[], Any]:
     async def check() -> HealthResult:
         info = await client.system_info()
@@ -235,6 +248,9 @@ class Core:
     printify_problem: str = ""
     shopify: ShopifyClient | None = None
     shopify_problem: str = ""
+    etsy: EtsyClient | None = None
+    etsy_auth: EtsyAuth | None = None
+    etsy_problem: str = ""
     ledger_warnings: list[str] = field(default_factory=list)
     _started: bool = False
     _lock: FileLock | None = None
@@ -329,9 +345,58 @@ class Core:
             with contextlib.suppress(Exception):
                 await old.aclose()
 
+    async def configure_etsy(self) -> None:
+        """(Re)build the Etsy client when the shop is connected (tokens in the keyring)."""
+        from pod_studio.composition.publishing import (
+            build_etsy_auth,
+            build_etsy_client,
+            etsy_setup_help,
+        )
+
+        old, old_auth = self.etsy, self.etsy_auth
+        self.etsy, self.etsy_auth, self.etsy_problem = None, None, ""
+        auth = build_etsy_auth(self.settings, self.secrets)
+        try:
+            connected = await auth.is_connected()
+        except PodStudioError as exc:
+            connected, self.etsy_problem = False, user_message(exc)
+        if connected:
+            client = build_etsy_client(
+                self.settings, auth, self.hub, self.paths, catalog=self.printify
+            )
+            self.etsy, self.etsy_auth = client, auth
+            self.publishing.set_marketplace("etsy", client)
+            self.health.add_check("etsy", _etsy_health(client))
+        else:
+            await auth.aclose()
+            self.etsy_problem = self.etsy_problem or etsy_setup_help()
+            self.publishing.set_marketplace("etsy", None)
+        self.orchestrator.set_publisher("etsy", self.publishing)
+        for closing in (old, old_auth):
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await closing.aclose()
+
+    async def connect_etsy(self, open_browser: Callable[[str], object]) -> str:
+        """The desktop OAuth flow (browser, one-shot listener on 127.0.0.1); returns the
+        shop's name. Tokens go to the keyring before they are used."""
+        from pod_studio.composition.publishing import build_etsy_auth
+
+        auth = build_etsy_auth(self.settings, self.secrets)
+        try:
+            await auth.connect(open_browser)
+        finally:
+            await auth.aclose()
+        await self.configure_etsy()
+        if self.etsy is None:
+            return "connected"
+        shops = await self.etsy.shops()
+        return shops[0].title if shops else "connected (no shop on this account)"
+
     async def configure_platforms(self) -> None:
         await self.configure_printify()
         await self.configure_shopify()
+        await self.configure_etsy()
 
     async def save_secret(self, name: str, value: str) -> None:
         """Store a secret in the OS keyring (never in settings), then use it."""
@@ -345,6 +410,7 @@ class Core:
             ("export", True, ""),
             ("printify", self.printify is not None, self.printify_problem),
             ("shopify", self.shopify is not None, self.shopify_problem),
+            ("etsy", self.etsy is not None, self.etsy_problem),
         ]
 
     def on_event(self, event: Event) -> None:
@@ -378,11 +444,11 @@ class Core:
                 await gen.aclose()
             except Exception:
                 log.exception("closing %s failed", gen.url)
-        for client in (self.printify, self.shopify):
+        for client in (self.printify, self.shopify, self.etsy, self.etsy_auth):
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()
-        self.printify = self.shopify = None
+        self.printify = self.shopify = self.etsy = self.etsy_auth = None
         try:
             await self.stats.save()
         except Exception:
@@ -433,6 +499,8 @@ class Core:
             if settings.printify.base_url != old.printify.base_url:
                 self.hub.breakers.reset("printify")  # a new endpoint starts with a clean slate
             await self.configure_printify()
+        if settings.etsy != old.etsy and self._started:
+            await self.configure_etsy()
         if settings.shopify != old.shopify and self._started:
             if settings.shopify.base_url != old.shopify.base_url:
                 self.hub.breakers.reset("shopify")
@@ -580,7 +648,12 @@ class Core:
         return str(text)
 
 
-PLATFORM_LABELS = {"export": "Export folder", "printify": "Printify", "shopify": "Shopify"}
+PLATFORM_LABELS = {
+    "export": "Export folder",
+    "printify": "Printify",
+    "shopify": "Shopify",
+    "etsy": "Etsy",
+}
 
 
 def workflow_summary(template: WorkflowTemplate) -> str:

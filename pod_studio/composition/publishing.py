@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 
 from pod_studio.adapters.imaging import prepare_print_file
+from pod_studio.adapters.marketplaces.etsy import EtsyClient
+from pod_studio.adapters.marketplaces.etsy_oauth import EtsyAuth
 from pod_studio.adapters.marketplaces.export import ExportMarketplace
 from pod_studio.adapters.marketplaces.printify import PrintifyClient
 from pod_studio.adapters.marketplaces.shopify import ShopifyClient
@@ -37,7 +39,7 @@ from pod_studio.services.publishing import (
     PublishService,
     RemoteCatalog,
 )
-from pod_studio.services.ratelimit import PrintifyBudget, ShopifyCostBucket
+from pod_studio.services.ratelimit import EtsyBudget, PrintifyBudget, ShopifyCostBucket
 from pod_studio.services.resilience import ResilienceHub
 
 log = logging.getLogger(__name__)
@@ -228,6 +230,55 @@ def build_shopify_client(
         guard=hub.guard("shopify"),
         observe_response=bucket.observe_response,
         **client_options,
+    )
+
+
+def etsy_setup_help() -> str:
+    return (
+        "Etsy is not connected: in Settings → Etsy enter your app's keystring and shared "
+        "secret, press Connect and approve POD Studio in the browser (or run "
+        "`pod-studio etsy connect`), then pick the shipping profile."
+    )
+
+
+def build_etsy_auth(settings: AppSettings, secrets: SecretStorePort) -> EtsyAuth:
+    s = settings.etsy
+    return EtsyAuth(
+        secrets,
+        auth_base_url=s.auth_base_url,
+        connect_url=s.connect_url,
+        redirect_port=s.redirect_port,
+    )
+
+
+def build_etsy_client(
+    settings: AppSettings,
+    auth: EtsyAuth,
+    hub: ResilienceHub,
+    paths: AppPaths,
+    *,
+    catalog: Any = None,
+) -> EtsyClient:
+    """An ``EtsyClient`` under the hub's "etsy" guard, its answers' ``x-limit-*`` /
+    ``x-remaining-*`` headers feeding the per-second and per-day budget (kept in SQLite, so
+    the day's count survives a restart)."""
+    if "etsy" not in hub.budgets:
+        hub.set_budget("etsy", EtsyBudget(paths.data_dir / "etsy-budget.sqlite3"))
+    s = settings.etsy
+    return EtsyClient(
+        auth,
+        base_url=s.base_url,
+        shop_id=s.shop_id,
+        shipping_profile_id=s.shipping_profile_id,
+        return_policy_id=s.return_policy_id,
+        readiness_state_id=s.readiness_state_id,
+        taxonomy_id=s.taxonomy_id,
+        who_made=s.who_made,
+        when_made=s.when_made,
+        guard=hub.guard("etsy"),
+        budget=hub.budgets["etsy"],
+        catalog=catalog,
+        journal_path=paths.data_dir / "etsy-creates.json",
     )
 
 

@@ -825,6 +825,12 @@ class EtsyClient:
         """variant id -> (colour, size), from the catalog."""
         if len(spec.variants) == 1:
             return {spec.variants[0].variant_id: ("", "")}
+        named = {
+            vp.variant_id: (vp.options.get("Color", ""), vp.options.get("Size", ""))
+            for vp in spec.variants
+        }
+        if all(c or z for c, z in named.values()):
+            return named  # the listing names its own options (the template's colours x sizes)
         if self._catalog is None:
             raise _validation(
                 ["Etsy variations need the colour and size names of each variant, and no "

@@ -1,0 +1,59 @@
+"""CLI layer: ``pod-studio etsy connect|status|disconnect`` — the Etsy shop, headless.
+
+``connect`` runs the desktop OAuth flow: it prints the consent URL (and opens the browser when
+there is one), waits for Etsy's redirect on 127.0.0.1, and keeps the tokens in the OS keyring.
+The app's keystring and shared secret come from Settings → Etsy (keyring) or the environment
+(``POD_ETSY_KEYSTRING``, ``POD_ETSY_SHARED_SECRET``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import webbrowser
+from typing import Any
+
+from pod_studio.cli import exits
+from pod_studio.cli.progress import ProgressPrinter
+
+
+def add_command(sub: Any) -> None:
+    e = sub.add_parser(
+        "etsy",
+        help="connect POD Studio to an Etsy shop (OAuth in the browser)",
+        description="Connects, checks or forgets the Etsy shop POD Studio publishes to. "
+        + exits.POLICY,
+    )
+    e.add_argument("action", choices=["connect", "status", "disconnect"], help="what to do")
+    e.add_argument(
+        "--no-browser", action="store_true", help="only print the consent URL (no browser)"
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    from pod_studio.composition.headless import open_core
+
+    printer = ProgressPrinter(sys.stderr)
+    async with open_core(sinks=[printer]) as core:
+        if args.action == "disconnect":
+            if core.etsy_auth is not None:
+                await core.etsy_auth.disconnect()
+            await core.configure_etsy()
+            print("Etsy disconnected: its tokens were removed from the keyring")
+            return exits.OK
+        if args.action == "status":
+            if core.etsy is None:
+                print(core.etsy_problem)
+                return exits.FAILED
+            ok, text = await core.etsy.health_check()
+            print(text)
+            return exits.OK if ok else exits.UNREACHABLE
+
+        def show(url: str) -> None:
+            print(f"Open this address to approve POD Studio on Etsy:\n  {url}", flush=True)
+            if not args.no_browser:
+                webbrowser.open(url)
+
+        shop = await core.connect_etsy(show)
+    print(f"Etsy connected: {shop}")
+    return exits.OK

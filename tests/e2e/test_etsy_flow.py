@@ -33,8 +33,9 @@ def _manifest(folder: Path) -> Path:
     im = Image.new("RGBA", (2400, 3000), (0, 0, 0, 0))
     ImageDraw.Draw(im).ellipse((100, 100, 2300, 2900), fill=(220, 90, 30, 255))
     im.save(path, "PNG")
-    entry = {"image_id": "b" * 32, "prompt": "a red fox, flat vector", "seed": 3,
-             "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}  # fmt: skip
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    entry = {"image_id": "b" * 32, "prompt": "a red fox", "seed": 3, "file": path.name,
+             "sha256": digest}  # fmt: skip
     manifest = folder / "manifest.json"
     manifest.write_text(json.dumps([entry]), encoding="utf-8")
     return manifest
@@ -59,7 +60,7 @@ async def test_connect_then_publish_an_etsy_listing(tmp_path: Path) -> None:
         secrets.set(SecretName.ETSY_SHARED_SECRET, "sandboxsecret")
         designs, _problems = read_manifest(_manifest(tmp_path))
         async with open_core(secrets=secrets) as core:
-            assert dict((p, ok) for p, ok, _r in core.platforms())["etsy"] is False
+            assert {p: ok for p, ok, _r in core.platforms()}["etsy"] is False
             shop = await core.connect_etsy(_browser)
             assert shop
             assert secrets.get(SecretName.ETSY_REFRESH_TOKEN)

@@ -32,7 +32,6 @@ import unicodedata
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,6 +59,7 @@ from pod_studio.domain.marketplace import (
     VariantPrice,
 )
 from pod_studio.domain.ports import CallGuard, PassthroughGuard
+from pod_studio.domain.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -1092,19 +1092,7 @@ def _error_reason(status: int, body: bytes) -> tuple[str, list[str]]:
 
 
 def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return parse_retry_after(value, now=time.time(), cap=86_400.0)
 
 
 def _human(seconds: float) -> str:

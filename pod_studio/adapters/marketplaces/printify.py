@@ -24,9 +24,8 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -57,6 +56,7 @@ from pod_studio.domain.marketplace import (
     Shop,
 )
 from pod_studio.domain.ports import CallGuard, PassthroughGuard
+from pod_studio.domain.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -963,20 +963,7 @@ def _error_reason(response: httpx.Response) -> tuple[str, int | None]:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return parse_retry_after(response.headers.get("Retry-After"), now=time.time(), cap=3600.0)
 
 
 def _decode(response: httpx.Response, operation: str, not_found: str | None) -> Any:

@@ -57,6 +57,7 @@ from pod_studio.domain.errors import (
 )
 from pod_studio.domain.marketplace import ListingSpec, ListingStatus, RemoteListing
 from pod_studio.domain.ports import CallGuard, PassthroughGuard
+from pod_studio.domain.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -1027,11 +1028,7 @@ def _throttled(body: Any) -> bool:
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return parse_retry_after(headers.get("Retry-After"), now=time.time(), cap=3600.0)
 
 
 def _too_big(operation: str, limit: int) -> UpstreamDataError:

@@ -1,6 +1,7 @@
 """Orchestrator with in-memory fakes (generators, image store, marketplaces) and a real
 SQLite ledger: dispatch limits, retry/dead-letter, manual retry, resume of recorded prompts
-and saves, publish reconciliation, partial publishing, pause and cancel."""
+and saves, publish reconciliation, partial publishing, pause and cancel. Publish jobs run
+through the shipped ``PublishService`` (``composition.publishing.build_publish_service``)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from PIL import Image
 
 from pod_studio.adapters.comfyui.client import default_workflow_text
 from pod_studio.adapters.marketplaces.export import ExportMarketplace
 from pod_studio.adapters.storage.ledger import SqliteJobLedger
+from pod_studio.adapters.storage.paths import app_paths
+from pod_studio.composition.publishing import build_publish_service
 from pod_studio.domain.errors import APIError, ServiceError, ValidationError
 from pod_studio.domain.events import Event
 from pod_studio.domain.jobs import JobKind, JobStatus, StepStatus
@@ -31,12 +35,10 @@ from pod_studio.domain.orchestration import (
     prompt_step_key,
 )
 from pod_studio.domain.ports import RunResult, UpdateCallback
+from pod_studio.domain.products import default_templates
 from pod_studio.domain.workflow import WorkflowTemplate
-from pod_studio.services.orchestrator import (
-    MarketplacePublishExecutor,
-    Orchestrator,
-    OrchestratorOptions,
-)
+from pod_studio.services.orchestrator import Orchestrator, OrchestratorOptions
+from pod_studio.services.publishing import PublishMarketplace, PublishService, TemplateCatalog
 
 TEMPLATE = WorkflowTemplate.from_json_text(default_workflow_text())
 OBJECT_INFO: dict[str, Any] = {
@@ -154,6 +156,25 @@ class CountingMarket:
 
     async def publish(self, listing: RemoteListing) -> RemoteListing:
         return listing.model_copy(update={"status": ListingStatus.PUBLISHED})
+
+    async def get_listing(self, remote_id: str) -> RemoteListing:
+        return RemoteListing(platform=self.name, remote_id=remote_id, status=ListingStatus.DRAFT)
+
+
+PRINT_AREA = (300, 360)  # small print files: the tests are about the queue, not the pixels
+
+
+def publisher(markets: dict[str, PublishMarketplace], events: list[Event]) -> PublishService:
+    """The shipped publish service over ``markets``, each with a small catalog print area."""
+    service = build_publish_service(
+        {},
+        {t.name: t for t in default_templates()},
+        sink=events.append,
+        paths=app_paths().ensure(),
+    )
+    for name, market in markets.items():
+        service.set_marketplace(name, market, TemplateCatalog(PRINT_AREA))
+    return service
 
 
 def spec(i: int) -> JobSpec:
@@ -353,9 +374,9 @@ async def test_pause_cancel_discard(ledger: SqliteJobLedger) -> None:
 
 
 def _design(tmp_path: Path, n: int) -> GeneratedImage:
-    data = f"design {n}".encode()
     path = tmp_path / f"d{n}.png"
-    path.write_bytes(data)
+    Image.new("RGBA", PRINT_AREA, (40 * n % 256, 120, 90, 255)).save(path, "PNG")
+    data = path.read_bytes()
     return GeneratedImage(
         image_id=f"{n:032x}",
         job_id=f"j{n}",
@@ -379,15 +400,12 @@ async def test_publish_platforms_independent_partial_with_reasons(
     bad = CountingMarket("bad", fail=APIError("no shop", service="bad", retryable=False))
     export = ExportMarketplace(tmp_path / "export")
     events: list[Event] = []
+    service = publisher({"good": good, "bad": bad, "export": export}, events)
     orch = make(
         ledger,
         [],
         events=events,
-        publishers={
-            "good": MarketplacePublishExecutor(good),
-            "bad": MarketplacePublishExecutor(bad),
-            "export": MarketplacePublishExecutor(export),
-        },
+        publishers={"good": service, "bad": service, "export": service},
     )
     designs = [_design(tmp_path, 1), _design(tmp_path, 2)]
     ids = await orch.enqueue_publish(designs, ["Classic T-shirt"], ["good", "bad", "export"])
@@ -410,7 +428,7 @@ async def test_create_in_flight_is_reconciled_before_sending_again(
     ledger: SqliteJobLedger, tmp_path: Path, reconcile: bool
 ) -> None:
     market = CountingMarket("good")
-    executor = MarketplacePublishExecutor(market)
+    executor = publisher({"good": market}, [])
     orch = make(ledger, [], publishers={"good": executor}, reconcile=reconcile)
     (job_id,) = await orch.enqueue_publish([_design(tmp_path, 1)], ["Classic T-shirt"], ["good"])
     job = (await ledger.claim_ready(1e12, 1))[0]

@@ -11,6 +11,8 @@ strict command line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -24,8 +26,10 @@ from pod_studio.__main__ import main
 from pod_studio.adapters.storage.paths import app_paths
 from pod_studio.adapters.storage.settings_store import SettingsStore
 from pod_studio.composition.core import Core
-from pod_studio.composition.headless import open_core
-from pod_studio.domain.models import GeneratedImage, JobSpec
+from pod_studio.composition.headless import batch_specs, open_core, run_generation
+from pod_studio.domain.events import Event, ImageReady
+from pod_studio.domain.jobs import JobStatus
+from pod_studio.domain.models import GeneratedImage, GenerationRequest, JobSpec
 from pod_studio.domain.products import default_templates, dump_templates
 from pod_studio.domain.settings import AppSettings
 from pod_studio.sandbox.comfyui import ComfyUISandbox
@@ -73,8 +77,6 @@ def with_core(work: Callable[[Core], Awaitable[T]], **options: Any) -> T:
 
 
 def design(folder: Path, name: str, size: tuple[int, int] = (2400, 3000)) -> GeneratedImage:
-    import hashlib
-
     path = folder / name
     im = Image.new("RGBA", size, (0, 0, 0, 0))
     ImageDraw.Draw(im).ellipse((40, 40, size[0] - 40, size[1] - 40), fill=(200, 80, 40, 255))
@@ -142,3 +144,167 @@ def test_resume_runs_queued_printify_jobs_with_the_sellers_settings(
     assert product["title"] == "retro sunset sun tee by Shop"
     assert {v["price"] for v in product["variants"] if v.get("is_enabled", True)} == {2700}
     assert product["external"]  # published, as the job asked
+
+
+# --- c. one event per fact: a resumed batch is one run ----------------------------------------
+
+
+def generate_args(comfy: ServerThread, out: Path, *extra: str) -> list[str]:
+    return [
+        "generate", "--server", comfy.url, "--prompt", "a red fox", "--prompt", "a blue owl",
+        "--seed", "5", "--width", "128", "--height", "128", "--out", str(out), "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def pipeline_stats(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(["stats", "--json"]) == 0
+    return dict(json.loads(capsys.readouterr().out)["pipeline"])
+
+
+def test_stats_show_no_success_rate_before_any_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats"]) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if "success rate" in x]
+    assert line.split()[-1] == "—"
+
+
+def test_a_batch_resumed_after_a_restart_counts_as_one_run(
+    comfy: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    request = GenerationRequest(prompts=["a red fox", "a blue owl"], seed=5, width=128, height=128)
+
+    async def record_only(core: Core) -> None:  # the jobs are recorded, then the app stops
+        await core.orchestrator.enqueue_generation(batch_specs(request, core.template, out))
+
+    with_core(record_only)
+    assert main(generate_args(comfy, out)) == 0  # a later run finishes the same batch
+    pipeline = pipeline_stats(capsys)
+    assert (pipeline["runs"], pipeline["successful_runs"], pipeline["images"]) == (1, 1, 2)
+
+
+# --- d. overrides are applied before preflight ------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["--checkpoint", "--set"])
+def test_a_checkpoint_override_is_checked_against_the_server(
+    comfy: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    sandbox: ComfyUISandbox = comfy.server
+    other = next(c for c in sandbox.checkpoints if c != "pod-demo-xl.safetensors")
+
+    def flag(name: str) -> list[str]:
+        return ["--checkpoint", name] if how == "--checkpoint" else ["--set", f"4.ckpt_name={name}"]
+
+    assert main(generate_args(comfy, tmp_path / "ok", *flag(other))) == 0
+    graphs = history_graphs(comfy)
+    assert len(graphs) == 2 and {g["4"]["inputs"]["ckpt_name"] for g in graphs} == {other}
+    capsys.readouterr()
+    code = main(generate_args(comfy, tmp_path / "no", *flag("missing-model.safetensors")))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "missing-model.safetensors" in err and "Traceback" not in err
+    assert len(history_graphs(comfy)) == 2  # refused before anything was sent
+
+
+# --- e. generate twice (and after an interruption) never generates or lists twice ------------
+
+
+def test_generate_run_again_generates_and_lists_nothing_twice(
+    comfy: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    request = GenerationRequest(
+        prompts=["a red fox", "a blue owl", "a green frog"], seed=5, width=128, height=128
+    )
+
+    async def interrupted() -> None:
+        """The batch starts; after its first image the run is cancelled (as Ctrl-C does)."""
+        first = asyncio.Event()
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, ImageReady):
+                first.set()
+
+        async with open_core(servers=[comfy.url], sinks=[on_event]) as core:
+            run = asyncio.create_task(run_generation(core, request, out))
+            await first.wait()
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+
+    asyncio.run(interrupted())
+    assert not (out / "manifest.json").exists()  # the run did not get to write its view
+
+    async def succeeded(core: Core) -> int:
+        return (await core.ledger.counts())[JobStatus.SUCCEEDED]
+
+    assert with_core(succeeded) < 3  # really interrupted: work was left for the next run
+    args = [
+        "generate", "--server", comfy.url, "--prompt", "a red fox", "--prompt", "a blue owl",
+        "--prompt", "a green frog", "--seed", "5", "--width", "128", "--height", "128",
+        "--out", str(out), "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert main(args) == 0  # finished already: nothing to do
+    sandbox: ComfyUISandbox = comfy.server
+    assert len(sandbox.executed_prompt_ids) == 3
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert len(manifest) == 3 and len({e["image_id"] for e in manifest}) == 3
+    assert len(list(out.glob("*.png"))) == 3
+
+
+# --- f. same idempotency key, one piece of work -----------------------------------------------
+
+
+def test_a_design_named_twice_is_one_listing_and_one_job(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    art = design(tmp_path, "sun.png", (1200, 1500))
+    entry = {"file": "sun.png", "prompt": art.prompt, "sha256": art.sha256, "seed": 1}
+    (tmp_path / "manifest.json").write_text(json.dumps([entry, dict(entry)]), encoding="utf-8")
+    export = tmp_path / "export"
+    code = main(
+        ["publish", "--manifest", str(tmp_path), "--template", "Classic T-shirt",
+         "--platform", "export", "--export-dir", str(export), "--quiet", "--draft"]
+    )  # fmt: skip
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert code == 0, lines
+    assert len(lines) == 1 and lines[0].startswith("OK")
+    assert len([p for p in export.iterdir() if p.is_dir()]) == 1
+
+    async def twice(core: Core) -> tuple[list[str], int]:
+        ids = await core.orchestrator.enqueue_publish([art, art], ["Classic T-shirt"], ["export"])
+        return ids, len(await core.ledger.list_jobs())
+
+    ids, jobs = with_core(twice)
+    assert len(set(ids)) == 1 and jobs == 1  # the job of the publish run above, not a second
+
+
+# --- g. a strict command line ---------------------------------------------------------------
+
+
+def test_unknown_command_or_flag_is_a_usage_error_with_a_suggestion(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["generat"], ["generate", "--promtp", "x", "--out", "o"], ["queue", "--jsn"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+        assert "did you mean" in capsys.readouterr().err
+
+
+def test_version_and_sandbox_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from pod_studio import __version__
+    from pod_studio.cli.main import parse_args
+    from pod_studio.cli.sandbox import DEFAULT_PORTS
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and __version__ in capsys.readouterr().out
+    args = parse_args(["sandbox", "printify"])
+    assert args.port is None and DEFAULT_PORTS[args.kind] == 8790
+    with pytest.raises(SystemExit) as info:
+        parse_args(["sandbox", "printify", "--fault-rate", "0.1"])
+    assert info.value.code == 2
+    assert "--fault-rate applies to `sandbox comfyui` only" in capsys.readouterr().err

@@ -82,7 +82,7 @@ from pod_studio.domain.publishing import PublishExecutor, PublishTask
 from pod_studio.domain.workflow import WorkflowTemplate
 from pod_studio.services.queue_generation import GenerationRunMixin, ServerSlot
 from pod_studio.services.queue_options import OrchestratorOptions
-from pod_studio.services.queue_publish import PublishRunMixin
+from pod_studio.services.queue_publish import PublishRunMixin, serves
 from pod_studio.services.queue_views import attempt_history, latest_prompt_step, queue_entry
 
 __all__ = ["Orchestrator", "OrchestratorOptions", "queue_entry"]
@@ -475,11 +475,13 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         pending = await self._ledger.list_jobs([JobStatus.QUEUED, JobStatus.RETRY_WAIT])
         if targets is not None:
             pending = [j for j in pending if j.id in targets]
+        # a listing for a platform that is not set up waits (uncharged) until it is: that
+        # does not happen during a headless run, so the run does not wait for it
         pending = [
             j
             for j in pending
             if (j.kind is JobKind.GENERATE and self._servers)
-            or (j.kind is JobKind.PUBLISH and self._publishers)
+            or (j.kind is JobKind.PUBLISH and self._can_publish(j))
         ]
         if not pending:
             return None
@@ -494,6 +496,14 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
             return None
         self._last_progress = max(self._last_progress, now)
         return next_due - now
+
+    def _can_publish(self, job: JobRecord) -> bool:
+        try:
+            platform = PublishPayload.model_validate(job.payload).task.platform
+        except ValueError:
+            return bool(self._publishers)  # claimed, it fails with its own reason
+        executor = self._publishers.get(platform)
+        return executor is not None and serves(executor, platform)
 
     # --- servers ------------------------------------------------------------------------------
 

@@ -308,3 +308,28 @@ def test_version_and_sandbox_flags(capsys: pytest.CaptureFixture[str]) -> None:
         parse_args(["sandbox", "printify", "--fault-rate", "0.1"])
     assert info.value.code == 2
     assert "--fault-rate applies to `sandbox comfyui` only" in capsys.readouterr().err
+
+
+# --- b. attempts are charged only for the job's own failures ----------------------------------
+
+
+def test_a_listing_for_a_platform_not_set_up_waits_uncharged_with_its_reason(
+    printify: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_settings(
+        comfyui_servers=["http://127.0.0.1:9"], printify={"base_url": printify.server.base_url}
+    )
+    art = design(tmp_path, "sun.png", (1200, 1500))
+
+    async def seed(core: Core) -> list[str]:
+        return await core.orchestrator.enqueue_publish([art], ["Classic T-shirt"], ["printify"])
+
+    [job_id] = with_core(seed)
+    code = main(["resume", "--quiet", "--horizon", "600"])  # no token: nothing will change
+    assert code == 1, capsys.readouterr()
+    assert main(["queue"]) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if job_id in x]
+    state, kind, attempts = line.split()[:3]
+    assert (state, kind, attempts.split("/")[0]) == ("retry_wait", "publish", "0"), line
+    assert "not set up" in line
+    assert not printify.server.request_counts  # nothing was sent

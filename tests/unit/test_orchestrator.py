@@ -500,3 +500,41 @@ async def test_a_batch_reports_batch_finished_when_its_last_job_ends(
     await orch.run_until_idle()
     finished = [e for e in events if isinstance(e, BatchFinished)]
     assert [(e.batch_id, e.succeeded, e.failed, e.cancelled) for e in finished] == [("b1", 3, 1, 0)]
+
+
+@pytest.mark.asyncio
+async def test_waits_that_are_not_the_jobs_fault_charge_no_attempt(
+    ledger: SqliteJobLedger, tmp_path: Path
+) -> None:
+    """An open breaker (publish) and a server that cannot take work (generation) put the job
+    in retry_wait with the reason, without using an attempt: an outage never dead-letters."""
+    from pod_studio.domain.errors import CircuitOpenError
+
+    market = CountingMarket("good", fail=CircuitOpenError("printify", 3600.0))
+    orch = make(ledger, [], publishers={"good": publisher({"good": market}, [])})
+    (job_id,) = await orch.enqueue_publish([_design(tmp_path, 1)], ["Classic T-shirt"], ["good"])
+    for _ in range(3):  # each run meets the open breaker again
+        await ledger.manual_retry(job_id, now=0.0) if _ else None
+        summary = await orch.run_until_idle(horizon=0)
+        job = await ledger.get_job(job_id)
+        assert job is not None and job.state is JobStatus.RETRY_WAIT, summary
+        assert job.attempts == 0 and "printify is failing" in (job.last_error or "")
+    assert not summary.dead
+
+
+@pytest.mark.asyncio
+async def test_a_platform_that_is_not_set_up_waits_and_the_run_ends(
+    ledger: SqliteJobLedger, tmp_path: Path
+) -> None:
+    service = publisher({}, [])  # the seller has not set the platform up (no token)
+    orch = make(ledger, [], publishers={"printify": service})
+    (job_id,) = await orch.enqueue_publish(
+        [_design(tmp_path, 1)], ["Classic T-shirt"], ["printify"]
+    )
+    summary = await asyncio.wait_for(orch.run_until_idle(horizon=600), 10)
+    job = await ledger.get_job(job_id)
+    assert job is not None and job.state is JobStatus.RETRY_WAIT and job.attempts == 0
+    assert "not set up" in (job.last_error or "") and summary.waiting == 1
+    service.set_marketplace("printify", CountingMarket("printify"), TemplateCatalog(PRINT_AREA))
+    await orch.retry_now(job_id)
+    assert (await orch.run_until_idle()).ok

@@ -82,10 +82,21 @@ def build_parser() -> StrictParser:
     return parser
 
 
+def _command_parser(parser: StrictParser, command: str | None) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            chosen: argparse.ArgumentParser = action.choices[command]
+            return chosen
+    return parser
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv`` (exits 2 with a message on a usage error)."""
     parser = build_parser()
-    args = parser.parse_args(list(argv))
+    args, extra = parser.parse_known_args(list(argv))
+    if extra:
+        # reported by the command's own parser: its usage line and its flags for "did you mean"
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is not None and (args.demo or args.selftest or args.screenshots):
         parser.error("--demo, --selftest and --screenshots go without a command")
     if args.command == "sandbox":

@@ -126,7 +126,8 @@ async def run(args: argparse.Namespace) -> int:
     platforms = list(dict.fromkeys(args.platform))
     printer = ProgressPrinter(err, quiet=args.quiet)
     results: list[ListingResult] = []
-    async with open_core(sinks=[printer], settings=settings) as core:
+    # publishing needs no ComfyUI: no server is contacted (generation jobs wait for the app)
+    async with open_core(sinks=[printer], settings=settings, servers=[]) as core:
         usable: list[str] = []
         for platform, ok, reason in core.platforms():
             if platform not in platforms:

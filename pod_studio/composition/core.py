@@ -684,9 +684,9 @@ def build_core(
     resilience: dict[str, Any] | None = None,
 ) -> Core:
     """The engine, from the seller's settings (each argument overrides one part of them:
-    ``servers`` the ComfyUI servers, ``template`` the workflow, ``options`` the queue's
-    tuning, ``client_options`` the ComfyUI clients', ``resilience`` the retry policies and
-    breakers, ``secrets`` the secret store)."""
+    ``servers`` the ComfyUI servers (``[]``: none, for work that needs no ComfyUI),
+    ``template`` the workflow, ``options`` the queue's tuning, ``client_options`` the ComfyUI
+    clients', ``resilience`` the retry policies and breakers, ``secrets`` the secret store)."""
     from pod_studio.composition.publishing import (
         build_export_marketplace,
         build_publish_service,
@@ -704,7 +704,7 @@ def build_core(
         log.exception("statistics could not be loaded; starting from zero")
     sink.add(stats)
     hub = ResilienceHub(sink, settings=resilience or resilience_settings(settings), stats=stats)
-    urls = list(servers or settings.comfyui_servers)
+    urls = list(settings.comfyui_servers if servers is None else servers)
     client_options = dict(client_options or {})
     generators = make_comfyui_clients(urls, sink, hub, **client_options)
     health = HealthService({}, sink, budgets=hub.budgets)
@@ -749,7 +749,7 @@ def build_core(
         secrets=secrets if secrets is not None else default_secret_store(redactor=REDACTOR),
         publishing=publishing,
         client_options=client_options,
-        _servers_pinned=bool(servers),
+        _servers_pinned=servers is not None,
     )
     core._register_health()
     sink.add(core.on_event)

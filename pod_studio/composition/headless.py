@@ -32,7 +32,7 @@ from pod_studio.adapters.storage.paths import AppPaths, app_paths
 from pod_studio.composition.core import Core, build_core
 from pod_studio.domain.errors import PodStudioError, ValidationError, user_message
 from pod_studio.domain.events import EventSink
-from pod_studio.domain.jobs import JobStatus, idempotency_key
+from pod_studio.domain.jobs import JobStatus, StepStatus, idempotency_key
 from pod_studio.domain.ledger_port import JobRecord
 from pod_studio.domain.models import GeneratedImage, GenerationRequest, JobSpec, plan_jobs
 from pod_studio.domain.orchestration import SAVE_STEP, PublishPayload, publish_job_id
@@ -303,6 +303,21 @@ async def run_publish(
     return results
 
 
+PUBLISH_STEPS = ("prepare", "upload", "create", "publish")
+
+
+def _failed_step(rec: JobRecord) -> str:
+    """The step a publish job stopped at: its first step not done (steps run in order)."""
+    task = PublishPayload.model_validate(rec.payload).task
+    for name in PUBLISH_STEPS:
+        if name == "publish" and task.draft:
+            break
+        step = rec.step(name)
+        if step is None or step.state is not StepStatus.DONE:
+            return name
+    return ""
+
+
 def _listing_result(
     design: GeneratedImage, template: str, platform: str, rec: JobRecord | None
 ) -> ListingResult:
@@ -315,9 +330,14 @@ def _listing_result(
         ref = (step.remote_ref if step is not None else None) or (
             created.remote_ref if created is not None else None
         )
-        return ListingResult(design, template, platform, True, str(ref or "done"))
+        status = "draft" if task.draft else "published"
+        return ListingResult(design, template, platform, True, f"{ref or 'done'} ({status})")
     if rec.state.is_terminal:
-        return ListingResult(design, template, platform, False, rec.last_error or rec.state.value)
+        reason = rec.last_error or rec.state.value
+        failed_at = _failed_step(rec)
+        if failed_at and rec.state is JobStatus.DEAD:
+            reason = f"{failed_at}: {reason}"
+        return ListingResult(design, template, platform, False, reason)
     why = rec.last_error or "not finished"
     return ListingResult(
         design, template, platform, False, f"still {rec.state.value} in the queue: {why}"

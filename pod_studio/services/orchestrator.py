@@ -82,7 +82,7 @@ from pod_studio.domain.publishing import PublishExecutor, PublishTask
 from pod_studio.domain.workflow import WorkflowTemplate
 from pod_studio.services.queue_generation import GenerationRunMixin, ServerSlot
 from pod_studio.services.queue_options import OrchestratorOptions
-from pod_studio.services.queue_publish import PublishRunMixin
+from pod_studio.services.queue_publish import PublishRunMixin, serves
 from pod_studio.services.queue_views import attempt_history, latest_prompt_step, queue_entry
 
 __all__ = ["Orchestrator", "OrchestratorOptions", "queue_entry"]
@@ -479,11 +479,13 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         pending = await self._ledger.list_jobs([JobStatus.QUEUED, JobStatus.RETRY_WAIT])
         if targets is not None:
             pending = [j for j in pending if j.id in targets]
+        # a listing for a platform that is not set up waits (uncharged) until it is: that
+        # does not happen during a headless run, so the run does not wait for it
         pending = [
             j
             for j in pending
             if (j.kind is JobKind.GENERATE and self._servers)
-            or (j.kind is JobKind.PUBLISH and self._publishers)
+            or (j.kind is JobKind.PUBLISH and self._can_publish(j))
         ]
         if not pending:
             return None
@@ -510,6 +512,14 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         if due is None:
             return self.options.idle_wake
         return min(self.options.idle_wake, max(self.options.tick, due - self._clock()))
+
+    def _can_publish(self, job: JobRecord) -> bool:
+        try:
+            platform = PublishPayload.model_validate(job.payload).task.platform
+        except ValueError:
+            return bool(self._publishers)  # claimed, it fails with its own reason
+        executor = self._publishers.get(platform)
+        return executor is not None and serves(executor, platform)
 
     # --- servers ------------------------------------------------------------------------------
 

@@ -734,7 +734,10 @@ class PublishService:
             if info is not None and (info.width, info.height) != area:
                 info = None
         if info is None:
-            await journal.intent("prepare")
+            # a done step stays done (the ledger never reopens it): the print file is only
+            # made again, e.g. after the cache was cleared
+            if done_ref is None:
+                await journal.intent("prepare")
             info = await self._print_file(task, area)
             result = preflight(
                 info,
@@ -751,7 +754,8 @@ class PublishService:
                     user_message=f"“{_short(task.prompt)}” cannot be printed on "
                     f"{template.name}: " + " ".join(result.reasons),
                 )
-            await journal.done("prepare", info.path)
+            if done_ref is None:
+                await journal.done("prepare", info.path)
             detail = "; ".join(result.reasons) if result.badge is PreflightBadge.WARN else ""
         else:
             detail = "print file prepared earlier"
@@ -784,8 +788,8 @@ class PublishService:
     ) -> None:
         done_ref = journal.completed("upload")
         if done_ref is not None:
-            # Done is done, on every platform (a step never goes from done back to in flight);
-            # the adapters deduplicate uploads by content hash anyway.
+            # Done steps stay done (a job retried after a later step failed). A platform
+            # without uploads only recorded the print file's path, made again above.
             self._emit(task, "upload", "skipped", "uploaded earlier", done_ref)
             return
         self._emit(task, "upload", "running")

@@ -30,6 +30,14 @@ from pod_studio.services.queue_views import design_state
 log = logging.getLogger(__name__)
 
 
+def serves(executor: PublishExecutor, platform: str) -> bool:
+    """Whether ``executor`` can publish to ``platform`` now. The ``PublishService`` is the
+    executor of every platform and keeps the usable ones in ``marketplaces`` (Printify leaves
+    it while no token is set); an executor without that map serves its platform."""
+    markets = getattr(executor, "marketplaces", None)
+    return markets is None or platform in markets
+
+
 def step_key(task: PublishTask, step: str) -> str:
     return f"{task.idem_key}:{step}"
 
@@ -102,7 +110,7 @@ class PublishRunMixin:
     async def _publish(self, job: JobRecord) -> None:
         task = PublishPayload.model_validate(job.payload).task
         executor = self._publishers.get(task.platform)
-        if executor is None:
+        if executor is None or not serves(executor, task.platform):
             raise ServiceUnavailableError(
                 f"no publisher for platform {task.platform!r}",
                 service=task.platform,
@@ -161,7 +169,7 @@ class PublishRunMixin:
             if step.state is not StepStatus.IN_FLIGHT:
                 continue
             ref: str | None = None
-            if executor is None:
+            if executor is None or not serves(executor, task.platform):
                 continue  # nothing can tell yet whether it landed: ask once it is set up
             if self.options.reconcile:
                 ref = await executor.reconcile(task, step.step)

@@ -225,7 +225,7 @@ def test_every_command_has_help(command: str, _isolated_home: Path) -> None:
 
 def test_headless_commands_do_not_import_qt(_isolated_home: Path) -> None:
     code = (
-        "import sys; from pod_studio import cli; cli.main(['stats', '--json']); "
+        "import sys; from pod_studio.cli.main import main; main(['stats', '--json']); "
         "print('QT' if any(m.startswith('PySide6') for m in sys.modules) else 'NOQT')"
     )
     env = {**os.environ, "POD_STUDIO_HOME": str(_isolated_home)}

@@ -4,6 +4,7 @@ Printify sandbox and an export folder."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image, ImageDraw
 
-from pod_studio.cli_publish import add_publish_command, run_publish
+from pod_studio.cli.main import parse_args, run
 from pod_studio.domain.products import default_templates, dump_templates
 from pod_studio.sandbox.printify import PrintifySandbox
 
@@ -23,10 +24,13 @@ TEE = "Classic T-shirt"
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="pod-studio")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_publish_command(sub)
-    return parser.parse_args(["publish", *argv])
+    return parse_args(["publish", *argv])
+
+
+async def run_publish(args: argparse.Namespace) -> int:
+    """The command as ``pod-studio publish`` runs it (its own event loop, the exit-code
+    policy), in a worker thread while the sandbox serves on the test's loop."""
+    return await asyncio.to_thread(run, args)
 
 
 def png(path: Path, size: tuple[int, int], color: tuple[int, int, int] = (30, 160, 90)) -> Path:
@@ -62,12 +66,6 @@ def write_manifest(folder: Path, files: list[tuple[str, str]]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One app home for the module, so print files rendered once are reused."""
-    return tmp_path_factory.mktemp("pod-home")
-
-
-@pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("run")
     png(folder / "sunset.png", (2400, 3000))
@@ -79,8 +77,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _env(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POD_STUDIO_HOME", str(shared_home))
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each test has its own home (tests/conftest.py): its own job queue, as each sandbox is new
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 

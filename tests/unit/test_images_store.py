@@ -1,8 +1,7 @@
-"""Tests for adapters/storage/images.py: gallery store, folder store, thumbnails."""
+"""Tests for adapters/storage/images.py: gallery store, output folder, thumbnails."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
@@ -12,13 +11,13 @@ import pytest
 from PIL import Image
 
 from pod_studio.adapters.storage.images import (
-    FolderImageStore,
     GalleryImageStore,
+    OutputFolder,
     inspect_image,
     make_thumbnail,
 )
 from pod_studio.domain.errors import ValidationError
-from pod_studio.domain.models import ImageRef, JobSpec
+from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec
 from pod_studio.domain.ports import ImageStore
 
 
@@ -45,8 +44,8 @@ EVIL_REF = ImageRef(filename="../../etc/passwd.png", subfolder="..")
 
 
 def test_stores_satisfy_the_port(tmp_path: Path) -> None:
-    stores: list[ImageStore] = [GalleryImageStore(tmp_path), FolderImageStore(tmp_path)]
-    assert len(stores) == 2
+    stores: list[ImageStore] = [GalleryImageStore(tmp_path)]
+    assert len(stores) == 1
 
 
 def test_inspect_image() -> None:
@@ -133,31 +132,30 @@ async def test_gallery_follows_a_moved_folder(tmp_path: Path) -> None:
     assert Path(moved.file) == (tmp_path / "new" / Path(img.file).name).resolve()
 
 
-@pytest.mark.asyncio
-async def test_folder_store_names_and_manifest(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    store = FolderImageStore(out, server_label="gpu-1")
-    jobs = [JobSpec(job_id="b1-0", prompt=f"p{i}", seed=i % 2) for i in range(6)]
-    results = await asyncio.gather(
-        *(
-            store.save(
-                j,
-                png_bytes(8 + i, 8),
-                ref=EVIL_REF,
-                server="http://x",
-                prompt_id=f"id{i}",
-                seconds=0.5,
-            )
-            for i, j in enumerate(jobs)
+async def _gallery_images(tmp_path: Path, n: int) -> list[GeneratedImage]:
+    store = GalleryImageStore(tmp_path / "gallery")
+    jobs = [JobSpec(job_id=f"b1-{i}", prompt=f"p{i % 2}", seed=i % 2) for i in range(n)]
+    return [
+        await store.save(
+            j, png_bytes(8 + i, 8), ref=EVIL_REF, server="http://x", prompt_id=f"id{i}", seconds=0.5
         )
-    )
-    names = sorted(Path(r.file).name for r in results)
-    assert len(set(names)) == 6
-    assert all(n.startswith("b1-0-") and n.endswith(".png") for n in names)
+        for i, j in enumerate(jobs)
+    ]
+
+
+@pytest.mark.asyncio
+async def test_output_folder_names_and_manifest(tmp_path: Path) -> None:
+    images = await _gallery_images(tmp_path, 6)
+    out = tmp_path / "out"
+    folder = OutputFolder(out)
+    entries = folder.write(images)
+    names = sorted(e["file"] for e in entries)
+    assert len(set(names)) == 6  # same prompt and seed twice: still distinct names
+    assert all(n.startswith(("p0-0", "p1-1")) and n.endswith(".png") for n in names)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert isinstance(manifest, list) and len(manifest) == 6
+    assert manifest == entries
     entry = next(e for e in manifest if e["prompt_id"] == "id3")
-    assert entry["prompt"] == "p3" and entry["seed"] == 1 and entry["server"] == "gpu-1"
+    assert entry["prompt"] == "p1" and entry["seed"] == 1 and entry["server"] == "http://x"
     assert (entry["width"], entry["height"]) == (11, 8)
     assert entry["sha256"] == hashlib.sha256((out / entry["file"]).read_bytes()).hexdigest()
     assert set(entry) >= {
@@ -173,31 +171,40 @@ async def test_folder_store_names_and_manifest(tmp_path: Path) -> None:
     }
     assert not list(out.glob(".*.tmp"))
 
-    first = results[0]
-    await store.set_approved(first.image_id, False)
-    # A new store over the same folder keeps the entries and appends to them.
-    again = FolderImageStore(out)
-    listed = await again.list_images()
-    assert len(listed) == 6
-    assert next(i for i in listed if i.image_id == first.image_id).approved is False
-    await again.save(
-        jobs[0], png_bytes(), ref=EVIL_REF, server="http://x", prompt_id="z", seconds=0
-    )
-    assert len(json.loads((out / "manifest.json").read_text())) == 7
-    with pytest.raises(ValidationError):
-        await again.set_approved("missing", True)
+
+@pytest.mark.asyncio
+async def test_output_folder_written_again_lists_each_image_once(tmp_path: Path) -> None:
+    images = await _gallery_images(tmp_path, 3)
+    out = tmp_path / "out"
+    OutputFolder(out).write(images[:2])
+    # the next run of the same batch: what is listed stays, only the new image is added
+    entries = OutputFolder(out).write(images)
+    assert [e["image_id"] for e in entries] == [i.image_id for i in images]
+    assert len(list(out.glob("*.png"))) == 3
 
 
 @pytest.mark.asyncio
-async def test_folder_store_moves_a_corrupt_manifest_aside(tmp_path: Path) -> None:
+async def test_output_folder_reuses_a_copy_its_manifest_missed(tmp_path: Path) -> None:
+    """A run killed after copying an image but before writing the manifest: the next run
+    lists that copy instead of writing a second one."""
+    [image] = await _gallery_images(tmp_path, 1)
+    out = tmp_path / "out"
+    [entry] = OutputFolder(out).write([image])
+    (out / "manifest.json").unlink()
+    [again] = OutputFolder(out).write([image])
+    assert again["file"] == entry["file"]
+    assert [p.name for p in out.glob("*.png")] == [entry["file"]]
+
+
+@pytest.mark.asyncio
+async def test_output_folder_moves_a_corrupt_manifest_aside(tmp_path: Path) -> None:
+    [image] = await _gallery_images(tmp_path, 1)
     tmp_path.joinpath("manifest.json").write_text("{oops")
-    store = FolderImageStore(tmp_path)
-    await store.save(JOB, png_bytes(), ref=EVIL_REF, server="s", prompt_id="p", seconds=0)
+    folder = OutputFolder(tmp_path)
+    folder.write([image])
     assert len(json.loads((tmp_path / "manifest.json").read_text())) == 1
     assert glob(tmp_path, "manifest.json.corrupt-*")
-    assert store.warnings and "unreadable" in store.warnings[0]
-    [img] = await store.list_images()
-    assert Path(img.file).name.startswith("job-1-7")
+    assert folder.warnings and "unreadable" in folder.warnings[0]
 
 
 def test_make_thumbnail_caches_by_hash(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Orchestrator with in-memory fakes (generators, image store, marketplaces) and a real
 SQLite ledger: dispatch limits, retry/dead-letter, manual retry, resume of recorded prompts
-and saves, publish reconciliation, partial publishing, pause and cancel."""
+and saves, publish reconciliation, partial publishing, pause and cancel. Publish jobs run
+through the shipped ``PublishService`` (``composition.publishing.build_publish_service``)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from PIL import Image
 
 from pod_studio.adapters.comfyui.client import default_workflow_text
 from pod_studio.adapters.marketplaces.export import ExportMarketplace
 from pod_studio.adapters.storage.ledger import SqliteJobLedger
+from pod_studio.adapters.storage.paths import app_paths
+from pod_studio.composition.publishing import build_publish_service
 from pod_studio.domain.errors import APIError, ServiceError, ValidationError
 from pod_studio.domain.events import Event
 from pod_studio.domain.jobs import JobKind, JobStatus, StepStatus
@@ -31,12 +35,10 @@ from pod_studio.domain.orchestration import (
     prompt_step_key,
 )
 from pod_studio.domain.ports import RunResult, UpdateCallback
+from pod_studio.domain.products import default_templates
 from pod_studio.domain.workflow import WorkflowTemplate
-from pod_studio.services.orchestrator import (
-    MarketplacePublishExecutor,
-    Orchestrator,
-    OrchestratorOptions,
-)
+from pod_studio.services.orchestrator import Orchestrator, OrchestratorOptions
+from pod_studio.services.publishing import PublishMarketplace, PublishService, TemplateCatalog
 
 TEMPLATE = WorkflowTemplate.from_json_text(default_workflow_text())
 OBJECT_INFO: dict[str, Any] = {
@@ -154,6 +156,25 @@ class CountingMarket:
 
     async def publish(self, listing: RemoteListing) -> RemoteListing:
         return listing.model_copy(update={"status": ListingStatus.PUBLISHED})
+
+    async def get_listing(self, remote_id: str) -> RemoteListing:
+        return RemoteListing(platform=self.name, remote_id=remote_id, status=ListingStatus.DRAFT)
+
+
+PRINT_AREA = (300, 360)  # small print files: the tests are about the queue, not the pixels
+
+
+def publisher(markets: dict[str, PublishMarketplace], events: list[Event]) -> PublishService:
+    """The shipped publish service over ``markets``, each with a small catalog print area."""
+    service = build_publish_service(
+        {},
+        {t.name: t for t in default_templates()},
+        sink=events.append,
+        paths=app_paths().ensure(),
+    )
+    for name, market in markets.items():
+        service.set_marketplace(name, market, TemplateCatalog(PRINT_AREA))
+    return service
 
 
 def spec(i: int) -> JobSpec:
@@ -353,9 +374,9 @@ async def test_pause_cancel_discard(ledger: SqliteJobLedger) -> None:
 
 
 def _design(tmp_path: Path, n: int) -> GeneratedImage:
-    data = f"design {n}".encode()
     path = tmp_path / f"d{n}.png"
-    path.write_bytes(data)
+    Image.new("RGBA", PRINT_AREA, (40 * n % 256, 120, 90, 255)).save(path, "PNG")
+    data = path.read_bytes()
     return GeneratedImage(
         image_id=f"{n:032x}",
         job_id=f"j{n}",
@@ -379,15 +400,12 @@ async def test_publish_platforms_independent_partial_with_reasons(
     bad = CountingMarket("bad", fail=APIError("no shop", service="bad", retryable=False))
     export = ExportMarketplace(tmp_path / "export")
     events: list[Event] = []
+    service = publisher({"good": good, "bad": bad, "export": export}, events)
     orch = make(
         ledger,
         [],
         events=events,
-        publishers={
-            "good": MarketplacePublishExecutor(good),
-            "bad": MarketplacePublishExecutor(bad),
-            "export": MarketplacePublishExecutor(export),
-        },
+        publishers={"good": service, "bad": service, "export": service},
     )
     designs = [_design(tmp_path, 1), _design(tmp_path, 2)]
     ids = await orch.enqueue_publish(designs, ["Classic T-shirt"], ["good", "bad", "export"])
@@ -410,7 +428,7 @@ async def test_create_in_flight_is_reconciled_before_sending_again(
     ledger: SqliteJobLedger, tmp_path: Path, reconcile: bool
 ) -> None:
     market = CountingMarket("good")
-    executor = MarketplacePublishExecutor(market)
+    executor = publisher({"good": market}, [])
     orch = make(ledger, [], publishers={"good": executor}, reconcile=reconcile)
     (job_id,) = await orch.enqueue_publish([_design(tmp_path, 1)], ["Classic T-shirt"], ["good"])
     job = (await ledger.claim_ready(1e12, 1))[0]
@@ -482,3 +500,41 @@ async def test_a_batch_reports_batch_finished_when_its_last_job_ends(
     await orch.run_until_idle()
     finished = [e for e in events if isinstance(e, BatchFinished)]
     assert [(e.batch_id, e.succeeded, e.failed, e.cancelled) for e in finished] == [("b1", 3, 1, 0)]
+
+
+@pytest.mark.asyncio
+async def test_waits_that_are_not_the_jobs_fault_charge_no_attempt(
+    ledger: SqliteJobLedger, tmp_path: Path
+) -> None:
+    """An open breaker (publish) and a server that cannot take work (generation) put the job
+    in retry_wait with the reason, without using an attempt: an outage never dead-letters."""
+    from pod_studio.domain.errors import CircuitOpenError
+
+    market = CountingMarket("good", fail=CircuitOpenError("printify", 3600.0))
+    orch = make(ledger, [], publishers={"good": publisher({"good": market}, [])})
+    (job_id,) = await orch.enqueue_publish([_design(tmp_path, 1)], ["Classic T-shirt"], ["good"])
+    for _ in range(3):  # each run meets the open breaker again
+        await ledger.manual_retry(job_id, now=0.0) if _ else None
+        summary = await orch.run_until_idle(horizon=0)
+        job = await ledger.get_job(job_id)
+        assert job is not None and job.state is JobStatus.RETRY_WAIT, summary
+        assert job.attempts == 0 and "printify is failing" in (job.last_error or "")
+    assert not summary.dead
+
+
+@pytest.mark.asyncio
+async def test_a_platform_that_is_not_set_up_waits_and_the_run_ends(
+    ledger: SqliteJobLedger, tmp_path: Path
+) -> None:
+    service = publisher({}, [])  # the seller has not set the platform up (no token)
+    orch = make(ledger, [], publishers={"printify": service})
+    (job_id,) = await orch.enqueue_publish(
+        [_design(tmp_path, 1)], ["Classic T-shirt"], ["printify"]
+    )
+    summary = await asyncio.wait_for(orch.run_until_idle(horizon=600), 10)
+    job = await ledger.get_job(job_id)
+    assert job is not None and job.state is JobStatus.RETRY_WAIT and job.attempts == 0
+    assert "not set up" in (job.last_error or "") and summary.waiting == 1
+    service.set_marketplace("printify", CountingMarket("printify"), TemplateCatalog(PRINT_AREA))
+    await orch.retry_now(job_id)
+    assert (await orch.run_until_idle()).ok

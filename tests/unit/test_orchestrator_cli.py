@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 from collections.abc import Iterator
@@ -12,7 +11,8 @@ import pytest
 from pod_studio.adapters.storage.images import GalleryImageStore
 from pod_studio.adapters.storage.ledger import SqliteJobLedger
 from pod_studio.adapters.storage.paths import app_paths
-from pod_studio.cli_queue import add_queue_commands, run_queue_command
+from pod_studio.cli.main import parse_args
+from pod_studio.cli.main import run as run_command
 from pod_studio.domain.jobs import ErrorKind, JobKind
 from pod_studio.domain.models import JobSpec
 from pod_studio.domain.orchestration import GenerationPayload
@@ -23,10 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    add_queue_commands(sub)
-    return run_queue_command(parser.parse_args(argv))
+    return run_command(parse_args(argv))
 
 
 def seed_jobs(n: int, *, dead: int = 0) -> list[str]:

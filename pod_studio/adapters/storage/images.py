@@ -3,8 +3,8 @@
 - ``GalleryImageStore``: the app's gallery. Each image is ``<image_id>.<ext>`` plus an
   ``<image_id>.json`` sidecar (a ``GeneratedImage``), both written atomically, image first (the
   sidecar is the commit marker).
-- ``FolderImageStore``: the headless CLI's ``--out DIR``: readable file names and a
-  ``manifest.json`` rewritten atomically after every image.
+- ``OutputFolder``: ``pod-studio generate --out DIR``: copies of a batch's finished images
+  under readable names and their ``manifest.json``, a view written once per run.
 
 Bytes from ComfyUI are untrusted: they are verified with Pillow (with a pixel limit) before
 anything is written, and local file names never derive from the server's file names.
@@ -358,13 +358,20 @@ class OutputFolder:
             return []
         return list(data)
 
-    def _unique_path(self, stem: str, ext: str, taken: set[str]) -> Path:
+    def _target(self, stem: str, ext: str, taken: set[str], sha256: str) -> tuple[Path, bool]:
+        """(path, already there): a free name, or an unlisted file that holds these very
+        bytes (copied by a run that stopped before writing the manifest)."""
         name = f"{stem}.{ext}"
         n = 1
-        while name in taken or (self.out_dir / name).exists():
+        while True:
+            if name not in taken:
+                path = self.out_dir / name
+                if not path.exists():
+                    return path, False
+                if _sha256_file(path) == sha256:
+                    return path, True
             name = f"{stem}-{n}.{ext}"
             n += 1
-        return self.out_dir / name
 
     @staticmethod
     def _entry(image: GeneratedImage, file_name: str) -> dict[str, Any]:
@@ -397,8 +404,10 @@ class OutputFolder:
                 continue
             source = Path(image.file)
             ext = source.suffix.lstrip(".") or "png"
-            path = self._unique_path(f"{_safe_part(image.prompt)}-{image.seed}", ext, taken)
-            atomic_write_bytes(path, source.read_bytes())
+            stem = f"{_safe_part(image.prompt)}-{image.seed}"
+            path, present = self._target(stem, ext, taken, image.sha256)
+            if not present:
+                atomic_write_bytes(path, source.read_bytes())
             entries.append(self._entry(image, path.name))
             listed.add(image.image_id)
             taken.add(path.name)

@@ -1,4 +1,5 @@
-"""The Qt-free composition: settings drive the workflow; a bad override is refused, not saved."""
+"""The Qt-free composition (``composition.core``): settings drive the workflow; a bad
+override is refused, not saved."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pod_studio import wiring
+from pod_studio.composition import core as composition
 from pod_studio.domain.errors import WorkflowError
 from pod_studio.domain.models import JobSpec
 from pod_studio.domain.settings import AppSettings
@@ -19,8 +20,8 @@ def test_settings_overrides_reach_the_graph() -> None:
     settings = AppSettings().with_changes(
         prompt_input_override="7.text", workflow_values={"3.steps": 7, "3.cfg": 4.5}
     )
-    core = wiring.build_core(settings=settings, servers=["http://127.0.0.1:9"])
-    graph = core.generation.template.build(JOB)
+    core = composition.build_core(settings=settings, servers=["http://127.0.0.1:9"])
+    graph = core.template.build(JOB)
     assert graph["7"]["inputs"]["text"] == "a fox"  # the prompt went where the seller said
     assert graph["3"]["inputs"]["steps"] == 7
     assert graph["3"]["inputs"]["cfg"] == 4.5
@@ -30,7 +31,7 @@ def test_settings_overrides_reach_the_graph() -> None:
 async def test_a_workflow_override_that_does_not_fit_is_refused_before_saving(
     _isolated_home: Path,
 ) -> None:
-    core = wiring.build_core(servers=["http://127.0.0.1:9"])
+    core = composition.build_core(servers=["http://127.0.0.1:9"])
     before = core.settings
     bad = before.with_changes(prompt_input_override="99.text")
     with pytest.raises(WorkflowError, match="99"):
@@ -55,22 +56,22 @@ def test_fixed_inputs_text_parses_json_values() -> None:
 async def test_a_second_copy_on_the_same_data_folder_is_refused(_isolated_home: Path) -> None:
     from pod_studio.domain.errors import PodStudioError
 
-    first = wiring.build_core(servers=["http://127.0.0.1:9"])
-    second = wiring.build_core(servers=["http://127.0.0.1:9"])
-    lock = wiring.acquire_instance_lock(first.paths)
+    first = composition.build_core(servers=["http://127.0.0.1:9"])
+    second = composition.build_core(servers=["http://127.0.0.1:9"])
+    lock = composition.acquire_instance_lock(first.paths)
     try:
         with pytest.raises(PodStudioError) as info:
             await second.start()
         assert "already running" in info.value.user_message
     finally:
         lock.release()
-    again = wiring.acquire_instance_lock(second.paths)  # free once the first one let go
+    again = composition.acquire_instance_lock(second.paths)  # free once the first one let go
     again.release()
 
 
 @pytest.mark.asyncio
 async def test_a_corrupt_job_database_is_set_aside_and_reported(_isolated_home: Path) -> None:
-    core = wiring.build_core(servers=["http://127.0.0.1:9"])
+    core = composition.build_core(servers=["http://127.0.0.1:9"])
     core.paths.ledger_file.parent.mkdir(parents=True, exist_ok=True)
     core.paths.ledger_file.write_bytes(b"this is not a database" * 100)
     await core.start()
@@ -90,7 +91,7 @@ async def test_statistics_are_saved_after_each_batch(_isolated_home: Path) -> No
 
     from pod_studio.domain.events import BatchFinished
 
-    core = wiring.build_core(servers=["http://127.0.0.1:9"])
+    core = composition.build_core(servers=["http://127.0.0.1:9"])
     core.sink(BatchFinished(batch_id="b", succeeded=3, failed=1, cancelled=0, seconds=2.0))
     saves = [t for t in core._tasks if t.get_name() == "save-stats"]
     assert len(saves) == 1

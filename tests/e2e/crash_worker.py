@@ -611,7 +611,7 @@ def supervise_control(work: Path, comfy_url: str, *, kills: int, seed: int) -> C
     rng = random.Random(seed)
     report = CrashReport()
     started = time.monotonic()
-    batch = Batch(["control design"], 3, seed, work / "out")
+    batch = Batch(["control design"], 2, seed, work / "out")
     with crash_home(work, comfy_url) as home:
         done = home.run(home.pod(*batch.generate_args()), None)
         report.runs += 1

@@ -1,7 +1,8 @@
 """Benchmark: generation throughput and latency, POD Studio's client vs the common polling client.
 
 Runs 20 jobs on the sandbox ComfyUI (0.25 s per job) with
-  - POD Studio: GenerationService + ComfyUIClient (websocket, 2 prompts in flight), and
+  - POD Studio: the shipped engine (``open_core`` + ``run_generation``, what ``pod-studio
+    generate`` runs: the durable queue over ComfyUIClient, websocket, 2 prompts in flight), and
   - baseline: the common client (POST /prompt, poll /history with backoff 2 s x1.5 up to 10 s,
     at most 3 prompts in flight),
 and prints for both: wall time / sum of execution times (1.0 = the GPU never waits), HTTP
@@ -55,7 +56,8 @@ def _exec_total(log: list[tuple[str, float, float]]) -> float:
 
 
 async def run_pod_studio(jobs: int) -> RunFigures:
-    from pod_studio import wiring
+    """The shipped engine (``open_core``: what ``pod-studio generate`` runs), one batch."""
+    from pod_studio.composition.headless import open_core, run_generation
     from pod_studio.domain.events import Event, ImageReady
     from pod_studio.domain.models import GenerationRequest
     from pod_studio.sandbox.comfyui import ComfyUISandbox
@@ -67,30 +69,28 @@ async def run_pod_studio(jobs: int) -> RunFigures:
             if isinstance(event, ImageReady):
                 seen[event.image.prompt_id] = time.perf_counter()
 
-        template = wiring.load_template(None)
         out = Path(os.environ["POD_STUDIO_HOME"]) / f"out-{uuid.uuid4().hex[:6]}"
-        async with wiring.headless_generation(
-            servers=[sb.url], out_dir=out, template=template, sink=sink
-        ) as gen:
-            await gen.generators[0].wait_connected(5)  # type: ignore[attr-defined]
+        request = GenerationRequest(
+            prompts=[f"benchmark prompt {i} {out.name}" for i in range(jobs)],
+            width=256,
+            height=256,
+        )
+        async with open_core(sinks=[sink], servers=[sb.url]) as core:
+            await core.generators[0].wait_connected(5)
             before = sum(sb.request_counts.values())
             started = time.perf_counter()
-            result = await gen.service.run_batch(
-                GenerationRequest(
-                    prompts=[f"benchmark prompt {i}" for i in range(jobs)], width=256, height=256
-                )
-            )
+            outcome = await run_generation(core, request, out)
             wall = time.perf_counter() - started
             requests = sum(sb.request_counts.values()) - before
-        assert result.ok, result.failures
+        assert outcome.ok, (outcome.failures, outcome.unfinished)
         finish = {pid: end for pid, _s, end in sb.execution_log}
         lat = [(seen[pid] - finish[pid]) * 1000 for pid in seen if pid in finish]
         return RunFigures(
             wall / _exec_total(sb.execution_log),
-            requests / len(result.images),
+            requests / len(outcome.images),
             pct(lat, 0.5),
             pct(lat, 0.95),
-            len(result.images),
+            len(outcome.images),
         )
 
 
@@ -182,10 +182,12 @@ def gui_stall(images: int) -> tuple[float, float]:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from pod_studio import bootstrap, wiring
+    from pod_studio import bootstrap
     from pod_studio.app.app_controller import AppController
     from pod_studio.app.bridge import QtEventBridge
+    from pod_studio.app.context import AppContext
     from pod_studio.app.runner import TaskRunner
+    from pod_studio.composition.core import build_core
     from pod_studio.domain.models import GenerationRequest
     from pod_studio.ui.main_window import MainWindow
 
@@ -197,10 +199,10 @@ def gui_stall(images: int) -> tuple[float, float]:
         # The sandbox runs in its own process, as a real ComfyUI would: rendering PNGs in this
         # process would compete for the GIL and blame the GUI for the server's work.
         with sandbox_process(seconds_per_job=0.02) as url:
-            core = wiring.build_core(servers=[url])
+            core = build_core(servers=[url])  # as bootstrap builds the window's engine
             runner, bridge = TaskRunner(), QtEventBridge()
             core.sink.add(bridge)
-            ctl = AppController(bootstrap.build_context(core, runner, bridge, demo=False))
+            ctl = AppController(AppContext(runner, bridge, core, demo=False))
             window = MainWindow(ctl)
             window.show()
             # as the app does: connect, resume, then keep the durable queue moving

@@ -1,5 +1,6 @@
 """Benchmark: 40 generation jobs on one sandbox ComfyUI server, then on two, through the
-durable orchestrator; prints both wall times (measured in the same run) and their ratio.
+shipped engine (``open_core``, the durable queue as the app and ``pod-studio generate`` run
+it); prints both wall times (measured in the same run) and their ratio.
 
 Each sandbox server simulates a GPU with ``--seconds-per-job`` per prompt; with two servers
 the orchestrator keeps both queues fed, so the two-server wall time should be about half.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import sys
 import tempfile
 import time
@@ -19,9 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pod_studio.adapters.storage.paths import app_paths  # noqa: E402
+from pod_studio.composition.headless import open_core  # noqa: E402
+from pod_studio.domain.events import Event, ImageReady  # noqa: E402
 from pod_studio.domain.models import GenerationRequest  # noqa: E402
 from pod_studio.sandbox.comfyui import ComfyUISandbox  # noqa: E402
-from tests.e2e.orchestrator_kit import orchestrator_stack  # noqa: E402
 
 
 async def run(n_servers: int, jobs: int, seconds: float, size: int) -> tuple[float, dict[str, int]]:
@@ -29,8 +33,16 @@ async def run(n_servers: int, jobs: int, seconds: float, size: int) -> tuple[flo
     for sb in sandboxes:
         await sb.start()
     try:
+        per_server: collections.Counter[str] = collections.Counter()
+
+        def sink(event: Event) -> None:
+            if isinstance(event, ImageReady):
+                per_server[event.image.server] += 1
+
         with tempfile.TemporaryDirectory(prefix="pod-gen2-") as tmp:
-            async with orchestrator_stack(Path(tmp), [sb.url for sb in sandboxes]) as stack:
+            async with open_core(
+                sinks=[sink], servers=[sb.url for sb in sandboxes], paths=app_paths(tmp)
+            ) as core:
                 request = GenerationRequest(
                     prompts=["a retro sunset over mountains"],
                     variations=jobs,
@@ -38,13 +50,13 @@ async def run(n_servers: int, jobs: int, seconds: float, size: int) -> tuple[flo
                     width=size,
                     height=size,
                 )
-                await stack.orch.enqueue_generation(request)
+                ids = await core.orchestrator.enqueue_generation(request)
                 started = time.perf_counter()
-                summary = await stack.orch.run_until_idle()
+                summary = await core.orchestrator.run_until_done(ids, horizon=60.0)
                 wall = time.perf_counter() - started
                 if not summary.ok:
                     raise SystemExit(f"batch failed: {summary}")
-                return wall, dict(stack.events.images_by_server)
+                return wall, dict(per_server)
     finally:
         for sb in sandboxes:
             await sb.stop()

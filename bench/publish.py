@@ -15,9 +15,10 @@ Rows, measured in the same run:
 - baseline: fires every product's requests concurrently (catalog, upload, create, publish),
   retries a 429 with exponential backoff (0.25 s x 2^n, capped at 8 s, + jitter); no cache,
   no upload dedup.
-- ours: ``PublishService.publish_designs`` over ``PrintifyClient`` with the ResilienceHub
-  guard and the app's ``PrintifyBudget`` (each window counted exactly, rate smoothed to 10/s),
-  given the sandbox's time-scaled windows.
+- ours: the shipped engine (``open_core`` + ``run_publish``, what ``pod-studio publish``
+  runs: a durable publish job per product, ``PublishService`` over the engine's
+  ``PrintifyClient`` with the ResilienceHub guard and the app's ``PrintifyBudget``: each
+  window counted exactly, rate smoothed to 10/s), given the sandbox's time-scaled windows.
 
 Figures: wall time / floor, where floor is the least time the windows allow for the requests
 that row got admitted (per bucket: (ceil(n / limit) - 1) x window, the max over buckets);
@@ -41,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,13 +51,16 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 
-from pod_studio.adapters.marketplaces.printify import PrintifyClient
+from pod_studio.adapters.storage.paths import app_paths
+from pod_studio.adapters.storage.secrets import MemorySecretStore
+from pod_studio.composition.headless import open_core, run_publish
+from pod_studio.domain.models import GeneratedImage
 from pod_studio.domain.preflight import ImageInfo, PrintFileInfo
 from pod_studio.domain.products import ProductTemplate, default_templates
+from pod_studio.domain.settings import AppSettings
 from pod_studio.sandbox.printify import PrintifySandbox
-from pod_studio.services.publishing import Design, PublishService, RemoteCatalog
+from pod_studio.services.publishing import Design
 from pod_studio.services.ratelimit import PrintifyBudget, RateBudget
-from pod_studio.services.resilience import ResilienceHub
 
 TOKEN = "bench-token"
 PUBLISH_ALLOWANCE = 200
@@ -144,6 +149,23 @@ class RunResult:
         return self.wall / self.floor if self.floor > 0 else float("inf")
 
 
+def as_image(design: Design) -> GeneratedImage:
+    """A design as a gallery image (what ``pod-studio publish`` reads from a manifest)."""
+    return GeneratedImage(
+        image_id=uuid.uuid5(uuid.NAMESPACE_URL, str(design.path)).hex,
+        job_id=design.design_id,
+        prompt=design.prompt,
+        seed=0,
+        width=2400,
+        height=3000,
+        file=str(design.path),
+        sha256=design.sha256,
+        server="",
+        prompt_id="",
+        seconds=0.0,
+    )
+
+
 async def run_ours(
     designs: list[Design],
     templates: dict[str, ProductTemplate],
@@ -151,33 +173,35 @@ async def run_ours(
     budget: RateBudget,
     work: Path,
 ) -> RunResult:
+    """The shipped engine (``open_core`` + ``run_publish``, what ``pod-studio publish`` runs):
+    one durable publish job per design x template, through ``PublishService`` over the
+    engine's ``PrintifyClient`` and its ResilienceHub guard."""
     sandbox, admitted = make_sandbox(time_scale)
     await sandbox.start()
-    hub = ResilienceHub()
-    hub.set_budget("printify", budget)
-    client = PrintifyClient(
-        lambda: TOKEN,
-        base_url=sandbox.base_url,
-        shop_id=sandbox.shop_id,
-        guard=hub.guard("printify"),
-    )
-    service = PublishService(
-        {"printify": client},
-        templates,
-        work_dir=work,
-        sink=lambda _e: None,
-        prepare=print_ready,
-        catalogs={"printify": RemoteCatalog(client)},
-        concurrency=16,
+    settings = AppSettings().with_changes(
+        printify={"base_url": sandbox.base_url, "shop_id": sandbox.shop_id},
+        product_templates=[t.model_dump(mode="json") for t in templates.values()],
     )
     try:
-        started = time.monotonic()
-        results = await service.publish_designs(designs, list(templates), ["printify"], draft=False)
-        wall = time.monotonic() - started
+        async with open_core(
+            settings=settings,
+            secrets=MemorySecretStore({"printify_token": TOKEN}),
+            paths=app_paths(work),
+            connect=False,
+        ) as core:
+            core.hub.set_budget("printify", budget)  # the sandbox's time-scaled windows
+            await core.configure_printify()
+            # the stubbed prepare step (see the module docstring); the rest is as shipped
+            core.publishing._prepare = print_ready
+            started = time.monotonic()
+            results = await run_publish(
+                core, [as_image(d) for d in designs], list(templates), ["printify"],
+                draft=False, horizon=300.0,
+            )  # fmt: skip
+            wall = time.monotonic() - started
     finally:
-        await client.aclose()
         await sandbox.stop()
-    failures = [r.error for r in results if not r.ok]
+    failures = [r.detail for r in results if not r.ok]
     if failures:
         print(f"  ours: {len(failures)} failed, e.g. {failures[0]}", file=sys.stderr)
     return RunResult(

@@ -1,9 +1,10 @@
 """Benchmark: the reliability toolkit under injected faults, and the catalog cache.
 
 1. 100 generation jobs on the sandbox ComfyUI with 30 % of HTTP requests failing
-   (500, 503, 429 with Retry-After, connection reset, timeout), run by
-   - POD Studio's pipeline (retry policy + circuit breaker + job-level retries), and
-   - a baseline without retries (one attempt per request, one attempt per job);
+   (500, 503, 429 with Retry-After, connection reset, timeout), run by the shipped engine
+   (``open_core`` + ``run_generation``, what ``pod-studio generate`` runs)
+   - as tuned (retry policy + circuit breaker + job-level retries), and
+   - as a baseline with every retry off (one attempt per request, one attempt per job);
    both also run fault-free, so the extra time the faults cost is measured in the same run.
    Prints success rate (target 100 %) and extra time over the fault-free run.
 2. Catalog-style calls per run, cold vs warm (the persistent cache survives a restart).
@@ -49,90 +50,84 @@ BENCH_RESILIENCE = {
 }
 
 
+# The baseline: the same engine with every retry off (one attempt per request, one per job).
+NO_RETRIES = {
+    "policies": {"comfyui": {"max_retries": 0}},
+    "breakers": {"comfyui": {"failure_threshold": 1_000_000}},
+}
+
+
 async def run(jobs: int, fault_rate: float, *, resilient: bool) -> tuple[float, float]:
-    """(success rate, wall seconds) for one pipeline on a fresh sandbox."""
-    from pod_studio import wiring
-    from pod_studio.adapters.comfyui.client import ComfyUIClient
-    from pod_studio.adapters.storage.images import FolderImageStore
-    from pod_studio.domain.events import null_sink
+    """(success rate, wall seconds) for one pipeline on a fresh sandbox, both through the
+    shipped engine (``open_core`` + ``run_generation``, what ``pod-studio generate`` runs)."""
+    from pod_studio.adapters.storage.paths import app_paths
+    from pod_studio.composition.headless import open_core, run_generation
     from pod_studio.domain.models import GenerationRequest
     from pod_studio.sandbox.comfyui import ComfyUISandbox
-    from pod_studio.services.generation import GenerationService
+    from pod_studio.services.orchestrator import OrchestratorOptions
 
     sandbox = ComfyUISandbox(seconds_per_job=0.02, steps=1, rng_seed=7)
     async with sandbox as sb:
         sb.fault_kinds = list(FAULT_KINDS)
         sb.hang_seconds = 2.0
-        template = wiring.load_template(None)
-        out = Path(os.environ["POD_STUDIO_HOME"]) / f"out-{uuid.uuid4().hex[:6]}"
+        run_dir = Path(os.environ["POD_STUDIO_HOME"]) / f"run-{uuid.uuid4().hex[:6]}"
         request = GenerationRequest(
             prompts=[f"fault bench {i}" for i in range(jobs)], width=128, height=128
         )
         timeout = httpx.Timeout(connect=1.0, read=1.0, write=1.0, pool=1.0)
         if resilient:
-            async with wiring.headless_generation(
-                servers=[sb.url],
-                out_dir=out,
-                template=template,
-                sink=null_sink,
-                client_options={"timeout": timeout},
-                resilience=BENCH_RESILIENCE,
-            ) as gen:
-                gen.service._retry_delay = 0.05
-                gen.service._max_attempts = 10
-                await gen.generators[0].wait_connected(5)
-                sb.fault_rate = fault_rate
-                started = time.perf_counter()
-                result = await gen.service.run_batch(request)
+            options = OrchestratorOptions(retry_delay=lambda _n: 0.05, max_attempts=10)
+            client_options: dict[str, object] = {"timeout": timeout}
+            resilience = BENCH_RESILIENCE
         else:
-            client = ComfyUIClient(sb.url, timeout=timeout, poll_initial=0.2, poll_max=1.0)
-            service = GenerationService(
-                [client], FolderImageStore(out), template, null_sink, max_attempts=1
-            )
-            await client.start()
-            await client.wait_connected(5)
+            options = OrchestratorOptions(max_attempts=1)
+            client_options = {"timeout": timeout, "poll_initial": 0.2, "poll_max": 1.0}
+            resilience = NO_RETRIES
+        async with open_core(
+            servers=[sb.url],
+            paths=app_paths(run_dir),
+            options=options,
+            client_options=client_options,
+            resilience=resilience,
+        ) as core:
+            await core.generators[0].wait_connected(5)
             sb.fault_rate = fault_rate
             started = time.perf_counter()
-            try:
-                result = await service.run_batch(request)
-            finally:
-                await client.aclose()
-        wall = time.perf_counter() - started
-    for reason in list(result.failures.values())[:5]:
+            outcome = await run_generation(core, request, run_dir / "out", horizon=30.0)
+            wall = time.perf_counter() - started
+    for reason in list(outcome.failures.values())[:5]:
         print(f"  failed ({'resilient' if resilient else 'baseline'}): {reason[:160]}")
-    ok = jobs - len(result.failures) - len(result.cancelled)
-    return ok / jobs, wall
+    return len(outcome.images) / jobs, wall
 
 
 async def catalog_calls() -> tuple[int, int]:
-    """Catalog requests to the Printify sandbox: first run (cold) vs a restarted app (warm)."""
-    from pod_studio.adapters.marketplaces.printify import PrintifyClient
-    from pod_studio.adapters.storage.cache import DiskCache
-    from pod_studio.adapters.storage.paths import app_paths
+    """Catalog requests to the Printify sandbox: first run (cold) vs a restarted app (warm),
+    through the engine's own Printify client (``build_core`` + ``configure_printify``)."""
+    from pod_studio.adapters.storage.secrets import MemorySecretStore
+    from pod_studio.composition.headless import open_core
+    from pod_studio.domain.settings import AppSettings
     from pod_studio.sandbox.printify import PrintifySandbox
-    from pod_studio.services.cache import AsyncTTLCache, CachedLoader
 
-    cache_dir = app_paths().catalog_cache_dir
     counts: list[int] = []
     async with PrintifySandbox() as sb:
+        settings = AppSettings().with_changes(
+            printify={"base_url": sb.base_url, "shop_id": sb.shop_id}
+        )
+        secrets = MemorySecretStore({"printify_token": "sandbox-token"})
         for _restart in range(2):
-            disk = DiskCache(cache_dir)
-            loader = CachedLoader(AsyncTTLCache(maxsize=256, ttl=3600), disk, default_ttl=3600)
-            client = PrintifyClient(
-                lambda: "sandbox-token",
-                base_url=sb.base_url,
-                shop_id=sb.shop_id,
-                catalog_cache=loader,
-            )
-            before = sum(n for k, n in sb.request_counts.items() if "/catalog/" in k)
-            for blueprint in (12, 77):
-                providers = await client.print_providers(blueprint)
-                for p in providers:
-                    await client.variants(blueprint, p.id)
-                    await client.shipping(blueprint, p.id)
-            counts.append(sum(n for k, n in sb.request_counts.items() if "/catalog/" in k) - before)
-            await client.aclose()
-            disk.close()
+            async with open_core(settings=settings, secrets=secrets, connect=False) as core:
+                await core.configure_printify()
+                client = core.printify
+                assert client is not None, core.printify_problem
+                before = sum(n for k, n in sb.request_counts.items() if "/catalog/" in k)
+                for blueprint in (12, 77):
+                    providers = await client.print_providers(blueprint)
+                    for p in providers:
+                        await client.variants(blueprint, p.id)
+                        await client.shipping(blueprint, p.id)
+                counts.append(
+                    sum(n for k, n in sb.request_counts.items() if "/catalog/" in k) - before
+                )
     return counts[0], counts[1]
 
 

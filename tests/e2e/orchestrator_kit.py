@@ -1,4 +1,5 @@
-"""Helpers for the orchestrator e2e tests: an in-process stack over sandbox ComfyUI servers."""
+"""Helpers for the orchestrator e2e tests: the shipped engine (``open_core``) over sandbox
+ComfyUI servers, tuned to react in tenths of a second, and an event recorder to wait on."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from pod_studio.adapters.comfyui.client import ComfyUIClient, default_workflow_text
-from pod_studio.adapters.storage.images import GalleryImageStore
-from pod_studio.adapters.storage.ledger import SqliteJobLedger
+from pod_studio.adapters.storage.paths import app_paths
+from pod_studio.adapters.storage.secrets import MemorySecretStore
+from pod_studio.composition.core import Core, comfyui_breaker_name
+from pod_studio.composition.headless import open_core
 from pod_studio.domain.events import Event, ImageReady
-from pod_studio.domain.workflow import WorkflowTemplate
-from pod_studio.services.orchestrator import Orchestrator, OrchestratorOptions
-from pod_studio.services.resilience import ResilienceHub
+from pod_studio.services.orchestrator import OrchestratorOptions
 
 FAST_CLIENT = {
     "poll_initial": 0.05,
@@ -28,10 +29,17 @@ FAST_RESILIENCE = {
     "policies": {"comfyui": {"max_retries": 1, "initial_delay": 0.05, "max_delay": 0.1}},
     "breakers": {"comfyui": {"failure_threshold": 3, "reset_timeout": 0.3}},
 }
+FAST_OPTIONS = OrchestratorOptions(
+    tick=0.05,
+    poll_interval=0.05,
+    probe_interval=0.1,
+    retry_delay=lambda _n: 0.05,
+    idle_horizon=2.0,
+    stall_timeout=15.0,
+    max_attempts=20,
+)
 
-
-def breaker_name(url: str) -> str:
-    return "comfyui@" + url.split("://", 1)[-1]
+breaker_name = comfyui_breaker_name
 
 
 @dataclass
@@ -64,55 +72,18 @@ class Recorder:
         return [e for e in self.items if isinstance(e, kind)]
 
 
-@dataclass
-class Stack:
-    orch: Orchestrator
-    ledger: SqliteJobLedger
-    hub: ResilienceHub
-    clients: list[ComfyUIClient]
-    store: GalleryImageStore
-    events: Recorder
-
-
 @asynccontextmanager
-async def orchestrator_stack(
-    tmp: Path, urls: Sequence[str], **options: object
-) -> AsyncIterator[Stack]:
-    events = Recorder()
-    hub = ResilienceHub(events, settings=FAST_RESILIENCE)
-    clients = [
-        ComfyUIClient(u, sink=events, guard=hub.guard("comfyui", breaker_name(u)), **FAST_CLIENT)
-        for u in urls
-    ]
-    ledger = SqliteJobLedger(tmp / "jobs.db")
-    await ledger.open()
-    store = GalleryImageStore(tmp / "images")
-    opts = OrchestratorOptions(
-        tick=0.05,
-        poll_interval=0.05,
-        probe_interval=0.1,
-        retry_delay=lambda _n: 0.05,
-        idle_horizon=2.0,
-        stall_timeout=15.0,
-        max_attempts=20,
-    )
-    for key, value in options.items():
-        setattr(opts, key, value)
-    orch = Orchestrator(
-        ledger,
-        clients,
-        store,
-        WorkflowTemplate.from_json_text(default_workflow_text()),
-        events,
-        breaker_state=lambda url: hub.breakers.get(breaker_name(url)).state.value,
-        options=opts,
-    )
-    for c in clients:
-        await c.start()
-    try:
-        yield Stack(orch, ledger, hub, clients, store, events)
-    finally:
-        await orch.aclose()
-        for c in clients:
-            await c.aclose()
-        await ledger.aclose()
+async def started_core(
+    home: Path, urls: Sequence[str], events: Recorder, **options: Any
+) -> AsyncIterator[Core]:
+    """The engine the app runs (``build_core`` via ``open_core``), on ``urls``, started."""
+    async with open_core(
+        sinks=[events],
+        servers=urls,
+        paths=app_paths(home),
+        secrets=MemorySecretStore(),
+        options=replace(FAST_OPTIONS, **options),
+        client_options=FAST_CLIENT,
+        resilience=FAST_RESILIENCE,
+    ) as core:
+        yield core

@@ -13,23 +13,23 @@ from pod_studio.domain.events import BreakerChanged, ImageReady
 from pod_studio.domain.models import GenerationRequest
 from pod_studio.domain.orchestration import JobMoved
 from pod_studio.sandbox.comfyui import ComfyUISandbox
-from tests.e2e.orchestrator_kit import breaker_name, orchestrator_stack
+from tests.e2e.orchestrator_kit import Recorder, breaker_name, started_core
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.mark.asyncio
 async def test_dead_server_jobs_move_and_it_gets_work_when_back(tmp_path: Path) -> None:
+    ev = Recorder()
     async with (
         ComfyUISandbox(seconds_per_job=0.1) as a,
         ComfyUISandbox(seconds_per_job=0.1) as b,
-        orchestrator_stack(tmp_path, [a.url, b.url]) as stack,
+        started_core(tmp_path / "home", [a.url, b.url], ev) as core,
     ):
-        ev = stack.events
-        ids = await stack.orch.enqueue_generation(
+        ids = await core.orchestrator.enqueue_generation(
             GenerationRequest(prompts=["a fox"], variations=12, seed=5, width=256, height=256)
         )
-        loop = asyncio.create_task(stack.orch.run_forever())
+        loop = asyncio.create_task(core.run_queue())  # what the app runs
         try:
             await ev.until(lambda: ev.images_by_server[a.url] >= 2)
             down = asyncio.create_task(a.restart(downtime=2.0))  # dead for 2 s, then back
@@ -40,8 +40,8 @@ async def test_dead_server_jobs_move_and_it_gets_work_when_back(tmp_path: Path) 
                     for e in ev.items
                 )
             )
-            assert stack.hub.breakers.get(name).state.value == "open"
-            status = {s.url: s for s in stack.orch.servers()}
+            assert core.hub.breakers.get(name).state.value == "open"
+            status = {s.url: s for s in core.orchestrator.servers()}
             assert status[a.url].breaker == "open" and not status[a.url].eligible
 
             done = {str(i) for i in ids}
@@ -50,26 +50,26 @@ async def test_dead_server_jobs_move_and_it_gets_work_when_back(tmp_path: Path) 
                 return done <= {e.job_id for e in ev.of(ImageReady)}  # type: ignore[attr-defined]
 
             await ev.until(batch_done, within=20)
-            jobs = [await stack.ledger.get_job(i) for i in ids]
+            jobs = [await core.ledger.get_job(i) for i in ids]
             assert all(j is not None and j.state.value == "succeeded" for j in jobs)
             moved = [e for e in ev.of(JobMoved) if e.from_server == a.url]  # type: ignore[attr-defined]
             moved_ids = {e.job_id for e in moved}
             assert moved_ids, "the dead server's running jobs should have been moved"
-            for image in await stack.store.list_images():
+            for image in await core.store.list_images():
                 if image.job_id in moved_ids:
                     assert image.server == b.url  # the dead server's jobs finished on the other
-            images = await stack.store.list_images()
+            images = await core.store.list_images()
             assert sorted(im.job_id for im in images) == sorted(ids)  # one image per job
 
             await down  # a is back: its breaker closes after a probe, and it gets work again
             await ev.until(
                 lambda: (
-                    stack.hub.breakers.get(name).state.value == "closed"
-                    or (stack.orch.servers()[0].breaker == "closed")
+                    core.hub.breakers.get(name).state.value == "closed"
+                    or (core.orchestrator.servers()[0].breaker == "closed")
                 )
             )
             served_before = ev.images_by_server[a.url]
-            more = await stack.orch.enqueue_generation(
+            more = await core.orchestrator.enqueue_generation(
                 GenerationRequest(prompts=["an owl"], variations=8, seed=9, width=256, height=256)
             )
             await ev.until(

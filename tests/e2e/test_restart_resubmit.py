@@ -11,7 +11,7 @@ import pytest
 from pod_studio.domain.events import ImageReady, JobResubmitted
 from pod_studio.domain.models import GenerationRequest
 from pod_studio.sandbox.comfyui import ComfyUISandbox
-from tests.e2e.orchestrator_kit import orchestrator_stack
+from tests.e2e.orchestrator_kit import Recorder, started_core
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,14 +19,15 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.mark.asyncio
 async def test_restart_mid_batch_resubmits_lost_prompts(tmp_path: Path) -> None:
     async with ComfyUISandbox(seconds_per_job=0.1) as sandbox:
-        async with orchestrator_stack(tmp_path, [sandbox.url]) as stack:
+        events = Recorder()
+        async with started_core(tmp_path / "home", [sandbox.url], events) as core:
             request = GenerationRequest(
                 prompts=["a fox", "an owl"], variations=5, seed=1, width=256, height=256
             )
-            ids = await stack.orch.enqueue_generation(request)
-            runner = asyncio.create_task(stack.orch.run_until_idle())
-            await stack.events.until(lambda: len(stack.events.of(ImageReady)) >= 3)
-            running, pending = await stack.clients[0].queue()
+            ids = await core.orchestrator.enqueue_generation(request)
+            runner = asyncio.create_task(core.orchestrator.run_until_idle())
+            await events.until(lambda: len(events.of(ImageReady)) >= 3)
+            running, pending = await core.generators[0].queue()
             lost = set(running) | set(pending)
             assert lost, "the restart should catch prompts in flight"
             before = len(sandbox.executed_prompt_ids)
@@ -34,9 +35,9 @@ async def test_restart_mid_batch_resubmits_lost_prompts(tmp_path: Path) -> None:
             summary = await asyncio.wait_for(runner, 45)
 
             assert summary.ok, summary
-            jobs = [await stack.ledger.get_job(i) for i in ids]
+            jobs = [await core.ledger.get_job(i) for i in ids]
             assert all(j is not None and j.state.value == "succeeded" for j in jobs)
-            images = await stack.store.list_images()
+            images = await core.store.list_images()
             per_job = {i: sum(1 for im in images if im.job_id == i) for i in ids}
             assert set(per_job.values()) == {1}, per_job  # none lost, none twice
             # every job whose prompt the restart lost got its image from a new prompt

@@ -74,11 +74,12 @@ async def test_jobs_survive_a_managed_server_that_is_killed_and_auto_restarted(
     )
     await server.start()
     try:
-        async with orchestrator_stack(tmp_path, [server.url]) as stack:
+        events = Recorder()
+        async with started_core(tmp_path / "home", [server.url], events) as core:
             request = GenerationRequest(prompts=["a fox", "an owl"], variations=3, seed=1)
-            ids = await stack.orch.enqueue_generation(request)
-            runner = asyncio.create_task(stack.orch.run_until_idle())
-            await stack.events.until(lambda: len(stack.events.of(ImageReady)) >= 1)
+            ids = await core.orchestrator.enqueue_generation(request)
+            runner = asyncio.create_task(core.orchestrator.run_until_idle())
+            await events.until(lambda: len(events.of(ImageReady)) >= 1)
             first = server.pid
             assert first is not None and sys.platform != "win32"
 
@@ -87,13 +88,13 @@ async def test_jobs_survive_a_managed_server_that_is_killed_and_auto_restarted(
             summary = await asyncio.wait_for(runner, 60)
             assert summary.ok, summary
             assert server.restarts == 1 and server.pid not in (None, first)
-            jobs = [await stack.ledger.get_job(i) for i in ids]
+            jobs = [await core.ledger.get_job(i) for i in ids]
             assert all(j is not None and j.state.value == "succeeded" for j in jobs)
-            images = await stack.store.list_images()
+            images = await core.store.list_images()
             per_job = {i: sum(1 for im in images if im.job_id == i) for i in ids}
             assert set(per_job.values()) == {1}, per_job
             # The kill caught work in flight: some prompt was submitted again.
-            resubmitted = stack.events.of(JobResubmitted)
+            resubmitted = events.of(JobResubmitted)
             retried = [j for j in jobs if j is not None and len(j.steps) > 2]
             assert resubmitted or retried
     finally:

@@ -3,8 +3,8 @@ corrupt, kept current by every save and approval."""
 
 from __future__ import annotations
 
+import asyncio
 import io
-import os
 from pathlib import Path
 
 import pytest
@@ -55,7 +55,10 @@ async def test_a_missing_or_corrupt_index_is_rebuilt_from_the_records(tmp_path: 
     assert {i.image_id for i in await GalleryImageStore(tmp_path).list_images()} == ids
     _replace_index(index, b"this is not a database" * 100)
     assert {i.image_id for i in await GalleryImageStore(tmp_path).list_images()} == ids
-    assert any(name.startswith(f"{index.name}.corrupt-") for name in os.listdir(tmp_path))
+    assert any(
+        p.name.startswith(f"{index.name}.corrupt-")
+        for p in await asyncio.to_thread(list, tmp_path.iterdir())
+    )
 
 
 @pytest.mark.asyncio

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import os
 import select
 import signal
@@ -200,7 +201,9 @@ def run_isolated(fn: Callable[[], str], *, timeout: float = 60.0) -> tuple[bool,
             code = 0
             try:
                 os.close(read_end)
+                faulthandler.disable()  # the parent reports a crash; no second report
                 os.dup2(err.fileno(), 2)
+                sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
                 try:
                     result = "ok " + fn()
                 except BaseException as exc:  # noqa: BLE001 - reported to the parent

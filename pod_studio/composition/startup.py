@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -98,8 +99,14 @@ def library_loadable(soname: str) -> bool:
     try:
         ctypes.CDLL(soname)
     except OSError:
+        pass
+    else:
+        return True
+    # A frozen build carries the libraries found on the build machine beside Qt's own.
+    bundle = getattr(sys, "_MEIPASS", None)
+    if not bundle:
         return False
-    return True
+    return any(Path(bundle, folder, soname).is_file() for folder in ("", "PySide6/Qt/lib"))
 
 
 def _missing(libraries: Sequence[tuple[str, str]], present: LibraryCheck) -> list[tuple[str, str]]:

@@ -132,6 +132,20 @@ def _libraries_problem(missing: list[tuple[str, str]], what: str) -> StartupProb
     )
 
 
+def _no_display(why: str) -> StartupProblem:
+    return StartupProblem(
+        kind="display",
+        summary=f"no display ({why})",
+        message=(
+            f"POD Studio cannot open its window: there is no display to show it on ({why}; "
+            "a desktop session sets them).\n"
+            "Start it from a desktop session, or work without a window: the headless "
+            "commands (`pod-studio generate`, `pod-studio publish`, ... see "
+            "`pod-studio --help`) need no display."
+        ),
+    )
+
+
 def _platforms(env: Mapping[str, str]) -> list[str]:
     # QT_QPA_PLATFORM may list fallbacks ("wayland;xcb") and carry options ("xcb:opt=1").
     raw = env.get("QT_QPA_PLATFORM", "").strip()
@@ -161,26 +175,19 @@ def gui_problem(
     if chosen and chosen[0] not in ("xcb", "wayland", "wayland-egl"):
         return None  # a plugin we know nothing about: let Qt speak for it
     wants_wayland = chosen[0].startswith("wayland") if chosen else has_wayland
-    if wants_wayland and has_wayland:
-        missing = _missing(WAYLAND_LIBRARIES, present)
-        if not missing:
-            return None
-        # Qt falls back to X11 only when no platform is forced or xcb is listed as a fallback.
-        if not (has_x11 and (not chosen or "xcb" in chosen)):
-            return _libraries_problem(missing, "the Wayland display support of Qt")
+    # Qt falls back to X11 only when no platform is forced or xcb is listed as a fallback.
+    x11_allowed = has_x11 and (not chosen or "xcb" in chosen)
+    if wants_wayland:
+        if has_wayland:
+            missing = _missing(WAYLAND_LIBRARIES, present)
+            if not missing:
+                return None
+            if not x11_allowed:
+                return _libraries_problem(missing, "the Wayland display support of Qt")
+        elif not x11_allowed:
+            return _no_display("QT_QPA_PLATFORM asks for Wayland but WAYLAND_DISPLAY is not set")
     if not has_x11:
-        wanted = "a Wayland" if wants_wayland else "an X11"
-        return StartupProblem(
-            kind="display",
-            summary="no display (DISPLAY and WAYLAND_DISPLAY are not set)",
-            message=(
-                f"POD Studio cannot open its window: there is no display to show it on "
-                f"({wanted} session sets DISPLAY or WAYLAND_DISPLAY; neither is set here).\n"
-                "Start it from a desktop session, or work without a window: the headless "
-                "commands (`pod-studio generate`, `pod-studio publish`, ... see "
-                "`pod-studio --help`) need no display."
-            ),
-        )
+        return _no_display("DISPLAY and WAYLAND_DISPLAY are not set")
     missing = _missing(XCB_LIBRARIES, present)
     if missing:
         return _libraries_problem(missing, "the X11 (xcb) display support of Qt")

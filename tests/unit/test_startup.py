@@ -87,6 +87,13 @@ def test_wayland_falls_back_to_x11_when_allowed() -> None:
     assert problem is not None and problem.packages == ("libxcb-keysyms1",)
 
 
+def test_wayland_forced_without_a_wayland_session() -> None:
+    env = {"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland"}
+    problem = startup.gui_problem(env, present=all_present_but(), platform="linux")
+    assert problem is not None and problem.kind == "display"
+    assert "WAYLAND_DISPLAY is not set" in problem.message
+
+
 def test_other_systems_are_not_checked() -> None:
     assert startup.gui_problem({}, present=all_present_but("libGL.so.1"), platform="win32") is None
 

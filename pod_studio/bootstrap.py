@@ -27,7 +27,7 @@ from pod_studio.app.app_controller import AppController
 from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.context import AppContext
 from pod_studio.app.runner import TaskRunner
-from pod_studio.composition import diagnostics
+from pod_studio.composition import startup
 from pod_studio.composition.core import Core, build_core
 from pod_studio.composition.demo import DemoServers
 from pod_studio.composition.diagnostics import configure_logging, resource_file, shutdown_logging
@@ -156,15 +156,17 @@ def _error_box(text: str) -> None:
 _open_boxes: list[QMessageBox] = []
 
 
-def selftest() -> int:
-    """``pod-studio --selftest``: what a packaged build needs, checked; exit 0 when all pass."""
+def qt_platform_name() -> str:
+    """Make the QApplication and name its platform plugin (the self test's Qt check; it runs
+    in a child process because a broken plugin aborts)."""
     app = QApplication.instance() or QApplication([sys.argv[0]])
     assert isinstance(app, QApplication)
-    results = [("Qt platform plugin", bool(app.platformName()), app.platformName())]
-    results += diagnostics.selftest()
-    for name, ok, detail in results:
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
-    return 0 if all(ok for _n, ok, _d in results) else 1
+    return str(app.platformName())
+
+
+def selftest() -> int:
+    """``pod-studio --selftest``: what a packaged build needs, checked; exit 0 when all pass."""
+    return startup.run_selftest(qt_platform_name)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from pod_studio.adapters.storage.metrics import render_prometheus, write_prometh
 from pod_studio.adapters.storage.paths import app_paths
 from pod_studio.adapters.storage.stats_store import JsonStatsStore
 from pod_studio.composition.core import REDACTOR
+from pod_studio.composition.startup import Check
 from pod_studio.domain.errors import PodStudioError, user_message
 from pod_studio.services.stats import StatsService
 
@@ -143,11 +144,13 @@ def shutdown_logging() -> None:
 # --- self test (for packaged builds) -------------------------------------------------------
 
 
-def selftest() -> list[tuple[str, bool, str]]:
-    """Checks a frozen or fresh install can do its work: (check, ok, detail) per check.
+def selftest() -> list[Check]:
+    """Checks a frozen or fresh install can do its work, one ``Check`` each (Qt is checked by
+    ``startup.qt_check``).
 
-    Every module imports, SQLite runs in WAL mode in the data folder, the keyring has backends,
-    and Pillow writes and reads a PNG with an sRGB profile (print files need both).
+    Every module imports, SQLite runs in WAL mode in the data folder, the OS keyring can hold
+    tokens (a warning, not a failure, when it cannot: tokens then come from environment
+    variables), and Pillow writes and reads a PNG with an sRGB profile (print files need both).
     """
     import importlib
     import io
@@ -155,13 +158,12 @@ def selftest() -> list[tuple[str, bool, str]]:
     import sqlite3
     import tempfile
 
-    import keyring
     from PIL import Image
 
     import pod_studio
     from pod_studio.adapters.imaging import SRGB_ICC
 
-    results: list[tuple[str, bool, str]] = []
+    results: list[Check] = []
     failed: list[str] = []
     count = 0
     for mod in pkgutil.walk_packages(pod_studio.__path__, "pod_studio."):
@@ -172,26 +174,43 @@ def selftest() -> list[tuple[str, bool, str]]:
             count += 1
         except Exception as exc:  # noqa: BLE001 - a self test reports whatever broke
             failed.append(f"{mod.name}: {type(exc).__name__}: {exc}")
-    results.append(("modules import", not failed, "; ".join(failed) or f"{count} modules"))
+    results.append(_check("modules import", not failed, "; ".join(failed) or f"{count} modules"))
     paths = app_paths().ensure()
     try:
         with tempfile.TemporaryDirectory(dir=paths.data_dir) as tmp:
             conn = sqlite3.connect(Path(tmp) / "selftest.sqlite3")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             conn.close()
-        results.append(("SQLite WAL in the data folder", mode == "wal", f"{paths.data_dir}"))
+        results.append(_check("SQLite WAL in the data folder", mode == "wal", f"{paths.data_dir}"))
     except (OSError, sqlite3.Error) as exc:
-        results.append(("SQLite WAL in the data folder", False, str(exc)))
-    backends = [
-        type(b).__module__ + "." + type(b).__name__ for b in keyring.backend.get_all_keyring()
-    ]
-    # informational: a headless machine legitimately has no secure keyring
-    results.append(("keyring backends", True, ", ".join(backends) or "none"))
+        results.append(_check("SQLite WAL in the data folder", False, str(exc)))
+    results.append(_keyring_check())
     buf = io.BytesIO()
     Image.new("RGBA", (8, 8), (255, 0, 0, 128)).save(
         buf, "PNG", icc_profile=SRGB_ICC, dpi=(300, 300)
     )
     with Image.open(io.BytesIO(buf.getvalue())) as im:
         ok = im.info.get("icc_profile") == SRGB_ICC and round(im.info["dpi"][0]) == 300
-    results.append(("PNG with sRGB profile and 300 DPI", ok, "Pillow round trip"))
+    results.append(_check("PNG with sRGB profile and 300 DPI", ok, "Pillow round trip"))
     return results
+
+
+def _check(name: str, ok: bool, detail: str) -> Check:
+    return Check(name=name, status="ok" if ok else "FAIL", detail=detail)
+
+
+def _keyring_check() -> Check:
+    from pod_studio.adapters.storage.secrets import ENV_VARS, OsKeyringSecretStore
+
+    store = OsKeyringSecretStore()
+    if store.available:
+        return Check(name="keyring", status="ok", detail=store.describe())
+    env_var = ENV_VARS["printify_token"]
+    # A headless machine legitimately has no keyring, so this warns instead of failing.
+    return Check(
+        name="keyring",
+        status="WARN",
+        detail=f"no usable OS keyring ({store.reason.split('. ')[0].removeprefix('the ')}): "
+        f"the app cannot save tokens; give them as environment variables instead "
+        f"({env_var} for Printify)",
+    )

@@ -9,7 +9,10 @@ nested event loop.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, Qt, Signal, Slot
+import platform
+
+import PySide6
+from PySide6.QtCore import QByteArray, Qt, Signal, Slot, qVersion
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -24,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pod_studio import __version__
 from pod_studio.app.app_controller import AppController
 from pod_studio.domain.models import GeneratedImage
 from pod_studio.ui.docks import BreakersDock, HealthDock, RetryLogDock, StatsDock
@@ -276,8 +280,13 @@ class MainWindow(QMainWindow):
         box.setWindowTitle(self.tr("About POD Studio"))
         box.setText(
             self.tr(
-                "<b>POD Studio</b><br>Generate designs on your ComfyUI server, approve them "
-                "and publish them to Printify, Shopify and Etsy."
+                "<b>POD Studio {version}</b><br>Generate designs on your ComfyUI server, "
+                "approve them and publish them to Printify or to an export folder."
+            ).format(version=__version__)
+        )
+        box.setInformativeText(
+            self.tr("Python {python}, Qt {qt}, PySide6 {pyside}").format(
+                python=platform.python_version(), qt=qVersion(), pyside=PySide6.__version__
             )
         )
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

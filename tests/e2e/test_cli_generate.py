@@ -244,5 +244,7 @@ def test_selftest_checks_what_a_packaged_build_needs(_isolated_home: Path) -> No
     proc = run_cli("--selftest", home=_isolated_home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 5 and all(line.startswith("ok") for line in lines)
+    assert len(lines) == 5, lines
+    # a machine without an OS keyring warns (tokens then come from the environment)
+    assert all(line.startswith("ok") or line.startswith("WARN keyring") for line in lines), lines
     assert any("SQLite WAL" in line for line in lines)

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from pod_studio import USER_AGENT
 from pod_studio.adapters.comfyui.errors import (
     SERVICE,
     error_for_status,
@@ -51,6 +52,7 @@ from pod_studio.adapters.comfyui.errors import (
 from pod_studio.adapters.comfyui.frames import PreviewImageFrame, ProgressTextFrame, parse_frame
 from pod_studio.adapters.comfyui.listener import ConnectFn, WebsocketListener
 from pod_studio.adapters.comfyui.names import safe_local_name, sanitize_ref
+from pod_studio.adapters.storage import resources
 from pod_studio.domain.comfyui_process import ComfyUIGauges
 from pod_studio.domain.errors import (
     JobInterruptedError,
@@ -89,8 +91,8 @@ _CANCEL_TIMEOUT = 10.0
 
 
 def default_workflow_path() -> Path:
-    """resources/workflows/default_txt2img.json of this checkout."""
-    return Path(__file__).resolve().parents[3] / "resources" / "workflows" / "default_txt2img.json"
+    """The shipped ``workflows/default_txt2img.json`` (see ``adapters.storage.resources``)."""
+    return resources.default_workflow_path()
 
 
 def default_workflow_text() -> str:
@@ -182,7 +184,7 @@ class ComfyUIClient:
             base_url=self._url,
             timeout=timeout or DEFAULT_TIMEOUT,
             transport=transport,
-            headers={"user-agent": "pod-studio"},
+            headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
         )
         self._listener = WebsocketListener(

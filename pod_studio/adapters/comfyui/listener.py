@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import websockets
 from websockets.exceptions import WebSocketException
 
+from pod_studio import USER_AGENT
 from pod_studio.domain.models import ConnectionState
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ async def default_connect(url: str) -> WsConnection:
         ping_timeout=10.0,
         max_size=MAX_FRAME_BYTES,
         max_queue=64,
+        user_agent_header=USER_AGENT,
     )
     return conn  # type: ignore[return-value]
 

@@ -33,6 +33,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
+from pod_studio import USER_AGENT
 from pod_studio.adapters.storage.atomic import atomic_write_text, move_aside
 from pod_studio.domain.errors import (
     APIError,
@@ -167,7 +168,7 @@ class PrintifyClient:
         guard: CallGuard | None = None,
         catalog_cache: CatalogCache | None = None,
         timeout: httpx.Timeout | None = None,
-        user_agent: str = "POD-Studio/0.1",
+        user_agent: str = USER_AGENT,
         transport: httpx.AsyncBaseTransport | None = None,
         upload_index_path: Path | None = None,
         max_upload_bytes: int = MAX_BASE64_BYTES,

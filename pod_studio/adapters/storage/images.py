@@ -292,6 +292,7 @@ class GalleryImageStore:
             if not Path(image.file).exists():
                 local = self.images_dir / Path(image.file).name
                 if not local.exists():
+                    log.warning("skipping design %s: its image file is missing", image.image_id)
                     continue
                 image = image.model_copy(update={"file": str(local.resolve())})
             images.append(image)

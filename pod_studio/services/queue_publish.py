@@ -76,7 +76,7 @@ class LedgerJournal:
     async def done(self, step: str, remote_ref: str | None = None) -> None:
         rec = await self._ledger.record_result(self._job_id, step, remote_ref)
         self._states[step] = (rec.state, rec.remote_ref)
-        self._emit(step, "done", remote_ref or "")
+        # the PublishService announces "<step>:done" itself: one event per fact
 
     def _emit(self, step: str, state: str, remote_id: str = "") -> None:
         self._sink(

@@ -30,7 +30,7 @@ _STATE_WORDS = {
     "ready": "Running",
     "stopping": "Stopping…",
     "exited": "Ended unexpectedly",
-    "failed": "Failed (POD Studio gave up restarting it)",
+    "failed": "Not running (it failed and was not restarted)",
 }
 
 _ACTION_WORDS = {

@@ -54,7 +54,7 @@ def check_shopify(
 
 
 def check_etsy_keys(keystring: str, shared_secret: str) -> str:
-    """"" when both look like Etsy app keys, else the problem in words."""
+    """ "" when both look like Etsy app keys, else the problem in words."""
     if not keystring.strip() or not shared_secret.strip():
         return "Paste both the keystring and the shared secret of your Etsy app."
     if not _KEY_RE.fullmatch(keystring.strip()):

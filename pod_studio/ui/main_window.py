@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
 from pod_studio.app.app_controller import AppController
 from pod_studio.domain.models import GeneratedImage
 from pod_studio.ui.comfyui_dock import ComfyUIDock
-from pod_studio.ui.platform_settings import add_platform_tabs
 from pod_studio.ui.docks import BreakersDock, HealthDock, RetryLogDock, StatsDock
 from pod_studio.ui.gallery import GalleryView
 from pod_studio.ui.job_list import JobListView
+from pod_studio.ui.platform_settings import add_platform_tabs
 from pod_studio.ui.prompt_editor import PromptEditor
 from pod_studio.ui.publish_panel import PublishPanel
 from pod_studio.ui.queue_dock import QueueDock

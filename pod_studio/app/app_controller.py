@@ -19,6 +19,7 @@ from pod_studio.app.platforms import EtsyController, ShopifyController
 from pod_studio.app.publishing import PrintifyController, PublishController
 from pod_studio.app.queue import QueueController
 from pod_studio.app.settings import SettingsController, WorkflowController
+from pod_studio.app.setup import SetupController
 from pod_studio.app.status import ConnectionController, ResilienceController, StatsController
 
 
@@ -89,6 +90,13 @@ class AppController(QObject):
         self.workflow = WorkflowController(ctx.runner, studio.open_workflow, parent=self)
         self.comfyui_server = ComfyUIServerController(
             ctx.runner, ctx.bridge, studio.comfyui_server_view, studio.control_comfyui, parent=self
+        )
+        self.setup = SetupController(
+            ctx.runner,
+            lambda: studio.settings,
+            studio.save_settings,
+            studio.check_workflow,
+            parent=self,
         )
         self.shopify = ShopifyController(
             ctx.runner,

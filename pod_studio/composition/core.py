@@ -713,6 +713,18 @@ class Core:
             template.name or Path(path).name, workflow_summary(template), problems
         )
 
+    async def check_workflow(self) -> WorkflowReport:
+        """The current workflow checked against the first server (nothing is saved)."""
+        template = self.template
+        if not self.generators:
+            return WorkflowReport(template.name or "workflow", workflow_summary(template), [])
+        info = await self.generators[0].object_info()
+        return WorkflowReport(
+            template.name or "built-in workflow",
+            workflow_summary(template),
+            template.preflight(info),
+        )
+
     async def list_checkpoints(self) -> list[str]:
         if not self.generators:
             return []

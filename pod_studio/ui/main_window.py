@@ -36,6 +36,7 @@ from pod_studio.ui.publish_panel import PublishPanel
 from pod_studio.ui.queue_dock import QueueDock
 from pod_studio.ui.settings_dialog import SettingsDialog
 from pod_studio.ui.widgets import CONNECTION_COLOURS, GREY, StatusDot
+from pod_studio.ui.window_extras import install_window_extras
 
 APP_TITLE = "POD Studio"
 
@@ -166,6 +167,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect_signals()
         self._restore_layout()
+        self.extras = install_window_extras(self)
 
     def set_demo(self, demo: bool) -> None:
         """Mark the window as running on the built-in sandbox (title, status bar, banner)."""
@@ -246,6 +248,7 @@ class MainWindow(QMainWindow):
         self.app.queue.refresh()
         self.app.gallery.refresh()
         self.prompt_editor.refresh_checkpoints()
+        self.extras.open_setup_if_needed()
 
     @Slot(list)
     def open_publish_panel(self, designs: list[GeneratedImage]) -> PublishPanel:

@@ -187,3 +187,81 @@ def test_demo_button_asks_for_demo_mode(qtbot: Any, setup: tuple[AppController, 
         wizard.comfyui_page.demo_button.click()
     qtbot.waitUntil(lambda: core.settings.first_run_done, timeout=10000)
     assert not wizard.isVisible()
+
+
+def test_main_window_first_start_help_menu_shortcuts_and_workflow_drop(
+    qtbot: Any, setup: tuple[AppController, Core], tmp_path: Path
+) -> None:
+    from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    from pod_studio.ui.main_window import MainWindow
+    from pod_studio.ui.window_extras import SHORTCUTS
+
+    app, core = setup
+    window = MainWindow(app)
+    qtbot.addWidget(window)
+    window.show()
+    window.start()  # first start: the set-up opens by itself
+    wizard = window.extras.wizard
+    assert wizard is not None and wizard.isVisible()
+    wizard.skip()
+    qtbot.waitUntil(lambda: core.settings.first_run_done, timeout=10000)
+    # Help → Set-up brings it back; Help → Keyboard shortcuts lists every key
+    menu_names = [a.objectName() for a in window.menuBar().actions()[-1].menu().actions()]
+    assert "setup_action" in menu_names and "shortcuts_action" in menu_names
+    window.extras.setup_action.trigger()
+    assert window.extras.wizard is not None and window.extras.wizard is not wizard
+    assert window.extras.wizard.isVisible()
+    window.extras.wizard.close()
+    window.extras.shortcuts_action.trigger()
+    box = window.extras.help_box
+    assert box is not None
+    for key, what in SHORTCUTS:
+        assert key in box.text() and what in box.text()
+    box.close()
+    keys = {a.shortcut().toString() for a in window.actions()}
+    assert {"Ctrl+Return", "Ctrl+L", "Ctrl+Shift+R"} <= keys
+    assert window.import_workflow_action.shortcut().toString() == "Ctrl+O"
+    # dropping a workflow JSON opens it through the workflow controller
+    source = ROOT / "resources" / "workflows" / "default_txt2img.json"
+    dropped = tmp_path / "dropped.json"
+    dropped.write_bytes(source.read_bytes())
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(dropped))])
+    window.show()
+    enter = QDragEnterEvent(
+        QPoint(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(window, enter)  # Qt delivers a drop only after an accepted enter
+    assert enter.isAccepted()
+    event = QDropEvent(
+        QPoint(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(app.workflow.sig_workflow_loaded, timeout=20000) as loaded:
+        QApplication.sendEvent(window, event)
+    assert loaded.args[0] == "dropped.json"
+    assert core.settings.workflow_path == str(dropped)
+    # something else is refused at the door
+    mime2 = QMimeData()
+    mime2.setUrls([QUrl.fromLocalFile(str(tmp_path / "photo.png"))])
+    refused = QDragEnterEvent(
+        QPoint(10, 10),
+        Qt.DropAction.CopyAction,
+        mime2,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    refused.ignore()
+    QApplication.sendEvent(window, refused)
+    assert not refused.isAccepted()
+    window.close()

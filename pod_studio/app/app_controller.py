@@ -91,6 +91,7 @@ class AppController(QObject):
         self.comfyui_server = ComfyUIServerController(
             ctx.runner, ctx.bridge, studio.comfyui_server_view, studio.control_comfyui, parent=self
         )
+        self.settings.sig_settings_saved.connect(self.comfyui_server.settings_changed)
         self.setup = SetupController(
             ctx.runner,
             lambda: studio.settings,

@@ -59,6 +59,7 @@ class ComfyUIServerController(QObject):
     sig_gauges_updated(ComfyUIGaugesUpdated): the server's events, from the bridge.
     sig_action_started(str action, str words): a button's work began.
     sig_action_finished(str action, bool ok, str message): it ended (message in words).
+    sig_view_changed(): the server was set up again (settings saved); read ``view()``.
     """
 
     sig_process_changed = Signal(object)
@@ -66,6 +67,7 @@ class ComfyUIServerController(QObject):
     sig_gauges_updated = Signal(object)
     sig_action_started = Signal(str, str)
     sig_action_finished = Signal(str, bool, str)
+    sig_view_changed = Signal()
 
     def __init__(
         self,
@@ -86,6 +88,10 @@ class ComfyUIServerController(QObject):
 
     def view(self) -> ComfyUIServerView:
         return self._view()
+
+    def settings_changed(self, _settings: object = None) -> None:
+        """Connect to the settings' saved signal: the Core rebuilt the server from them."""
+        self.sig_view_changed.emit()
 
     def busy(self, action: ComfyUIAction) -> bool:
         return action in self._busy

@@ -189,12 +189,14 @@ class ComfyUIDock(QDockWidget):
         c.sig_gauges_updated.connect(self._on_controller_gauges_updated)
         c.sig_action_started.connect(self._on_controller_action_started)
         c.sig_action_finished.connect(self._on_controller_action_finished)
+        c.sig_view_changed.connect(self.refresh)
         self.open_settings_button.clicked.connect(self.sig_settings_requested)
         self.search_edit.returnPressed.connect(self.find_next)
         self.search_edit.textChanged.connect(self._on_search_text_changed)
 
     # -- state --------------------------------------------------------------------------
 
+    @Slot()
     def refresh(self) -> None:
         """Show the server as it is now (after a settings change, at start)."""
         view = self.controller.view()

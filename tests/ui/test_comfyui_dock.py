@@ -18,6 +18,7 @@ from pod_studio.adapters.storage.secrets import MemorySecretStore
 from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.comfyui import ComfyUIServerController
 from pod_studio.app.runner import TaskRunner
+from pod_studio.app.settings import SettingsController
 from pod_studio.composition.core import Core, build_core
 from pod_studio.domain.settings import AppSettings, ComfyUIProcessSettings
 from pod_studio.ui.comfyui_dock import LOG_LINES, ComfyUIDock
@@ -93,7 +94,9 @@ def rig(qtbot: Any, qloop: Any, qapp: Any) -> Iterator[Rig]:
     run(qtbot, core.aclose())
 
 
-def test_not_set_up_says_what_to_do(qtbot: Any, qloop: Any, qapp: Any) -> None:
+def test_not_set_up_says_what_to_do_until_set_up(
+    qtbot: Any, qloop: Any, qapp: Any, tmp_path: Any
+) -> None:
     use_style(qapp)
     core = make_core(None)
     run(qtbot, core.start())
@@ -111,6 +114,18 @@ def test_not_set_up_says_what_to_do(qtbot: Any, qloop: Any, qapp: Any) -> None:
             r.controller.run(ComfyUIAction.START)
         assert blocker.args[1] is False
         assert "choose the ComfyUI folder in Settings" in blocker.args[2]
+        # set up in Settings: the dock shows the server (not started: auto start is off)
+        port = free_port()
+        core.comfyui_options = {"command": sandbox_command(port), "env": child_env()}
+        section = {"enabled": True, "folder": str(tmp_path), "port": port}
+        settings = SettingsController(lambda: core.settings, core.save_settings, runner=r.runner)
+        settings.sig_settings_saved.connect(r.controller.settings_changed)
+        with qtbot.waitSignal(r.controller.sig_view_changed, timeout=10000):
+            assert settings.update(comfyui_process=section) == []
+        assert r.dock.stack.currentWidget() is r.dock.server_page
+        assert r.dock.state_label.text() == "Stopped"
+        assert r.dock.url_label.text() == f"http://127.0.0.1:{port}"
+        assert r.dock.buttons_enabled("comfyui_start_button")
         run(qtbot, r.runner.aclose())
     finally:
         run(qtbot, core.aclose())

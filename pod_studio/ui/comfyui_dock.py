@@ -216,8 +216,11 @@ class ComfyUIDock(QDockWidget):
         self.state_label.setText(words)
         colour = _STATE_COLOURS.get(state, "#6b7280")
         self.state_label.setStyleSheet(f"font-weight: 600; color: {colour};")
-        self.detail_label.setText(detail)
-        self.detail_label.setVisible(bool(detail))
+        # why it ended is worth a line; while it runs the detail (command, address) is a tooltip
+        ended = state in ("stopped", "exited", "failed")
+        self.detail_label.setText(detail if ended else "")
+        self.detail_label.setVisible(ended and bool(detail))
+        self.state_label.setToolTip("" if ended else detail)
         for action, button in self.buttons.items():
             button.setEnabled(state in _ENABLED[action] and not self.controller.busy(action))
         if state != "ready":

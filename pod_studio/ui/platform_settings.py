@@ -56,6 +56,15 @@ def _note(text: str, parent: QWidget) -> QLabel:
     return label
 
 
+def _without_loc(problem: str) -> str:
+    """ "comfyui_process.extra_args: msg" -> "extra args: msg"; "comfyui_process: msg" -> msg."""
+    loc, sep, msg = problem.partition(": ")
+    if not sep or not loc.startswith("comfyui_process"):
+        return problem
+    field = loc.removeprefix("comfyui_process").lstrip(".")
+    return f"{field.replace('_', ' ')}: {msg}" if field else msg
+
+
 class ComfyUIServerSettingsTab(QWidget):
     def __init__(self, controller: SettingsController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -80,6 +89,8 @@ class ComfyUIServerSettingsTab(QWidget):
         self.port_spin.setObjectName("comfyui_port_spin")
         self.port_spin.setRange(1, 65535)
         self.port_spin.setValue(section.port)
+        # a port is typed, not stepped through
+        self.port_spin.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)
         self.auto_start_check = QCheckBox(self.tr("Start ComfyUI when POD Studio starts"), self)
         self.auto_start_check.setObjectName("comfyui_auto_start_check")
         self.auto_start_check.setChecked(section.auto_start)
@@ -139,7 +150,7 @@ class ComfyUIServerSettingsTab(QWidget):
         section = dict(self.controller.current().comfyui_process.model_dump(), **self.section())
         problems = self.controller.update(comfyui_process=section)
         if problems:
-            _result(self.result_label, False, "; ".join(problems))
+            _result(self.result_label, False, "; ".join(_without_loc(p) for p in problems))
             return False
         self.result_label.setStyleSheet("")
         self.result_label.setText(self.tr("saving…"))

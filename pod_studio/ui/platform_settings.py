@@ -89,8 +89,6 @@ class ComfyUIServerSettingsTab(QWidget):
         self.port_spin.setObjectName("comfyui_port_spin")
         self.port_spin.setRange(1, 65535)
         self.port_spin.setValue(section.port)
-        # a port is typed, not stepped through
-        self.port_spin.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)
         self.auto_start_check = QCheckBox(self.tr("Start ComfyUI when POD Studio starts"), self)
         self.auto_start_check.setObjectName("comfyui_auto_start_check")
         self.auto_start_check.setChecked(section.auto_start)

@@ -20,7 +20,8 @@ from pod_studio.ui.setup_wizard import SetupWizard
 if TYPE_CHECKING:
     from pod_studio.ui.main_window import MainWindow
 
-# (key, what it does); the Settings and Quit keys are the platform's standard ones.
+# (key, what it does); Settings and Quit use the platform's standard keys (shortcuts_for adds
+# them once a window exists: Qt knows them only then).
 SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Ctrl+Return", "Generate the prompt"),
     ("Ctrl+O", "Import a workflow (or drop a .json onto the window)"),
@@ -29,14 +30,22 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Ctrl+Shift+F", "Free ComfyUI's memory"),
     ("Ctrl+Shift+X", "Interrupt everything ComfyUI is doing"),
     ("Delete", "Cancel the selected job (job list)"),
-    (QKeySequence(QKeySequence.StandardKey.Preferences).toString(), "Settings"),
-    (QKeySequence(QKeySequence.StandardKey.Quit).toString(), "Quit"),
 )
 
 
-def shortcuts_text() -> str:
-    rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{w}</td></tr>" for k, w in SHORTCUTS)
-    return f"<table>{rows}</table>"
+def shortcuts_for(window: MainWindow) -> list[tuple[str, str]]:
+    """Every key of the window, with the Settings and Quit keys as set on their actions."""
+    rows = list(SHORTCUTS)
+    for action, what in ((window.settings_action, "Settings"), (window.quit_action, "Quit")):
+        key = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        if key:
+            rows.append((key, what))
+    return rows
+
+
+def shortcuts_text(rows: list[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{w}</td></tr>" for k, w in rows)
+    return f"<table>{body}</table>"
 
 
 def workflow_path_of(event: QDragEnterEvent | QDropEvent) -> str | None:
@@ -56,6 +65,9 @@ class WindowExtras(QObject):
         self.help_box: QMessageBox | None = None
         app = window.app
         window.import_workflow_action.setShortcut(QKeySequence("Ctrl+O"))
+        for action, key in ((window.settings_action, "Ctrl+,"), (window.quit_action, "Ctrl+Q")):
+            if action.shortcut().isEmpty():  # no standard key on this platform
+                action.setShortcut(QKeySequence(key))
         self.actions: list[QAction] = []
         self._add("Ctrl+Return", "generate_shortcut", window.prompt_editor.generate_button.click)
         self._add("Ctrl+L", "comfyui_dock_shortcut", self.show_comfyui_dock)
@@ -109,7 +121,7 @@ class WindowExtras(QObject):
         box = QMessageBox(self.window)
         box.setObjectName("shortcuts_box")
         box.setWindowTitle(self.tr("Keyboard shortcuts"))
-        box.setText(shortcuts_text())
+        box.setText(shortcuts_text(shortcuts_for(self.window)))
         self.help_box = box
         box.open()
         return box

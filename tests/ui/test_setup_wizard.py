@@ -197,7 +197,7 @@ def test_main_window_first_start_help_menu_shortcuts_and_workflow_drop(
     from PySide6.QtWidgets import QApplication
 
     from pod_studio.ui.main_window import MainWindow
-    from pod_studio.ui.window_extras import SHORTCUTS
+    from pod_studio.ui.window_extras import SHORTCUTS, shortcuts_for
 
     app, core = setup
     window = MainWindow(app)
@@ -218,9 +218,22 @@ def test_main_window_first_start_help_menu_shortcuts_and_workflow_drop(
     window.extras.shortcuts_action.trigger()
     box = window.extras.help_box
     assert box is not None
-    for key, what in SHORTCUTS:
-        assert key in box.text() and what in box.text()
+    rows = shortcuts_for(window)
+    assert len(rows) == len(SHORTCUTS) + 2  # and Settings, Quit
+    for key, what in rows:
+        assert key and key in box.text() and what in box.text()
+    box.show()
+    shot(box, "help-keyboard-shortcuts")
     box.close()
+    window.resize(1400, 860)
+    window.extras.show_comfyui_dock()
+    shot(window, "main-window-comfyui-dock")
+    dialog = window.open_settings()
+    titles = [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())]
+    assert titles[-3:] == ["ComfyUI server", "Shopify", "Etsy"]
+    dialog.tabs.setCurrentIndex(titles.index("Shopify"))
+    shot(dialog, "settings-dialog-shopify-tab")
+    dialog.close()
     keys = {a.shortcut().toString() for a in window.actions()}
     assert {"Ctrl+Return", "Ctrl+L", "Ctrl+Shift+R"} <= keys
     assert window.import_workflow_action.shortcut().toString() == "Ctrl+O"

@@ -65,9 +65,9 @@ class WindowExtras(QObject):
         self.help_box: QMessageBox | None = None
         app = window.app
         window.import_workflow_action.setShortcut(QKeySequence("Ctrl+O"))
-        for action, key in ((window.settings_action, "Ctrl+,"), (window.quit_action, "Ctrl+Q")):
-            if action.shortcut().isEmpty():  # no standard key on this platform
-                action.setShortcut(QKeySequence(key))
+        for standard, key in ((window.settings_action, "Ctrl+,"), (window.quit_action, "Ctrl+Q")):
+            if standard.shortcut().isEmpty():  # no standard key on this platform
+                standard.setShortcut(QKeySequence(key))
         self.actions: list[QAction] = []
         self._add("Ctrl+Return", "generate_shortcut", window.prompt_editor.generate_button.click)
         self._add("Ctrl+L", "comfyui_dock_shortcut", self.show_comfyui_dock)

@@ -172,13 +172,14 @@ class ComfyUIPage(QWizardPage):
             _say(self.result_label, False, message)
             return
         _say(self.result_label, True, message)
-        if self.app.settings.current().comfyui_servers != [url]:
-            self.app.settings.update(comfyui_servers=[url])
+        if self.app.settings.current().comfyui_servers == [url]:
+            self.app.generation.load_checkpoints()
+            return
+        # use this server from now on; its checkpoints once the engine switched to it
         self.app.settings.sig_settings_saved.connect(
             self._on_servers_saved, Qt.ConnectionType.SingleShotConnection
         )
-        if self.app.settings.current().comfyui_servers == [url]:
-            self.app.generation.load_checkpoints()
+        self.app.settings.update(comfyui_servers=[url])
 
     @Slot(object)
     def _on_servers_saved(self, _settings: object) -> None:

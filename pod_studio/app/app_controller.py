@@ -11,12 +11,15 @@ import asyncio
 
 from PySide6.QtCore import QObject, Signal
 
+from pod_studio.app.comfyui import ComfyUIServerController
 from pod_studio.app.context import AppContext
 from pod_studio.app.gallery import GalleryController
 from pod_studio.app.generation import GenerationController
+from pod_studio.app.platforms import EtsyController, ShopifyController
 from pod_studio.app.publishing import PrintifyController, PublishController
 from pod_studio.app.queue import QueueController
 from pod_studio.app.settings import SettingsController, WorkflowController
+from pod_studio.app.setup import SetupController
 from pod_studio.app.status import ConnectionController, ResilienceController, StatsController
 
 
@@ -85,6 +88,36 @@ class AppController(QObject):
             parent=self,
         )
         self.workflow = WorkflowController(ctx.runner, studio.open_workflow, parent=self)
+        self.comfyui_server = ComfyUIServerController(
+            ctx.runner, ctx.bridge, studio.comfyui_server_view, studio.control_comfyui, parent=self
+        )
+        self.settings.sig_settings_saved.connect(self.comfyui_server.settings_changed)
+        self.setup = SetupController(
+            ctx.runner,
+            lambda: studio.settings,
+            studio.save_settings,
+            studio.check_workflow,
+            parent=self,
+        )
+        self.shopify = ShopifyController(
+            ctx.runner,
+            lambda: studio.settings,
+            studio.save_settings,
+            studio.save_secret,
+            studio.test_shopify,
+            parent=self,
+        )
+        self.etsy = EtsyController(
+            ctx.runner,
+            lambda: studio.settings,
+            studio.save_settings,
+            studio.save_secret,
+            connect=studio.connect_etsy,
+            disconnect=studio.disconnect_etsy,
+            test=studio.test_etsy,
+            choices=studio.etsy_choices,
+            parent=self,
+        )
         self._closed = asyncio.Event()
 
     def request_demo(self) -> None:

@@ -21,6 +21,11 @@ from collections import deque
 from PySide6.QtCore import QMetaObject, QObject, Qt, Signal, Slot
 
 from pod_studio.app import qt_compat
+from pod_studio.domain.comfyui_process import (
+    ComfyUIGaugesUpdated,
+    ComfyUILogLine,
+    ComfyUIProcessChanged,
+)
 from pod_studio.domain.events import (
     BatchFinished,
     BreakerChanged,
@@ -71,7 +76,9 @@ class QtEventBridge(QObject):
     sig_publish_done(PublishDone), and from the durable queue sig_queue_changed(QueueChanged),
     sig_dead_lettered(DeadLettered), sig_job_moved(JobMoved), sig_queue_paused(QueuePaused),
     sig_publish_job_changed(PublishJobChanged),
-    sig_design_publish_changed(DesignPublishChanged); sig_other_event(Event) for kinds without
+    sig_design_publish_changed(DesignPublishChanged), from the local ComfyUI server
+    sig_comfyui_process_changed(ComfyUIProcessChanged), sig_comfyui_log_line(ComfyUILogLine),
+    sig_comfyui_gauges_updated(ComfyUIGaugesUpdated); sig_other_event(Event) for kinds without
     a signal,
     and sig_event_received(Event) for every event (after its typed signal).
     """
@@ -100,6 +107,9 @@ class QtEventBridge(QObject):
     sig_queue_paused = Signal(object)
     sig_publish_job_changed = Signal(object)
     sig_design_publish_changed = Signal(object)
+    sig_comfyui_process_changed = Signal(object)
+    sig_comfyui_log_line = Signal(object)
+    sig_comfyui_gauges_updated = Signal(object)
     sig_other_event = Signal(object)
     sig_event_received = Signal(object)
 
@@ -181,6 +191,12 @@ class QtEventBridge(QObject):
                 self.sig_publish_job_changed.emit(event)
             case DesignPublishChanged():
                 self.sig_design_publish_changed.emit(event)
+            case ComfyUIProcessChanged():
+                self.sig_comfyui_process_changed.emit(event)
+            case ComfyUILogLine():
+                self.sig_comfyui_log_line.emit(event)
+            case ComfyUIGaugesUpdated():
+                self.sig_comfyui_gauges_updated.emit(event)
             case _:
                 log.debug("event without a dedicated signal: %s", type(event).__name__)
                 self.sig_other_event.emit(event)

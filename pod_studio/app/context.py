@@ -19,7 +19,12 @@ from pod_studio.domain.ports import ImageStore
 from pod_studio.domain.pricing import ProfitLine
 from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.settings import AppSettings
-from pod_studio.domain.views import PlatformChoice, WorkflowReport
+from pod_studio.domain.views import (
+    ComfyUIAction,
+    ComfyUIServerView,
+    PlatformChoice,
+    WorkflowReport,
+)
 
 if TYPE_CHECKING:
     from pod_studio.services.orchestrator import Orchestrator
@@ -81,6 +86,10 @@ class Studio(Protocol):
 
     async def open_workflow(self, path: str) -> WorkflowReport: ...
 
+    async def check_workflow(self) -> WorkflowReport:
+        """The current workflow against the first server (missing nodes and models)."""
+        ...
+
     def reset_breaker(self, name: str | None) -> None: ...
 
     async def check_health(self) -> None: ...
@@ -98,6 +107,31 @@ class Studio(Protocol):
     async def test_printify(self, base_url: str | None = None, token: str | None = None) -> str:
         """A verdict on the Printify connection with these values (default: the saved ones);
         raises a PodStudioError when it fails."""
+        ...
+
+    # the local ComfyUI server (the ComfyUI dock)
+    def comfyui_server_view(self) -> ComfyUIServerView: ...
+
+    async def control_comfyui(self, action: ComfyUIAction) -> str:
+        """Start/stop/restart/free memory/interrupt/clear; returns what was done in words."""
+        ...
+
+    # Shopify and Etsy (Settings)
+    async def test_shopify(self) -> str:
+        """A verdict on the saved Shopify connection; raises a PodStudioError when it fails."""
+        ...
+
+    async def connect_etsy(self, open_browser: Callable[[str], object]) -> str:
+        """The Etsy consent flow (``open_browser`` gets the consent URL); the shop's name."""
+        ...
+
+    async def disconnect_etsy(self) -> None: ...
+
+    async def test_etsy(self) -> str: ...
+
+    async def etsy_choices(self) -> dict[str, list[tuple[str, str]]]:
+        """[(id, label)] per list: shops, shipping_profiles, return_policies,
+        readiness_states."""
         ...
 
 

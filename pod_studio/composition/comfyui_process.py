@@ -74,11 +74,13 @@ def build_comfyui_server_service(
     sink: EventSink = null_sink,
     control: ComfyUIClient | None = None,
     command: Sequence[str] | None = None,
+    **options: Any,
 ) -> ComfyUIServerService:
     """The dock's service. Pass the app's ``ComfyUIClient`` for ``settings.url`` as
-    ``control`` when there is one (else a client is made; the caller closes it)."""
+    ``control`` when there is one (else a client is made; the caller closes it).
+    ``options`` go to ``ComfyUIProcess`` (environment, timeouts)."""
     process = (
-        build_comfyui_process(settings, state_dir, sink=sink, command=command)
+        build_comfyui_process(settings, state_dir, sink=sink, command=command, **options)
         if settings.enabled or command is not None
         else None
     )

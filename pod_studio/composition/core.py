@@ -38,8 +38,14 @@ from pod_studio.domain.models import GeneratedImage
 from pod_studio.domain.pricing import ProfitLine
 from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.settings import AppSettings, SecretStorePort
-from pod_studio.domain.views import PlatformChoice, WorkflowReport
+from pod_studio.domain.views import (
+    ComfyUIAction,
+    ComfyUIServerView,
+    PlatformChoice,
+    WorkflowReport,
+)
 from pod_studio.domain.workflow import WorkflowTemplate
+from pod_studio.services.comfyui_process import ComfyUIServerService
 from pod_studio.services.health import HealthResult, HealthService
 from pod_studio.services.orchestrator import Orchestrator, OrchestratorOptions
 from pod_studio.services.publishing import PublishService, RemoteCatalog
@@ -252,6 +258,10 @@ class Core:
     etsy_auth: EtsyAuth | None = None
     etsy_problem: str = ""
     ledger_warnings: list[str] = field(default_factory=list)
+    # the local ComfyUI server POD Studio looks after (settings.comfyui_process.enabled)
+    comfyui_server: ComfyUIServerService | None = None
+    comfyui_options: dict[str, Any] = field(default_factory=dict)
+    _comfyui_control: ComfyUIClient | None = None
     _started: bool = False
     _lock: FileLock | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -273,6 +283,8 @@ class Core:
         self._started = True
         if not connect:
             return
+        self.configure_comfyui_server()
+        await self._start_comfyui_server()
         for gen in self.generators:
             await gen.start()
         await self.configure_platforms()
@@ -404,6 +416,139 @@ class Core:
         REDACTOR.register_secret(value)
         await self.configure_platforms()
 
+    # --- the local ComfyUI server --------------------------------------------------------
+
+    def configure_comfyui_server(self) -> None:
+        """Build the local server's service when the settings enable it (not started)."""
+        from pod_studio.composition.comfyui_process import build_comfyui_server_service
+
+        section = self.settings.comfyui_process
+        options = dict(self.comfyui_options)
+        if not section.enabled and "command" not in options:
+            self.comfyui_server = None
+            return
+        control = ComfyUIClient(section.url)
+        self._comfyui_control = control
+        self.comfyui_server = build_comfyui_server_service(
+            section, comfyui_state_dir(self.paths), sink=self.sink, control=control, **options
+        )
+
+    async def _start_comfyui_server(self) -> None:
+        """Adopt a server left running or auto-start one, in the background (a start can
+        take minutes: loading models), and read the gauges while it runs."""
+        server = self.comfyui_server
+        if server is None:
+            return
+        server.start_gauges()
+        self._tasks.append(
+            asyncio.get_running_loop().create_task(server.on_app_start(), name="comfyui-start")
+        )
+
+    async def _close_comfyui_server(self) -> None:
+        server, self.comfyui_server = self.comfyui_server, None
+        control, self._comfyui_control = self._comfyui_control, None
+        if server is not None:
+            try:
+                await server.aclose()
+            except Exception:
+                log.exception("closing the local ComfyUI server failed")
+        if control is not None:
+            with contextlib.suppress(Exception):
+                await control.aclose()
+
+    def comfyui_server_view(self) -> ComfyUIServerView:
+        """The local server now (``managed`` false: no ComfyUI folder set up)."""
+        server = self.comfyui_server
+        process = server.process if server is not None else None
+        if server is None or process is None:
+            return ComfyUIServerView(managed=False, url=self.settings.comfyui_process.url)
+        last = process.last_exit
+        return ComfyUIServerView(
+            managed=True,
+            state=process.state.value,
+            url=process.url,
+            pid=process.pid,
+            detail=last.summary if last is not None else "",
+            log_lines=tuple(process.log_lines()),
+        )
+
+    async def control_comfyui(self, action: ComfyUIAction) -> str:
+        """Do ``action`` on the local server; returns what was done, in words."""
+        server = self.comfyui_server
+        if server is None:
+            raise PodStudioError(
+                "no local ComfyUI server",
+                service="comfyui-process",
+                user_message="ComfyUI is not set up: choose the ComfyUI folder in Settings.",
+            )
+        match action:
+            case ComfyUIAction.START:
+                await server.start()
+                return "ComfyUI is running"
+            case ComfyUIAction.STOP:
+                reason = await server.stop()
+                return reason.summary if reason is not None else "ComfyUI was not running"
+            case ComfyUIAction.RESTART:
+                await server.restart()
+                return "ComfyUI restarted"
+            case ComfyUIAction.FREE_MEMORY:
+                await server.free_memory()
+                return "models unloaded and memory freed"
+            case ComfyUIAction.INTERRUPT_ALL:
+                await server.interrupt_all()
+                return "the running prompt was interrupted"
+            case ComfyUIAction.CLEAR_QUEUE:
+                await server.clear_queue()
+                return "the waiting prompts were removed"
+
+    # --- Shopify and Etsy settings ---------------------------------------------------------
+
+    async def test_shopify(self) -> str:
+        """A verdict on the saved Shopify connection (raises a PodStudioError when it fails)."""
+        if self.shopify is None:
+            text = self.shopify_problem or "Shopify is not set up"
+            raise PodStudioError(text, service="shopify", user_message=text)
+        ok, text = await self.shopify.health_check()
+        if not ok:
+            raise PodStudioError(text, service="shopify", user_message=text)
+        return str(text)
+
+    def _need_etsy(self) -> EtsyClient:
+        if self.etsy is None:
+            text = self.etsy_problem or "Etsy is not connected"
+            raise PodStudioError(text, service="etsy", user_message=text)
+        return self.etsy
+
+    async def test_etsy(self) -> str:
+        ok, text = await self._need_etsy().health_check()
+        if not ok:
+            raise PodStudioError(text, service="etsy", user_message=text)
+        return str(text)
+
+    async def etsy_choices(self) -> dict[str, list[tuple[str, str]]]:
+        """The connected shop's lists as [(id, label)]: "shops", "shipping_profiles",
+        "return_policies", "readiness_states"."""
+        etsy = self._need_etsy()
+        shops = [(str(s.id), str(s.title)) for s in await etsy.shops()]
+        return {
+            "shops": shops,
+            "shipping_profiles": [(str(c.id), c.label) for c in await etsy.shipping_profiles()],
+            "return_policies": [(str(c.id), c.label) for c in await etsy.return_policies()],
+            "readiness_states": [(str(c.id), c.label) for c in await etsy.readiness_states()],
+        }
+
+    async def disconnect_etsy(self) -> None:
+        """Forget the Etsy tokens (keyring) and stop offering Etsy."""
+        from pod_studio.composition.publishing import build_etsy_auth
+
+        auth = self.etsy_auth or build_etsy_auth(self.settings, self.secrets)
+        try:
+            await auth.disconnect()
+        finally:
+            if auth is not self.etsy_auth:
+                await auth.aclose()
+        await self.configure_etsy()
+
     def platforms(self) -> list[tuple[str, bool, str]]:
         """(platform, usable, why not) for the publish panel and the publish command."""
         return [
@@ -435,6 +580,7 @@ class Core:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self._close_comfyui_server()
         try:
             await self.orchestrator.aclose()
         except Exception:
@@ -493,6 +639,10 @@ class Core:
         if settings.product_templates != old.product_templates:
             self.publishing.templates = dict(load_product_templates(settings))
             self._templates = None
+        if settings.comfyui_process != old.comfyui_process and self._started:
+            await self._close_comfyui_server()
+            self.configure_comfyui_server()
+            await self._start_comfyui_server()
         if settings.comfyui_servers != old.comfyui_servers and not self._servers_pinned:
             await self.set_comfyui_servers(settings.comfyui_servers)
         if settings.printify != old.printify and self._started:
@@ -561,6 +711,18 @@ class Core:
         await self.save_settings(settings)
         return WorkflowReport(
             template.name or Path(path).name, workflow_summary(template), problems
+        )
+
+    async def check_workflow(self) -> WorkflowReport:
+        """The current workflow checked against the first server (nothing is saved)."""
+        template = self.template
+        if not self.generators:
+            return WorkflowReport(template.name or "workflow", workflow_summary(template), [])
+        info = await self.generators[0].object_info()
+        return WorkflowReport(
+            template.name or "built-in workflow",
+            workflow_summary(template),
+            template.preflight(info),
         )
 
     async def list_checkpoints(self) -> list[str]:
@@ -682,11 +844,14 @@ def build_core(
     options: OrchestratorOptions | None = None,
     client_options: dict[str, Any] | None = None,
     resilience: dict[str, Any] | None = None,
+    comfyui_options: dict[str, Any] | None = None,
 ) -> Core:
     """The engine, from the seller's settings (each argument overrides one part of them:
     ``servers`` the ComfyUI servers (``[]``: none, for work that needs no ComfyUI),
     ``template`` the workflow, ``options`` the queue's tuning, ``client_options`` the ComfyUI
-    clients', ``resilience`` the retry policies and breakers, ``secrets`` the secret store)."""
+    clients', ``resilience`` the retry policies and breakers, ``secrets`` the secret store,
+    ``comfyui_options`` the local ComfyUI server's process: ``command`` replaces its command
+    line (tests, demo), the rest go to ``ComfyUIProcess``)."""
     from pod_studio.composition.publishing import (
         build_export_marketplace,
         build_publish_service,
@@ -749,6 +914,7 @@ def build_core(
         secrets=secrets if secrets is not None else default_secret_store(redactor=REDACTOR),
         publishing=publishing,
         client_options=client_options,
+        comfyui_options=dict(comfyui_options or {}),
         _servers_pinned=servers is not None,
     )
     core._register_health()

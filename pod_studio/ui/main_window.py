@@ -30,14 +30,17 @@ from PySide6.QtWidgets import (
 from pod_studio import __version__
 from pod_studio.app.app_controller import AppController
 from pod_studio.domain.models import GeneratedImage
+from pod_studio.ui.comfyui_dock import ComfyUIDock
 from pod_studio.ui.docks import BreakersDock, HealthDock, RetryLogDock, StatsDock
 from pod_studio.ui.gallery import GalleryView
 from pod_studio.ui.job_list import JobListView
+from pod_studio.ui.platform_settings import add_platform_tabs
 from pod_studio.ui.prompt_editor import PromptEditor
 from pod_studio.ui.publish_panel import PublishPanel
 from pod_studio.ui.queue_dock import QueueDock
 from pod_studio.ui.settings_dialog import SettingsDialog
 from pod_studio.ui.widgets import CONNECTION_COLOURS, GREY, StatusDot
+from pod_studio.ui.window_extras import install_window_extras
 
 APP_TITLE = "POD Studio"
 
@@ -128,6 +131,7 @@ class MainWindow(QMainWindow):
         self.retry_dock = RetryLogDock(app.resilience, self)
         self.stats_dock = StatsDock(app.stats, self)
         self.health_dock = HealthDock(app.resilience, self)
+        self.comfyui_dock = ComfyUIDock(app.comfyui_server, self)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.queue_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.breakers_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.retry_dock)
@@ -136,6 +140,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.stats_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.health_dock)
         self.tabifyDockWidget(self.stats_dock, self.health_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.comfyui_dock)
+        self.tabifyDockWidget(self.health_dock, self.comfyui_dock)
         self.queue_dock.raise_()
         self.stats_dock.raise_()
         self.docks = [
@@ -144,6 +150,7 @@ class MainWindow(QMainWindow):
             self.retry_dock,
             self.stats_dock,
             self.health_dock,
+            self.comfyui_dock,
         ]
         self.resizeDocks([self.queue_dock], [220], Qt.Orientation.Vertical)
         self.resizeDocks([self.stats_dock], [320], Qt.Orientation.Horizontal)
@@ -164,6 +171,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect_signals()
         self._restore_layout()
+        self.extras = install_window_extras(self)
 
     def set_demo(self, demo: bool) -> None:
         """Mark the window as running on the built-in sandbox (title, status bar, banner)."""
@@ -220,6 +228,7 @@ class MainWindow(QMainWindow):
         self.banner.close_button.clicked.connect(self._on_banner_dismiss_clicked)
         self.import_workflow_action.triggered.connect(self._on_import_workflow_triggered)
         self.settings_action.triggered.connect(self.open_settings)
+        self.comfyui_dock.sig_settings_requested.connect(self.open_settings)
         self.quit_action.triggered.connect(self.close)
         self.about_action.triggered.connect(self.open_about)
 
@@ -243,6 +252,7 @@ class MainWindow(QMainWindow):
         self.app.queue.refresh()
         self.app.gallery.refresh()
         self.prompt_editor.refresh_checkpoints()
+        self.extras.open_setup_if_needed()
 
     @Slot(list)
     def open_publish_panel(self, designs: list[GeneratedImage]) -> PublishPanel:
@@ -267,6 +277,7 @@ class MainWindow(QMainWindow):
                 printify=self.app.printify,
                 templates=self.app.publishing.templates(),
             )
+            add_platform_tabs(self.settings_dialog.tabs, self.app)
             self.settings_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             self.settings_dialog.destroyed.connect(self._on_settings_dialog_destroyed)
             self.settings_dialog.show()

@@ -35,6 +35,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from pod_studio.adapters.bounded import (
+    ERROR_BODY_LIMIT,
+    IMAGE_LIMIT,
+    JSON_LIMIT,
+    pixel_guard,
+    read_bounded,
+)
 from pod_studio.adapters.comfyui.errors import (
     SERVICE,
     error_for_status,
@@ -85,6 +92,9 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 _TERMINAL_TYPES = ("execution_success", "execution_error", "execution_interrupted")
 _CANCEL_TIMEOUT = 10.0
+# The gallery refuses images above 40 MP (adapters/storage/images.py); /view stops reading as
+# soon as the image header says so instead of downloading the whole file first.
+MAX_VIEW_PIXELS = 40_000_000
 
 
 def default_workflow_path() -> Path:
@@ -257,16 +267,45 @@ class ComfyUIClient:
         handle: Callable[[httpx.Response], T],
         *,
         idempotent: bool = True,
+        limit: int = JSON_LIMIT,
+        what: str = "",
+        check_head: Callable[[bytes], None] | None = None,
         **kwargs: Any,
     ) -> T:
         async def once() -> T:
             try:
-                response = await self._http.request(method, path, **kwargs)
+                response = await self._bounded(
+                    method, path, operation, limit=limit, what=what, check_head=check_head, **kwargs
+                )
             except httpx.HTTPError as exc:
                 raise map_transport_error(exc, url=self._url, operation=operation) from exc
             return handle(response)
 
         return await self._guard.call(operation, once, idempotent=idempotent)
+
+    async def _bounded(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        *,
+        limit: int = JSON_LIMIT,
+        what: str = "",
+        check_head: Callable[[bytes], None] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One request whose body is read within ``limit`` bytes (error bodies: an excerpt)."""
+        async with self._http.stream(method, path, **kwargs) as streamed:
+            ok = 200 <= streamed.status_code < 300
+            return await read_bounded(
+                streamed,
+                limit=limit if ok else ERROR_BODY_LIMIT,
+                what=what or f"the {operation} reply",
+                server=self._url,
+                service=SERVICE,
+                truncate=not ok,
+                check_head=check_head if ok else None,
+            )
 
     def _json(self, operation: str, *, core: bool = True) -> Callable[[httpx.Response], Any]:
         def handle(response: httpx.Response) -> Any:
@@ -493,7 +532,7 @@ class ComfyUIClient:
             if attempts > 1 and await self._prompt_known(run.prompt_id):
                 return {"prompt_id": run.prompt_id, "number": -1, "node_errors": {}}
             try:
-                response = await self._http.post("/prompt", json=body)
+                response = await self._bounded("POST", "/prompt", "submit", json=body)
             except httpx.HTTPError as exc:
                 raise map_transport_error(exc, url=self._url, operation="submit") from exc
             return handle(response)
@@ -524,14 +563,14 @@ class ComfyUIClient:
     async def _prompt_known(self, prompt_id: str) -> bool:
         """Is ``prompt_id`` queued, running or in history? (False when that cannot be told.)"""
         try:
-            queue = (await self._http.get("/queue")).json()
+            queue = (await self._bounded("GET", "/queue", "queue")).json()
             for key in ("queue_running", "queue_pending"):
                 for item in queue.get(key, []):
                     if isinstance(item, list) and len(item) > 1 and item[1] == prompt_id:
                         return True
-            history = (await self._http.get(f"/history/{prompt_id}")).json()
+            history = (await self._bounded("GET", f"/history/{prompt_id}", "history")).json()
             return isinstance(history, dict) and prompt_id in history
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (httpx.HTTPError, ValueError, AttributeError, UpstreamDataError):
             return False
 
     @staticmethod
@@ -799,7 +838,19 @@ class ComfyUIClient:
             return response.content
 
         params = {"filename": safe.filename, "subfolder": safe.subfolder, "type": safe.type}
-        return await self._call("view", "GET", "/view", handle, params=params)
+        what = f"the image {safe.filename}"
+        return await self._call(
+            "view",
+            "GET",
+            "/view",
+            handle,
+            params=params,
+            limit=IMAGE_LIMIT,
+            what=what,
+            check_head=pixel_guard(
+                max_pixels=MAX_VIEW_PIXELS, what=what, server=self._url, service=SERVICE
+            ),
+        )
 
     # --- websocket callbacks ----------------------------------------------------------------
 

@@ -32,7 +32,9 @@ from pod_studio.domain.models import ConnectionState
 log = logging.getLogger(__name__)
 
 FEATURE_FLAGS: dict[str, Any] = {"supports_preview_metadata": True, "max_upload_size": 104857600}
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+# Previews are small JPEGs and status messages a few KB; a bigger frame closes the socket
+# (websockets enforces max_size before buffering the frame).
+MAX_FRAME_BYTES = 16 * 1024 * 1024
 OFFLINE_AFTER_ATTEMPTS = 3
 
 
@@ -60,7 +62,7 @@ async def default_connect(url: str) -> WsConnection:
         ping_interval=10.0,
         ping_timeout=10.0,
         max_size=MAX_FRAME_BYTES,
-        max_queue=64,
+        max_queue=8,
     )
     return conn  # type: ignore[return-value]
 

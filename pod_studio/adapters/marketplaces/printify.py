@@ -33,6 +33,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
+from pod_studio.adapters.bounded import ERROR_BODY_LIMIT, JSON_LIMIT, read_bounded
 from pod_studio.adapters.storage.atomic import atomic_write_text, move_aside
 from pod_studio.domain.errors import (
     APIError,
@@ -276,14 +277,23 @@ class PrintifyClient:
             if content is not None:
                 headers["Content-Type"] = "application/json;charset=utf-8"
             try:
-                response = await self._http.request(
+                async with self._http.stream(
                     method,
                     path,
                     content=content,
                     params=params,
                     headers=headers,
                     timeout=request_timeout or self._timeout,
-                )
+                ) as streamed:
+                    ok = 200 <= streamed.status_code < 300
+                    response = await read_bounded(
+                        streamed,
+                        limit=JSON_LIMIT if ok else ERROR_BODY_LIMIT,
+                        what=f"the {operation} reply",
+                        server="Printify",
+                        service=SERVICE,
+                        truncate=not ok,
+                    )
             except httpx.TimeoutException as exc:
                 raise PodTimeoutError(
                     f"{operation}: no answer in time ({type(exc).__name__})",

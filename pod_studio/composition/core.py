@@ -35,6 +35,7 @@ from pod_studio.domain.models import GeneratedImage
 from pod_studio.domain.pricing import ProfitLine
 from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.settings import AppSettings, SecretStorePort
+from pod_studio.domain.urls import check_server_urls
 from pod_studio.domain.views import PlatformChoice, WorkflowReport
 from pod_studio.domain.workflow import WorkflowTemplate
 from pod_studio.services.health import HealthResult, HealthService
@@ -338,7 +339,10 @@ class Core:
     async def set_comfyui_servers(self, urls: Sequence[str]) -> None:
         """Switch to other ComfyUI servers (settings change, demo mode) while running."""
         old = self.generators
-        new = make_comfyui_clients(urls, self.sink, self.hub, **self.client_options)
+        new = make_comfyui_clients(
+            check_server_urls(urls), self.sink, self.hub, **self.client_options
+        )
+
         self.generators = new
         self.orchestrator.set_generators(new)
         self._register_health()
@@ -568,7 +572,8 @@ def build_core(
         log.exception("statistics could not be loaded; starting from zero")
     sink.add(stats)
     hub = ResilienceHub(sink, settings=resilience or resilience_settings(settings), stats=stats)
-    urls = list(servers or settings.comfyui_servers)
+    # A URL with a user name or password is refused here too (not only on the command line).
+    urls = check_server_urls(servers or settings.comfyui_servers)
     client_options = dict(client_options or {})
     generators = make_comfyui_clients(urls, sink, hub, **client_options)
     health = HealthService({}, sink, budgets=hub.budgets)

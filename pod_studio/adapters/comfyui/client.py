@@ -76,6 +76,7 @@ from pod_studio.domain.ports import (
     RunUpdate,
     UpdateCallback,
 )
+from pod_studio.domain.urls import check_server_url
 from pod_studio.domain.workflow import output_classes_from
 
 __all__ = [
@@ -174,7 +175,9 @@ class ComfyUIClient:
         max_resubmits: int = 3,
         ws_connect: ConnectFn | None = None,
     ) -> None:
-        self._url = normalize_url(url)
+        # Entries (settings, command line, window, build_core) refuse URL user-info; this is
+        # the last line: a password must not reach breaker names, manifests or messages.
+        self._url = check_server_url(normalize_url(url))
         self._sink = sink
         self._guard: CallGuard = guard or PassthroughGuard()
         self._client_id = client_id or uuid.uuid4().hex

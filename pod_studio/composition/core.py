@@ -31,7 +31,7 @@ from pod_studio.adapters.storage.settings_store import SettingsStore
 from pod_studio.adapters.storage.stats_store import JsonStatsStore
 from pod_studio.domain.errors import PodStudioError, WorkflowError, user_message
 from pod_studio.domain.events import BatchFinished, Event, EventSink, PublishDone
-from pod_studio.domain.models import GeneratedImage
+from pod_studio.domain.models import GeneratedImage, ServerProblem
 from pod_studio.domain.pricing import ProfitLine
 from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.settings import AppSettings, SecretStorePort
@@ -186,6 +186,10 @@ def _printify_health(client: PrintifyClient) -> Callable[[], Any]:
 
 def _comfyui_health(client: ComfyUIClient) -> Callable[[], Any]:
     async def check() -> HealthResult:
+        problem, line = await client.diagnose()
+        if problem is not ServerProblem.NONE:
+            # the same words as the status bar: not ComfyUI / offline / too old / busy
+            return HealthResult(reachable=problem is not ServerProblem.OFFLINE, detail=line)
         info = await client.system_info()
         return HealthResult(reachable=True, auth_ok=None, detail=info.device_summary)
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -68,7 +70,13 @@ from pod_studio.domain.errors import (
     ValidationError,
 )
 from pod_studio.domain.events import ConnectionChanged, EventSink, null_sink
-from pod_studio.domain.models import ConnectionState, DeviceInfo, ImageRef, ServerInfo
+from pod_studio.domain.models import (
+    ConnectionState,
+    DeviceInfo,
+    ImageRef,
+    ServerInfo,
+    ServerProblem,
+)
 from pod_studio.domain.ports import (
     CallGuard,
     PassthroughGuard,
@@ -120,6 +128,32 @@ def _ws_url(base: str, client_id: str) -> str:
     scheme = "wss" if parts.scheme == "https" else "ws"
     path = parts.path.rstrip("/") + "/ws"
     return urlunsplit((scheme, parts.netloc, path, f"clientId={client_id}", ""))
+
+
+# Client-chosen prompt ids, execution_success and preview metadata are all there by 0.3.
+MIN_COMFYUI_VERSION = (0, 3, 0)
+_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def _version_tuple(text: str) -> tuple[int, int, int] | None:
+    m = _VERSION_RE.match(text.strip())
+    return (int(m[1]), int(m[2]), int(m[3] or 0)) if m else None
+
+
+def what_answered(response: httpx.Response) -> str:
+    """A short description of a reply that is not ComfyUI's: status, type, server, title."""
+    ctype = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    parts = [f"HTTP {response.status_code}", ctype]
+    server = response.headers.get("server", "").strip()
+    if server:
+        parts.append(f"server {excerpt(server, 40)}")
+    m = _TITLE_RE.search(response.content[:65536].decode("utf-8", "replace"))
+    if m and m[1].strip():
+        parts.append(f"page title “{excerpt(m[1], 60)}”")
+    return ", ".join(parts)
+
+
+_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 def _is_int(value: Any) -> bool:
@@ -369,6 +403,44 @@ class ComfyUIClient:
             os=text("os"),
             devices=devices,
         )
+
+    async def diagnose(self, timeout: float = 5.0) -> tuple[ServerProblem, str]:  # noqa: ASYNC109
+        """What is wrong with this server, if anything: (problem, seller-readable line).
+
+        One ``GET /system_stats`` outside the call guard (a diagnosis never trips a breaker):
+        nothing answers → offline; no answer in time → busy; an answer that is not ComfyUI's
+        (an HTML page, another API) → not ComfyUI, naming what answered; ComfyUI older than
+        ``MIN_COMFYUI_VERSION`` → wrong version."""
+        url = self._url
+        try:
+            response = await asyncio.wait_for(
+                self._bounded("GET", "/system_stats", "system_stats", limit=1024 * 1024),
+                timeout,
+            )
+        except (builtins.TimeoutError, httpx.TimeoutException):
+            return ServerProblem.BUSY, f"ComfyUI at {url} is busy: no answer within {timeout:g} s"
+        except httpx.HTTPError:
+            return ServerProblem.OFFLINE, f"nothing answers at {url}"
+        except UpstreamDataError as exc:
+            return ServerProblem.NOT_COMFYUI, f"{url} is not a ComfyUI server ({exc.user_message})"
+        try:
+            data = json.loads(response.content) if 200 <= response.status_code < 300 else None
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        system = data.get("system") if isinstance(data, dict) else None
+        if not isinstance(system, dict):
+            return ServerProblem.NOT_COMFYUI, (
+                f"{url} is not a ComfyUI server (it answered {what_answered(response)})"
+            )
+        version = system.get("comfyui_version")
+        parsed = _version_tuple(version) if isinstance(version, str) else None
+        if parsed is None or parsed < MIN_COMFYUI_VERSION:
+            need = ".".join(str(p) for p in MIN_COMFYUI_VERSION)
+            shown = version if isinstance(version, str) and version else "an unknown version"
+            return ServerProblem.WRONG_VERSION, (
+                f"{url} runs ComfyUI {excerpt(shown, 40)}; POD Studio needs {need} or newer"
+            )
+        return ServerProblem.NONE, f"ComfyUI {version} answers at {url}"
 
     async def object_info(self) -> dict[str, Any]:
         data = await self._get_json("object_info", "/object_info")
@@ -900,7 +972,31 @@ class ComfyUIClient:
     def _on_ws_state(
         self, state: ConnectionState, detail: str, next_attempt_at: datetime | None
     ) -> None:
-        self._emit(state, detail, next_attempt_at=next_attempt_at)
+        if state is not ConnectionState.OFFLINE or self._closed:
+            self._emit(state, detail, next_attempt_at=next_attempt_at)
+            return
+        # Offline: tell "nothing answers" from "not ComfyUI", "too old" and "busy" before
+        # saying so (the websocket's own reason, e.g. InvalidMessage, means nothing to a seller).
+        task = asyncio.create_task(self._announce_offline(detail, next_attempt_at))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _announce_offline(self, detail: str, next_attempt_at: datetime | None) -> None:
+        log.info("ComfyUI at %s is unreachable over the websocket: %s", self._url, detail)
+        try:
+            problem, line = await self.diagnose(timeout=5.0)
+        except Exception:  # a diagnosis must never kill the listener's state reporting
+            log.exception("diagnosing %s failed", self._url)
+            problem, line = ServerProblem.OFFLINE, detail
+        if problem is ServerProblem.NONE:
+            problem, line = ServerProblem.OFFLINE, detail
+        if not self._listener.is_connected and not self._closed:
+            self._emit(
+                ConnectionState.OFFLINE,
+                line if problem is not ServerProblem.OFFLINE else detail,
+                next_attempt_at=next_attempt_at,
+                problem=problem.value,
+            )
 
     async def _announce_connected(self) -> None:
         try:

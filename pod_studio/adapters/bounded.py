@@ -13,6 +13,7 @@ httpx has no body cap of its own, hence this small helper.
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Callable
 
 import httpx
@@ -27,6 +28,7 @@ IMAGE_LIMIT = 256 * MB
 HEADER_PROBE_BYTES = 64 * 1024
 
 _DROP_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _size(limit: int) -> str:
@@ -101,6 +103,11 @@ def image_header(head: bytes) -> tuple[str, int, int] | None:
     """(format, width, height) from the first bytes of an image; ``None`` if Pillow cannot
     tell from these bytes (the full decode later decides). Pillow's own decompression-bomb
     error (more than twice ``Image.MAX_IMAGE_PIXELS``) propagates."""
+    if head.startswith(_PNG_MAGIC) and len(head) >= 24 and head[12:16] == b"IHDR":
+        # PNG's size is at a fixed place; Pillow would also parse the chunks that follow,
+        # which may not have arrived yet.
+        width, height = struct.unpack(">II", head[16:24])
+        return "PNG", width, height
     try:
         with Image.open(io.BytesIO(head)) as im:
             return im.format or "", im.width, im.height

@@ -208,6 +208,7 @@ class ComfyUIClient:
         offline_grace: float = 300.0,
         max_resubmits: int = 3,
         ws_connect: ConnectFn | None = None,
+        max_image_bytes: int = IMAGE_LIMIT,
     ) -> None:
         # Entries (settings, command line, window, build_core) refuse URL user-info; this is
         # the last line: a password must not reach breaker names, manifests or messages.
@@ -220,6 +221,7 @@ class ComfyUIClient:
         self._poll_max = max(self._poll_initial, poll_max)
         self._offline_grace = offline_grace
         self._max_resubmits = max_resubmits
+        self._max_image_bytes = max_image_bytes
         self._http = httpx.AsyncClient(
             base_url=self._url,
             timeout=timeout or DEFAULT_TIMEOUT,
@@ -920,7 +922,7 @@ class ComfyUIClient:
             "/view",
             handle,
             params=params,
-            limit=IMAGE_LIMIT,
+            limit=self._max_image_bytes,
             what=what,
             check_head=pixel_guard(
                 max_pixels=MAX_VIEW_PIXELS, what=what, server=self._url, service=SERVICE

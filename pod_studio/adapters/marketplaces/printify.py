@@ -21,11 +21,11 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -57,6 +57,7 @@ from pod_studio.domain.marketplace import (
     Shop,
 )
 from pod_studio.domain.ports import CallGuard, PassthroughGuard
+from pod_studio.domain.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -892,12 +893,24 @@ def _parse(build: Callable[[], T], what: str) -> T:
         ) from exc
 
 
+_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
 def _error_reason(response: httpx.Response) -> tuple[str, int | None]:
     try:
         body = response.json()
-    except ValueError:
-        text = response.text.strip().replace("\n", " ")
-        return (text[:200] or f"HTTP {response.status_code}"), None
+    except (ValueError, UnicodeDecodeError):
+        text = response.content[:65536].decode("utf-8", "replace").strip()
+        ctype = response.headers.get("content-type", "").lower()
+        if "html" in ctype or text[:1] == "<":
+            # An HTML error page (a proxy, a CDN): its markup means nothing to a seller.
+            m = _TITLE_RE.search(text)
+            title = " ".join(m[1].split())[:80] if m and m[1].strip() else ""
+            page = f"an HTML page “{title}”" if title else "an HTML page"
+            return f"HTTP {response.status_code} ({page})", None
+        flat = " ".join(text.split())
+        return (flat[:200] or f"HTTP {response.status_code}"), None
+
     if not isinstance(body, dict):
         return f"HTTP {response.status_code}", None
     errors = body.get("errors")
@@ -910,21 +923,15 @@ def _error_reason(response: httpx.Response) -> tuple[str, int | None]:
     return reason[:300], code if isinstance(code, int) else None
 
 
+# Printify's longest window is the 30-minute publish window; a Retry-After beyond it (or
+# "inf", "nan", garbage) must not park a call for ever.
+RETRY_AFTER_CAP = 1800.0
+
+
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return parse_retry_after(
+        response.headers.get("Retry-After"), now=time.time(), cap=RETRY_AFTER_CAP
+    )
 
 
 def _decode(response: httpx.Response, operation: str, not_found: str | None) -> Any:

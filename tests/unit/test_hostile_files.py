@@ -19,6 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -237,3 +238,48 @@ def test_hostile_images_are_refused_with_a_reason(data: bytes, words: str) -> No
     with pytest.raises(ValidationError, match=words):
         inspect_image(data)
     assert inspect_image(png_bytes()).width == 32  # a good image is still read fine
+
+
+# --- messages ----------------------------------------------------------------------------
+
+
+def test_an_unexpected_exception_never_shows_its_raw_text() -> None:
+    from pod_studio.domain.errors import user_message
+
+    text = user_message(RuntimeError("Authorization: Bearer abc123-secret /home/me/.x"))
+    assert "abc123-secret" not in text and "RuntimeError" not in text
+    assert "log" in text
+
+
+def test_server_urls_with_user_info_are_refused_with_the_password_masked() -> None:
+    from pod_studio.domain.urls import check_server_url
+
+    for url in ("http://bob:pw-secret-1@host:8188", "ftp://bob:pw-secret-1@host", "bob@host"):
+        with pytest.raises(ValidationError) as info:
+            check_server_url(url)
+        assert "pw-secret-1" not in str(info.value) + info.value.user_message
+
+
+def test_every_entry_refuses_a_server_url_with_a_password(tmp_path: Path) -> None:
+    from pod_studio.adapters.comfyui.client import ComfyUIClient
+    from pod_studio.adapters.marketplaces.printify import PrintifyClient
+    from pod_studio.app.settings import validate_server_url
+    from pod_studio.composition.core import build_core
+    from pod_studio.domain.settings import PrintifySettings
+
+    url = "http://admin:pw-secret-2@127.0.0.1:8188"
+    reason = validate_server_url(url)  # the window's server field
+    assert reason and "user name or password" in reason and "pw-secret-2" not in reason
+    with pytest.raises(pydantic.ValidationError) as model_error:
+        AppSettings(comfyui_servers=[url])
+    assert "pw-secret-2" not in str(model_error.value).split("input_value")[0]
+    with pytest.raises(pydantic.ValidationError):
+        PrintifySettings(base_url="https://u:pw-secret-2@api.printify.com")
+    for build in (
+        lambda: build_core(servers=[url]),
+        lambda: ComfyUIClient(url),
+        lambda: PrintifyClient(lambda: "t", base_url=url),
+    ):
+        with pytest.raises(ValidationError) as info:
+            build()
+        assert "pw-secret-2" not in str(info.value) + info.value.user_message

@@ -58,6 +58,7 @@ from pod_studio.domain.marketplace import (
 )
 from pod_studio.domain.ports import CallGuard, PassthroughGuard
 from pod_studio.domain.retry_after import parse_retry_after
+from pod_studio.domain.urls import check_server_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -177,7 +178,8 @@ class PrintifyClient:
         min_dpi: float = 150.0,
     ) -> None:
         self._token_provider = token_provider
-        self._base_url = base_url.rstrip("/")
+        # a base URL with a user name or password is refused (it would reach logs and errors)
+        self._base_url = check_server_url(base_url).rstrip("/")
         self._shop_id = shop_id
         self._guard: CallGuard = guard or PassthroughGuard()
         self._catalog_cache: CatalogCache = catalog_cache or MemoryCatalogCache()

@@ -435,3 +435,40 @@ def test_file_names_never_escape_the_folder(filename: str, subfolder: str) -> No
 def test_path_traversal_names_are_refused(filename: str, subfolder: str) -> None:
     with pytest.raises(UpstreamDataError):
         sanitize_ref(filename, subfolder)
+
+
+@pytest.mark.asyncio
+async def test_a_websocket_message_above_the_cap_closes_with_a_clear_reason(
+    hostile: Hostile,
+) -> None:
+    hostile.routes["/system_stats"] = json_reply(GOOD_STATS)
+    sent_big = asyncio.Event()
+
+    async def ws(request: web.Request) -> web.StreamResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        await sock.send_str(json.dumps({"type": "status", "data": {"status": {}}}))
+        if not sent_big.is_set():
+            sent_big.set()
+            await sock.send_bytes(b"\0" * (17 * 1024 * 1024))
+        async for msg in sock:
+            if msg.type is WSMsgType.CLOSE:
+                break
+        return sock
+
+    hostile.routes["/ws"] = ws
+    dropped = asyncio.Event()
+    events: list[ConnectionChanged] = []
+
+    def sink(event: Event) -> None:
+        if isinstance(event, ConnectionChanged):
+            events.append(event)
+            if event.state is ConnectionState.RECONNECTING:
+                dropped.set()
+
+    async with client_for(hostile, sink=sink) as client:
+        await asyncio.wait_for(dropped.wait(), 20.0)
+        assert await client.wait_connected(10.0)  # it reconnects; the next socket is fine
+    [drop, *_] = [e for e in events if e.state is ConnectionState.RECONNECTING]
+    assert "larger than the 16 MB limit" in drop.detail
+    assert f"ws://127.0.0.1:{hostile.url.rsplit(':', 1)[1]}" in drop.detail

@@ -472,3 +472,20 @@ async def test_a_websocket_message_above_the_cap_closes_with_a_clear_reason(
     [drop, *_] = [e for e in events if e.state is ConnectionState.RECONNECTING]
     assert "larger than the 16 MB limit" in drop.detail
     assert f"ws://127.0.0.1:{hostile.url.rsplit(':', 1)[1]}" in drop.detail
+
+
+@pytest.mark.parametrize(
+    "stats,words",
+    [
+        (None, "not a ComfyUI server"),
+        ({"system": {"comfyui_version": "0.1.2"}}, "Update ComfyUI"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_doctor_uses_the_same_words(hostile: Hostile, stats: Any, words: str) -> None:
+    from pod_studio.composition.diagnostics import doctor
+
+    hostile.routes["/system_stats"] = html() if stats is None else json_reply(stats)
+    hostile.routes["/prompt"] = json_reply({"exec_info": {"queue_remaining": 0}})
+    report = await doctor(hostile.url)
+    assert not report.ok and words in report.text and hostile.url in report.text

@@ -1022,6 +1022,15 @@ class ComfyUIClient:
             log.exception("the event sink failed")
 
 
+async def diagnose_server(url: str, timeout: float = 5.0) -> tuple[ServerProblem, str]:  # noqa: ASYNC109
+    """``ComfyUIClient.diagnose`` for one URL (doctor, the window's connection test)."""
+    client = ComfyUIClient(url, timeout=httpx.Timeout(timeout))
+    try:
+        return await client.diagnose(timeout=timeout)
+    finally:
+        await client.aclose()
+
+
 async def probe_server(url: str, timeout: float = 5.0) -> ServerInfo:  # noqa: ASYNC109
     """One ``/system_stats`` request (``pod-studio doctor``), with the queue length if known."""
     client = ComfyUIClient(url, timeout=httpx.Timeout(timeout))

@@ -34,7 +34,7 @@ from pod_studio.domain.events import BatchFinished, Event, EventSink, PublishDon
 from pod_studio.domain.models import GeneratedImage, ServerProblem
 from pod_studio.domain.pricing import ProfitLine
 from pod_studio.domain.products import ProductTemplate
-from pod_studio.domain.settings import AppSettings, SecretStorePort
+from pod_studio.domain.settings import AppSettings, SecretName, SecretStorePort
 from pod_studio.domain.urls import check_server_urls
 from pod_studio.domain.views import PlatformChoice, WorkflowReport
 from pod_studio.domain.workflow import WorkflowTemplate
@@ -184,7 +184,19 @@ def _printify_health(client: PrintifyClient) -> Callable[[], Any]:
     return check
 
 
+def _registered(secrets: SecretStorePort | None) -> SecretStorePort:
+    """The default store registers every value it reads with the log redactor; a store
+    handed in (tests, embedding) has its current values registered up front instead."""
+    if secrets is None:
+        return default_secret_store(redactor=REDACTOR)
+    for name in SecretName:
+        with contextlib.suppress(Exception):  # a store that cannot be read has nothing to leak
+            REDACTOR.register_secret(secrets.get(name))
+    return secrets
+
+
 def _comfyui_health(client: ComfyUIClient) -> Callable[[], Any]:
+
     async def check() -> HealthResult:
         problem, line = await client.diagnose()
         if problem is not ServerProblem.NONE:
@@ -619,7 +631,7 @@ def build_core(
         store=store,
         ledger=ledger,
         orchestrator=orchestrator,
-        secrets=secrets if secrets is not None else default_secret_store(redactor=REDACTOR),
+        secrets=_registered(secrets),
         publishing=publishing,
         client_options=client_options,
         _servers_pinned=bool(servers),

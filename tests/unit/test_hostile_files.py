@@ -11,6 +11,7 @@ pixels.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import sqlite3
@@ -283,3 +284,13 @@ def test_every_entry_refuses_a_server_url_with_a_password(tmp_path: Path) -> Non
         with pytest.raises(ValidationError) as info:
             build()
         assert "pw-secret-2" not in str(info.value) + info.value.user_message
+
+
+def test_a_secret_store_handed_to_build_core_is_registered_with_the_redactor() -> None:
+    from pod_studio.adapters.storage.secrets import MemorySecretStore
+    from pod_studio.composition.core import REDACTOR, build_core
+
+    store = MemorySecretStore({"printify_token": "handed-in-secret-5521"})
+    core = build_core(secrets=store)
+    asyncio.run(core.aclose())
+    assert REDACTOR.redact("token handed-in-secret-5521 used") == "token *** used"

@@ -17,8 +17,9 @@ from pod_studio.adapters.storage.metrics import render_prometheus, write_prometh
 from pod_studio.adapters.storage.paths import app_paths
 from pod_studio.adapters.storage.stats_store import JsonStatsStore
 from pod_studio.composition.core import REDACTOR
-from pod_studio.domain.errors import PodStudioError, user_message
+from pod_studio.domain.errors import PodStudioError, ValidationError, user_message
 from pod_studio.domain.models import ServerProblem
+from pod_studio.domain.urls import check_server_url, mask_url
 from pod_studio.services.stats import StatsService
 
 # --- doctor and stats ----------------------------------------------------------------------
@@ -31,6 +32,10 @@ class DoctorReport:
 
 
 async def doctor(url: str) -> DoctorReport:
+    try:
+        url = check_server_url(url)
+    except ValidationError as exc:  # e.g. a user name or password in the URL
+        return DoctorReport(False, f"✗ {mask_url(url)}\n  not usable: {exc.user_message}")
     started = time.perf_counter()
     try:
         info = await probe_server(url, timeout=5.0)

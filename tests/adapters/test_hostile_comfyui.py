@@ -489,3 +489,12 @@ async def test_doctor_uses_the_same_words(hostile: Hostile, stats: Any, words: s
     hostile.routes["/prompt"] = json_reply({"exec_info": {"queue_remaining": 0}})
     report = await doctor(hostile.url)
     assert not report.ok and words in report.text and hostile.url in report.text
+
+
+@pytest.mark.asyncio
+async def test_doctor_refuses_a_url_with_a_password_without_repeating_it() -> None:
+    from pod_studio.composition.diagnostics import doctor
+
+    report = await doctor("http://admin:pw-secret-3@127.0.0.1:8188")
+    assert not report.ok and "user name or password" in report.text
+    assert "pw-secret-3" not in report.text

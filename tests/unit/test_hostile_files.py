@@ -234,6 +234,7 @@ def lying_png(width: int, height: int) -> bytes:
         (b"<html><title>404</title></html>", "not a readable image"),
         (lying_png(90_000, 90_000), "too large"),
     ],
+    ids=["empty", "truncated", "html", "pixel-bomb"],
 )
 def test_hostile_images_are_refused_with_a_reason(data: bytes, words: str) -> None:
     with pytest.raises(ValidationError, match=words):

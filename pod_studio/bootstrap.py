@@ -27,10 +27,11 @@ from pod_studio.app.app_controller import AppController
 from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.context import AppContext
 from pod_studio.app.runner import TaskRunner
-from pod_studio.composition import startup
+from pod_studio.composition import diagnostics, startup
 from pod_studio.composition.core import Core, build_core
 from pod_studio.composition.demo import DemoServers
 from pod_studio.composition.diagnostics import configure_logging, resource_file, shutdown_logging
+from pod_studio.domain.errors import user_message
 from pod_studio.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ async def _amain(app: QApplication, args: argparse.Namespace) -> int:
     breaker_refresh.timeout.connect(core.hub.breakers.announce_changing)
     breaker_refresh.start()
     controller = AppController(AppContext(runner, bridge, core, demo=demo))
-    window = MainWindow(controller, demo=demo)
+    window = MainWindow(controller, demo=demo, log_dir=diagnostics.log_file().parent)
 
     async def switch_to_demo() -> None:
         url = await demo_servers.start()
@@ -139,15 +140,13 @@ def _excepthook(
     log.critical("unhandled exception", exc_info=(exc_type, exc, tb))
     app = QApplication.instance()
     if isinstance(app, QApplication):
-        QTimer.singleShot(0, lambda: _error_box(f"{exc_type.__name__}: {exc}"))
+        # The raw exception text stays in the (redacted) log: it may quote a token or a path.
+        QTimer.singleShot(0, lambda: _error_box(user_message(exc)))
 
 
 def _error_box(text: str) -> None:
-    box = QMessageBox(
-        QMessageBox.Icon.Critical,
-        APP_NAME,
-        f"Something went wrong: {text}\nYour work is saved; details are in the log.",
-    )
+    box = QMessageBox(QMessageBox.Icon.Critical, APP_NAME, text)
+
     box.setModal(False)
     box.show()
     _open_boxes.append(box)

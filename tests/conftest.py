@@ -2,7 +2,8 @@
 
 - Qt runs offscreen (set before anything imports Qt).
 - Every platformdirs path points into the test's ``tmp_path`` (``POD_STUDIO_HOME``), so no
-  test touches a real profile; secrets come from an in-memory keyring backend.
+  test touches a real profile; ``memory_keyring`` sets an in-memory keyring backend for every
+  test, so the real OS keyring is never read or written.
 - ``qloop`` makes a qasync loop the running asyncio loop without ``exec()``: asyncio work
   then runs whenever Qt processes events, e.g. inside ``qtbot.waitSignal``/``waitUntil``.
 """
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import keyring
+import keyring.backend
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -29,6 +32,38 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if var.startswith("POD_") and var not in ("POD_STUDIO_HOME",):
             monkeypatch.delenv(var, raising=False)
     return home
+
+
+class InMemoryKeyring(keyring.backend.KeyringBackend):
+    """A keyring backend that keeps passwords in a dict for one test. It is not on the
+    allow-list of real OS keyrings, so the app treats it as "no secure keyring": a test that
+    wants a stored secret uses ``POD_*_TOKEN`` or its own allow-listed store."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.values: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.values.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.values[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.values.pop((service, username), None)
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemoryKeyring]:
+    """Every test gets a fresh in-memory keyring: the developer's real keyring is never read
+    or written (``PYTHON_KEYRING_BACKEND`` is cleared so it cannot pick another one)."""
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
+    backend = InMemoryKeyring()
+    # Not restored afterwards: asking for the previous backend would load the real one.
+    keyring.set_keyring(backend)
+    yield backend
 
 
 @pytest.fixture

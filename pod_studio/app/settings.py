@@ -37,13 +37,15 @@ def _unb64(text: str) -> bytes:
 
 
 def validate_server_url(url: str) -> str | None:
-    """None if ``url`` is a usable http(s) server URL, else the reason."""
-    from pod_studio.domain.settings import normalise_http_url
+    """None if ``url`` is a usable http(s) server URL, else the reason (a URL with a user
+    name or password is refused; the reason never repeats the password)."""
+    from pod_studio.domain.errors import ValidationError
+    from pod_studio.domain.urls import check_server_url
 
     try:
-        normalise_http_url(url)
-    except ValueError as exc:
-        return str(exc)
+        check_server_url(url)
+    except ValidationError as exc:
+        return exc.user_message or str(exc)
     return None
 
 

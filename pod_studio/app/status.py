@@ -37,7 +37,7 @@ from pod_studio.domain.events import (
     RetryScheduled,
     StatsUpdated,
 )
-from pod_studio.domain.models import ConnectionState, JobState
+from pod_studio.domain.models import ConnectionState, JobState, ServerProblem
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,15 @@ def describe_connection(event: ConnectionChanged) -> str:
             if event.detail:
                 text += f" — {event.detail}"
             return text
+        case _ if event.problem == ServerProblem.NOT_COMFYUI:
+            return f"{event.detail} — check the address and port in Settings…"
+        case _ if event.problem == ServerProblem.WRONG_VERSION:
+            return f"{event.detail} — update ComfyUI"
+        case _ if event.problem == ServerProblem.BUSY:
+            return f"{event.detail} — waiting for it"
         case _:
             text = f"ComfyUI at {server} is offline"
+
             if event.detail:
                 text += f" ({friendly_reason(event.detail)})"
             return text + " — start ComfyUI, check the URL in Settings…, or try demo mode"

@@ -34,10 +34,11 @@ from pod_studio.adapters.storage.settings_store import SettingsStore
 from pod_studio.adapters.storage.stats_store import JsonStatsStore
 from pod_studio.domain.errors import PodStudioError, WorkflowError, user_message
 from pod_studio.domain.events import BatchFinished, Event, EventSink, PublishDone
-from pod_studio.domain.models import GeneratedImage
+from pod_studio.domain.models import GeneratedImage, ServerProblem
 from pod_studio.domain.pricing import ProfitLine
 from pod_studio.domain.products import ProductTemplate
-from pod_studio.domain.settings import AppSettings, SecretStorePort
+from pod_studio.domain.settings import AppSettings, SecretName, SecretStorePort
+from pod_studio.domain.urls import check_server_urls
 from pod_studio.domain.views import (
     ComfyUIAction,
     ComfyUIServerView,
@@ -216,8 +217,24 @@ def _etsy_health(client: EtsyClient) -> Callable[[], Any]:
     return check
 
 
+def _registered(secrets: SecretStorePort | None) -> SecretStorePort:
+    """The default store registers every value it reads with the log redactor; a store
+    handed in (tests, embedding) has its current values registered up front instead."""
+    if secrets is None:
+        return default_secret_store(redactor=REDACTOR)
+    for name in SecretName:
+        with contextlib.suppress(Exception):  # a store that cannot be read has nothing to leak
+            REDACTOR.register_secret(secrets.get(name))
+    return secrets
+
+
 def _comfyui_health(client: ComfyUIClient) -> Callable[[], Any]:
+
     async def check() -> HealthResult:
+        problem, line = await client.diagnose()
+        if problem is not ServerProblem.NONE:
+            # the same words as the status bar: not ComfyUI / offline / too old / busy
+            return HealthResult(reachable=problem is not ServerProblem.OFFLINE, detail=line)
         info = await client.system_info()
         return HealthResult(reachable=True, auth_ok=None, detail=info.device_summary)
 
@@ -609,7 +626,10 @@ class Core:
     async def set_comfyui_servers(self, urls: Sequence[str]) -> None:
         """Switch to other ComfyUI servers (settings change, demo mode) while running."""
         old = self.generators
-        new = make_comfyui_clients(urls, self.sink, self.hub, **self.client_options)
+        new = make_comfyui_clients(
+            check_server_urls(urls), self.sink, self.hub, **self.client_options
+        )
+
         self.generators = new
         self.orchestrator.set_generators(new)
         self._register_health()
@@ -869,7 +889,8 @@ def build_core(
         log.exception("statistics could not be loaded; starting from zero")
     sink.add(stats)
     hub = ResilienceHub(sink, settings=resilience or resilience_settings(settings), stats=stats)
-    urls = list(settings.comfyui_servers if servers is None else servers)
+    # A URL with a user name or password is refused here too (not only on the command line).
+    urls = check_server_urls(settings.comfyui_servers if servers is None else servers)
     client_options = dict(client_options or {})
     generators = make_comfyui_clients(urls, sink, hub, **client_options)
     health = HealthService({}, sink, budgets=hub.budgets)
@@ -911,7 +932,7 @@ def build_core(
         store=store,
         ledger=ledger,
         orchestrator=orchestrator,
-        secrets=secrets if secrets is not None else default_secret_store(redactor=REDACTOR),
+        secrets=_registered(secrets),
         publishing=publishing,
         client_options=client_options,
         comfyui_options=dict(comfyui_options or {}),

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pod_studio.adapters.comfyui.client import probe_server
+from pod_studio.adapters.comfyui.client import diagnose_server, probe_server
 from pod_studio.adapters.storage.metrics import render_prometheus, write_prometheus
 from pod_studio.adapters.storage.paths import app_paths
 from pod_studio.adapters.storage.stats_store import JsonStatsStore
 from pod_studio.composition.core import REDACTOR
 from pod_studio.composition.startup import Check
-from pod_studio.domain.errors import PodStudioError, user_message
+from pod_studio.domain.errors import PodStudioError, ValidationError, user_message
+from pod_studio.domain.models import ServerProblem
+from pod_studio.domain.urls import check_server_url, mask_url
 from pod_studio.services.stats import StatsService
 
 # --- doctor and stats ----------------------------------------------------------------------
@@ -31,16 +33,31 @@ class DoctorReport:
 
 
 async def doctor(url: str) -> DoctorReport:
+    try:
+        url = check_server_url(url)
+    except ValidationError as exc:  # e.g. a user name or password in the URL
+        return DoctorReport(False, f"✗ {mask_url(url)}\n  not usable: {exc.user_message}")
     started = time.perf_counter()
     try:
         info = await probe_server(url, timeout=5.0)
     except PodStudioError as exc:
-        return DoctorReport(
-            False,
-            f"✗ {url}\n  not usable: {user_message(exc)}\n"
+        # the same words as the window: not ComfyUI / offline / too old / busy
+        problem, line = await diagnose_server(url, timeout=5.0)
+        reason = line if problem is not ServerProblem.NONE else user_message(exc)
+        advice = {
+            ServerProblem.NOT_COMFYUI: "  Check the address and port: ComfyUI listens on 8188.",
+            ServerProblem.WRONG_VERSION: "  Update ComfyUI.",
+            ServerProblem.BUSY: "  Wait for ComfyUI to finish, or restart it.",
+        }.get(
+            problem,
             "  Start ComfyUI (python main.py --listen 127.0.0.1 --port 8188), "
             "check the URL, or try `pod-studio --demo`.",
         )
+        return DoctorReport(False, f"✗ {url}\n  not usable: {reason}\n{advice}")
+    problem, line = await diagnose_server(url, timeout=5.0)
+    if problem is ServerProblem.WRONG_VERSION:
+        return DoctorReport(False, f"✗ {url}\n  not usable: {line}\n  Update ComfyUI.")
+
     ms = (time.perf_counter() - started) * 1000
     lines = [
         f"✓ {url} answers as ComfyUI {info.comfyui_version or '(version unknown)'} in {ms:.0f} ms"

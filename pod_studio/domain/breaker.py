@@ -209,6 +209,27 @@ class CircuitBreaker:
 
     # --- the state machine -------------------------------------------------------------------
 
+    def check(self) -> None:
+        """``CircuitOpenError`` if ``admit()`` would refuse now; changes nothing (so a caller
+        can wait for its rate budget first and take its permit, or probe, only after)."""
+        now = self._clock()
+        if self._state is BreakerState.OPEN:
+            waited = now - self._opened_at
+            if waited < self.config.reset_timeout:
+                raise CircuitOpenError(
+                    self.name,
+                    self.config.reset_timeout - waited,
+                    last_error=self._last_error or None,
+                )
+        elif self._state is BreakerState.HALF_OPEN and self._probe_started is not None:
+            running = now - self._probe_started
+            if running < self.config.probe_timeout:
+                raise CircuitOpenError(
+                    self.name,
+                    self.config.probe_timeout - running,
+                    last_error=self._last_error or None,
+                )
+
     def admit(self) -> Admission:
         """A permit for one call, or ``CircuitOpenError`` (nothing remote is touched)."""
         now = self._clock()

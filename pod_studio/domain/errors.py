@@ -229,7 +229,13 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def user_message(exc: BaseException) -> str:
-    """A message fit for the seller, for any exception."""
+    """A message fit for the seller, for any exception.
+
+    The text of an exception that is not ours is never shown: it may quote a request, a path
+    or a token. The log (redacted) keeps it."""
     if isinstance(exc, PodStudioError):
         return exc.user_message
-    return f"Unexpected error: {type(exc).__name__}: {exc}"
+    return (
+        "Something unexpected went wrong; your work is saved. "
+        "The details are in the log (Help → Open log folder)."
+    )

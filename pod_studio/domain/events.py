@@ -111,6 +111,7 @@ class ConnectionChanged(Event):
     device: str = ""
     vram_free: int | None = None
     comfyui_version: str = ""
+    problem: str = ""  # a ServerProblem value when state is offline and the cause is known
 
 
 # --- resilience ------------------------------------------------------------------------------

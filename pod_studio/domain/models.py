@@ -39,6 +39,16 @@ class ConnectionState(StrEnum):
     OFFLINE = "offline"
 
 
+class ServerProblem(StrEnum):
+    """Why a ComfyUI server cannot be used, told apart (status bar, health dock, doctor)."""
+
+    NONE = ""
+    OFFLINE = "offline"  # nothing answers at that address
+    NOT_COMFYUI = "not_comfyui"  # something answers, but it is not ComfyUI
+    WRONG_VERSION = "wrong_version"  # ComfyUI, but too old for POD Studio
+    BUSY = "busy"  # ComfyUI, but it does not answer in time
+
+
 class GenerationRequest(Frozen):
     """What the seller asked for in the prompt editor (or on the command line)."""
 

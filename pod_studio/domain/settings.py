@@ -24,16 +24,20 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-
 
 def normalise_http_url(value: str) -> str:
     """Validate an http(s) URL with a host; return it stripped, without a trailing slash."""
+    from pod_studio.domain.urls import mask_url  # urls.py imports this module
+
     text = value.strip()
+    shown = repr(mask_url(text))  # a message never carries a password
     parts = urlsplit(text)
+    if "@" in parts.netloc or parts.username or parts.password:
+        raise ValueError(f"{shown}: URLs must not embed a user name or password")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL (expected e.g. {DEFAULT_COMFYUI_URL})")
-    if parts.username or parts.password:
-        raise ValueError("URLs must not embed a user name or password")
+        raise ValueError(f"{shown} is not an http(s) URL (expected e.g. {DEFAULT_COMFYUI_URL})")
     try:
         _ = parts.port
     except ValueError as exc:
-        raise ValueError(f"{value!r} has an invalid port") from exc
+        raise ValueError(f"{shown} has an invalid port") from exc
+
     return text.rstrip("/")
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pod_studio.domain.errors import ValidationError
 from pod_studio.domain.settings import normalise_http_url
 
-_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]+@")
 
 
 def mask_url(text: str) -> str:
@@ -25,7 +25,7 @@ def mask_url(text: str) -> str:
 def check_server_url(url: str) -> str:
     """The URL, normalised; a ``ValidationError`` naming the problem (never the password)."""
     parts = urlsplit(url.strip())
-    if parts.username or parts.password:
+    if "@" in parts.netloc or parts.username or parts.password:
         raise ValidationError(
             "server URL with user-info refused",
             service="settings",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import time
@@ -157,32 +158,46 @@ class PrintifyBudget:
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._smooth: AsyncLimiter | None = None
-        self._lock: asyncio.Lock | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
         self._remaining_hint: int | None = None
 
-    def _loop_bound(self) -> tuple[AsyncLimiter, asyncio.Lock]:
+    def _loop_bound(self) -> tuple[AsyncLimiter, dict[str, asyncio.Lock]]:
         loop = asyncio.get_running_loop()
-        if loop is not self._loop or self._smooth is None or self._lock is None:
+        if loop is not self._loop or self._smooth is None:
             self._loop = loop
             rate, period = self.SMOOTH
             self._smooth = AsyncLimiter(rate, period / self.scale)
-            self._lock = asyncio.Lock()
-        return self._smooth, self._lock
+            self._locks = {name: asyncio.Lock() for name in self._windows}
+        return self._smooth, self._locks
+
+    async def _wait_for(self, names: list[str]) -> None:
+        while True:
+            wait = max(self._windows[n].wait_time() for n in names)
+            if wait <= 0:
+                return
+            await self._sleep(wait)
 
     async def acquire(self, cost: float = 1.0, bucket: str | None = None) -> None:
+        """One lock per bucket, always taken in the order bucket → global. A call waiting for
+        its bucket's window (the publish window can be minutes) holds only that bucket's
+        lock: global and catalog calls go on meanwhile. Within a bucket, slots are taken in
+        arrival order."""
         _check_cost(cost)
         if bucket is not None and bucket not in self.SPECS:
             raise ValueError(f"unknown Printify budget {bucket!r} (use 'catalog' or 'publish')")
-        names = ["global"] + ([bucket] if bucket not in (None, "global") else [])
-        smooth, lock = self._loop_bound()
-        async with lock:  # one waiter at a time: slots are taken in arrival order
-            while True:
-                wait = max(self._windows[n].wait_time() for n in names)
-                if wait <= 0:
-                    break
-                await self._sleep(wait)
-            for n in names:
-                self._windows[n].take()
+        extra = bucket if bucket not in (None, "global") else None
+        smooth, locks = self._loop_bound()
+        async with contextlib.AsyncExitStack() as stack:
+            if extra is not None:
+                await stack.enter_async_context(locks[extra])
+                await self._wait_for([extra])  # only this bucket's callers wait behind us
+            names = ["global"] + ([extra] if extra is not None else [])
+            async with locks["global"]:
+                # Nobody else takes from ``extra`` while we hold its lock, so its window only
+                # frees up while we wait for the global one.
+                await self._wait_for(names)
+                for n in names:
+                    self._windows[n].take()
         await smooth.acquire()
 
     def observe_response(self, headers: Mapping[str, str], body: Any | None = None) -> None:

@@ -369,14 +369,15 @@ class ServiceGuard:
     # --- one attempt ----------------------------------------------------------------------------
 
     async def _attempt(self, fn: Callable[[], Awaitable[T]], cost: float, bucket: str | None) -> T:
-        admission = self.breaker.admit()
+        # The rate budget is waited for before the breaker admits the call: a wait (e.g. for
+        # the publish window) is never a failure, holds no permit and cannot outlast a probe.
+        # An open breaker still refuses at once, without spending budget.
+        self.breaker.check()
         if self.budget is not None:
-            try:
-                await self.budget.acquire(cost, bucket)
-            except BaseException:
-                self.breaker.release(admission)
-                raise
+            await self.budget.acquire(cost, bucket)
+        admission = self.breaker.admit()
         started = self._clock()
+
         try:
             if admission.probe:
                 result = await self._probe(fn)

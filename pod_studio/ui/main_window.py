@@ -10,10 +10,11 @@ nested event loop.
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import PySide6
-from PySide6.QtCore import QByteArray, Qt, Signal, Slot, qVersion
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
+from PySide6.QtCore import QByteArray, Qt, QUrl, Signal, Slot, qVersion
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -82,10 +83,13 @@ class MainWindow(QMainWindow):
 
     sig_close_requested = Signal()
 
-    def __init__(self, app: AppController, *, demo: bool = False) -> None:
+    def __init__(
+        self, app: AppController, *, demo: bool = False, log_dir: Path | None = None
+    ) -> None:
         super().__init__()
         self.app = app
         self.demo = demo
+        self.log_dir = log_dir  # Help → Open log folder (bootstrap passes the real one)
         self._dialogs: list[QWidget] = []
         self._banner_dismissed = False
         self._started = False
@@ -211,6 +215,15 @@ class MainWindow(QMainWindow):
         help_menu.setObjectName("help_menu")
         self.about_action = QAction(self.tr("About POD Studio"), self)
         self.about_action.setObjectName("about_action")
+        self.open_log_action = QAction(self.tr("Open log folder"), self)
+        self.open_log_action.setObjectName("open_log_action")
+        self.open_log_action.setEnabled(log_dir_known := self.log_dir is not None)
+        self.open_log_action.setToolTip(
+            self.tr("The log keeps the details of every error (passwords and tokens masked).")
+            if log_dir_known
+            else ""
+        )
+        help_menu.addAction(self.open_log_action)
         help_menu.addAction(self.about_action)
 
     def _connect_signals(self) -> None:
@@ -231,6 +244,7 @@ class MainWindow(QMainWindow):
         self.comfyui_dock.sig_settings_requested.connect(self.open_settings)
         self.quit_action.triggered.connect(self.close)
         self.about_action.triggered.connect(self.open_about)
+        self.open_log_action.triggered.connect(self.open_log_folder)
 
     def _restore_layout(self) -> None:
         geometry, state = self.app.settings.window_state()
@@ -285,7 +299,16 @@ class MainWindow(QMainWindow):
         return self.settings_dialog
 
     @Slot()
+    def open_log_folder(self) -> bool:
+        """Show the log folder in the system's file manager (True if it could be opened)."""
+        if self.log_dir is None:
+            return False
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.log_dir)))
+
+    @Slot()
     def open_about(self) -> QMessageBox:
+
         box = QMessageBox(self)
         box.setObjectName("about_box")
         box.setWindowTitle(self.tr("About POD Studio"))

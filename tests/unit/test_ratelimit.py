@@ -293,3 +293,26 @@ async def test_etsy_stops_early_when_server_reports_low_quota(tmp_path: Path) ->
 def test_etsy_bad_config(tmp_path: Path, kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EtsyBudget(tmp_path / "e.sqlite", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_printify_publish_wait_does_not_stall_other_buckets() -> None:
+    """A call waiting minutes for the publish window holds only the publish lock."""
+    waiting = asyncio.Event()
+    release = asyncio.Event()
+
+    async def sleep(_seconds: float) -> None:
+        waiting.set()
+        await release.wait()
+
+    budget = PrintifyBudget(limits={"publish": (1.0, 1800.0)}, margin=0.0, sleep=sleep)
+    await budget.acquire(bucket="publish")  # the window's only slot
+    second_publish = asyncio.create_task(budget.acquire(bucket="publish"))
+    await waiting.wait()  # it is now sleeping for the publish window
+    await asyncio.wait_for(budget.acquire(), 2.0)  # a plain call is not stuck behind it
+    await asyncio.wait_for(budget.acquire(bucket="catalog"), 2.0)
+    assert not second_publish.done()
+    assert "publish 0/1" in budget.describe() and "catalog 99/100" in budget.describe()
+    second_publish.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second_publish

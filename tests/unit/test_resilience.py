@@ -544,3 +544,45 @@ def test_announce_pushes_every_breaker_state_for_late_views() -> None:
         ("comfyui@127.0.0.1:8188", "closed", "closed"),
         ("printify", "closed", "closed"),
     ]
+
+
+@pytest.mark.asyncio
+async def test_breaker_admits_the_probe_only_after_the_budget_wait() -> None:
+    """Waiting for a rate window is not a failure and does not hold the half-open probe."""
+    clock = FakeClock()
+    breaker = CircuitBreaker("printify", BreakerConfig(1, 60, 10, 5.0), clock=clock)
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    class Slow:
+        async def acquire(self, cost: float = 1.0, bucket: str | None = None) -> None:
+            entered.set()
+            await release.wait()
+
+        def describe(self) -> str:
+            return "slow"
+
+        def observe_response(self, headers: Any, body: Any = None) -> None:
+            return None
+
+    guard = ServiceGuard(
+        "printify", policy=RetryPolicy(max_retries=0), breaker=breaker, budget=Slow()
+    )
+    failing, _ = script(ServiceError("down"))
+    release.set()
+    with pytest.raises(ServiceError):
+        await guard.call("op", failing)
+    assert breaker.state is BreakerState.OPEN
+    with pytest.raises(CircuitOpenError):  # still open: refused at once, budget untouched
+        await guard.call("op", failing)
+    clock.now += 60  # the reset timeout has passed: the next call will be the probe
+    release.clear()
+    entered.clear()
+    ok, calls = script("ok")
+    task = asyncio.create_task(guard.call("op", ok))
+    await entered.wait()
+    clock.now += 30  # a long wait for the window: longer than the probe timeout
+    assert not breaker.probe_in_flight and breaker.state is BreakerState.OPEN
+    release.set()
+    assert await task == "ok"
+    assert calls[0] == 1 and breaker.state is BreakerState.CLOSED

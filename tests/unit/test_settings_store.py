@@ -99,8 +99,6 @@ def test_newer_schema_warns(tmp_path: Path) -> None:
     [
         ("{not json", "not valid JSON"),
         ('["a list"]', "JSON object"),
-        ('{"max_in_flight_per_server": "many"}', "max_in_flight_per_server"),
-        ('{"comfyui_servers": []}', "comfyui_servers"),
         (b"\xff\xfe\x00bad", "cannot read"),
     ],
 )
@@ -145,3 +143,24 @@ def test_find_secret_like() -> None:
     ]
     assert find_secret_like({"a": ["v1", "known"]}, ["known"]) == ["a[1]"]
     assert find_secret_like(AppSettings().model_dump(mode="json")) == []
+
+
+@pytest.mark.parametrize(
+    "content,field",
+    [
+        ('{"max_in_flight_per_server": "many"}', "max_in_flight_per_server"),
+        ('{"comfyui_servers": []}', "comfyui_servers"),
+    ],
+)
+def test_an_invalid_value_alone_falls_back_to_its_default(
+    tmp_path: Path, content: str, field: str
+) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(content)
+    result = SettingsStore(path).load()
+    assert result.settings == AppSettings()
+    [backup] = list(tmp_path.glob("settings.json.corrupt-*"))
+    assert backup.read_text() == content
+    [warning] = result.warnings
+    assert field in warning and backup.name in warning and "defaults are used" in warning
+    assert SettingsStore(path).load() == result.__class__(result.settings, [])

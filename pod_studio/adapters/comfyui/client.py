@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -36,6 +38,13 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from pod_studio import USER_AGENT
+from pod_studio.adapters.bounded import (
+    ERROR_BODY_LIMIT,
+    IMAGE_LIMIT,
+    JSON_LIMIT,
+    pixel_guard,
+    read_bounded,
+)
 from pod_studio.adapters.comfyui.errors import (
     SERVICE,
     error_for_status,
@@ -64,7 +73,13 @@ from pod_studio.domain.errors import (
     ValidationError,
 )
 from pod_studio.domain.events import ConnectionChanged, EventSink, null_sink
-from pod_studio.domain.models import ConnectionState, DeviceInfo, ImageRef, ServerInfo
+from pod_studio.domain.models import (
+    ConnectionState,
+    DeviceInfo,
+    ImageRef,
+    ServerInfo,
+    ServerProblem,
+)
 from pod_studio.domain.ports import (
     CallGuard,
     PassthroughGuard,
@@ -72,6 +87,7 @@ from pod_studio.domain.ports import (
     RunUpdate,
     UpdateCallback,
 )
+from pod_studio.domain.urls import check_server_url
 from pod_studio.domain.workflow import output_classes_from
 
 __all__ = [
@@ -88,6 +104,9 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 _TERMINAL_TYPES = ("execution_success", "execution_error", "execution_interrupted")
 _CANCEL_TIMEOUT = 10.0
+# The gallery refuses images above 40 MP (adapters/storage/images.py); /view stops reading as
+# soon as the image header says so instead of downloading the whole file first.
+MAX_VIEW_PIXELS = 40_000_000
 
 
 def default_workflow_path() -> Path:
@@ -112,6 +131,32 @@ def _ws_url(base: str, client_id: str) -> str:
     scheme = "wss" if parts.scheme == "https" else "ws"
     path = parts.path.rstrip("/") + "/ws"
     return urlunsplit((scheme, parts.netloc, path, f"clientId={client_id}", ""))
+
+
+# Client-chosen prompt ids, execution_success and preview metadata are all there by 0.3.
+MIN_COMFYUI_VERSION = (0, 3, 0)
+_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def _version_tuple(text: str) -> tuple[int, int, int] | None:
+    m = _VERSION_RE.match(text.strip())
+    return (int(m[1]), int(m[2]), int(m[3] or 0)) if m else None
+
+
+def what_answered(response: httpx.Response) -> str:
+    """A short description of a reply that is not ComfyUI's: status, type, server, title."""
+    ctype = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    parts = [f"HTTP {response.status_code}", ctype]
+    server = response.headers.get("server", "").strip()
+    if server:
+        parts.append(f"server {excerpt(server, 40)}")
+    m = _TITLE_RE.search(response.content[:65536].decode("utf-8", "replace"))
+    if m and m[1].strip():
+        parts.append(f"page title “{excerpt(m[1], 60)}”")
+    return ", ".join(parts)
+
+
+_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 def _is_int(value: Any) -> bool:
@@ -167,8 +212,11 @@ class ComfyUIClient:
         offline_grace: float = 300.0,
         max_resubmits: int = 3,
         ws_connect: ConnectFn | None = None,
+        max_image_bytes: int = IMAGE_LIMIT,
     ) -> None:
-        self._url = normalize_url(url)
+        # Entries (settings, command line, window, build_core) refuse URL user-info; this is
+        # the last line: a password must not reach breaker names, manifests or messages.
+        self._url = check_server_url(normalize_url(url))
         self._sink = sink
         self._guard: CallGuard = guard or PassthroughGuard()
         self._client_id = client_id or uuid.uuid4().hex
@@ -180,6 +228,7 @@ class ComfyUIClient:
         self.queue_remaining: int | None = None  # from the last ``status`` broadcast
         self._offline_grace = offline_grace
         self._max_resubmits = max_resubmits
+        self._max_image_bytes = max_image_bytes
         self._http = httpx.AsyncClient(
             base_url=self._url,
             timeout=timeout or DEFAULT_TIMEOUT,
@@ -264,16 +313,45 @@ class ComfyUIClient:
         handle: Callable[[httpx.Response], T],
         *,
         idempotent: bool = True,
+        limit: int = JSON_LIMIT,
+        what: str = "",
+        check_head: Callable[[bytes], None] | None = None,
         **kwargs: Any,
     ) -> T:
         async def once() -> T:
             try:
-                response = await self._http.request(method, path, **kwargs)
+                response = await self._bounded(
+                    method, path, operation, limit=limit, what=what, check_head=check_head, **kwargs
+                )
             except httpx.HTTPError as exc:
                 raise map_transport_error(exc, url=self._url, operation=operation) from exc
             return handle(response)
 
         return await self._guard.call(operation, once, idempotent=idempotent)
+
+    async def _bounded(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        *,
+        limit: int = JSON_LIMIT,
+        what: str = "",
+        check_head: Callable[[bytes], None] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One request whose body is read within ``limit`` bytes (error bodies: an excerpt)."""
+        async with self._http.stream(method, path, **kwargs) as streamed:
+            ok = 200 <= streamed.status_code < 300
+            return await read_bounded(
+                streamed,
+                limit=limit if ok else ERROR_BODY_LIMIT,
+                what=what or f"the {operation} reply",
+                server=self._url,
+                service=SERVICE,
+                truncate=not ok,
+                check_head=check_head if ok else None,
+            )
 
     def _json(self, operation: str, *, core: bool = True) -> Callable[[httpx.Response], Any]:
         def handle(response: httpx.Response) -> Any:
@@ -334,6 +412,44 @@ class ComfyUIClient:
             os=text("os"),
             devices=devices,
         )
+
+    async def diagnose(self, timeout: float = 5.0) -> tuple[ServerProblem, str]:  # noqa: ASYNC109
+        """What is wrong with this server, if anything: (problem, seller-readable line).
+
+        One ``GET /system_stats`` outside the call guard (a diagnosis never trips a breaker):
+        nothing answers → offline; no answer in time → busy; an answer that is not ComfyUI's
+        (an HTML page, another API) → not ComfyUI, naming what answered; ComfyUI older than
+        ``MIN_COMFYUI_VERSION`` → wrong version."""
+        url = self._url
+        try:
+            response = await asyncio.wait_for(
+                self._bounded("GET", "/system_stats", "system_stats", limit=1024 * 1024),
+                timeout,
+            )
+        except (builtins.TimeoutError, httpx.TimeoutException):
+            return ServerProblem.BUSY, f"ComfyUI at {url} is busy: no answer within {timeout:g} s"
+        except httpx.HTTPError:
+            return ServerProblem.OFFLINE, f"nothing answers at {url}"
+        except UpstreamDataError as exc:
+            return ServerProblem.NOT_COMFYUI, f"{url} is not a ComfyUI server ({exc.user_message})"
+        try:
+            data = json.loads(response.content) if 200 <= response.status_code < 300 else None
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        system = data.get("system") if isinstance(data, dict) else None
+        if not isinstance(system, dict):
+            return ServerProblem.NOT_COMFYUI, (
+                f"{url} is not a ComfyUI server (it answered {what_answered(response)})"
+            )
+        version = system.get("comfyui_version")
+        parsed = _version_tuple(version) if isinstance(version, str) else None
+        if parsed is None or parsed < MIN_COMFYUI_VERSION:
+            need = ".".join(str(p) for p in MIN_COMFYUI_VERSION)
+            shown = version if isinstance(version, str) and version else "an unknown version"
+            return ServerProblem.WRONG_VERSION, (
+                f"{url} runs ComfyUI {excerpt(shown, 40)}; POD Studio needs {need} or newer"
+            )
+        return ServerProblem.NONE, f"ComfyUI {version} answers at {url}"
 
     async def object_info(self) -> dict[str, Any]:
         data = await self._get_json("object_info", "/object_info")
@@ -532,7 +648,7 @@ class ComfyUIClient:
             if attempts > 1 and await self._prompt_known(run.prompt_id):
                 return {"prompt_id": run.prompt_id, "number": -1, "node_errors": {}}
             try:
-                response = await self._http.post("/prompt", json=body)
+                response = await self._bounded("POST", "/prompt", "submit", json=body)
             except httpx.HTTPError as exc:
                 raise map_transport_error(exc, url=self._url, operation="submit") from exc
             return handle(response)
@@ -563,14 +679,14 @@ class ComfyUIClient:
     async def _prompt_known(self, prompt_id: str) -> bool:
         """Is ``prompt_id`` queued, running or in history? (False when that cannot be told.)"""
         try:
-            queue = (await self._http.get("/queue")).json()
+            queue = (await self._bounded("GET", "/queue", "queue")).json()
             for key in ("queue_running", "queue_pending"):
                 for item in queue.get(key, []):
                     if isinstance(item, list) and len(item) > 1 and item[1] == prompt_id:
                         return True
-            history = (await self._http.get(f"/history/{prompt_id}")).json()
+            history = (await self._bounded("GET", f"/history/{prompt_id}", "history")).json()
             return isinstance(history, dict) and prompt_id in history
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (httpx.HTTPError, ValueError, AttributeError, UpstreamDataError):
             return False
 
     @staticmethod
@@ -842,7 +958,19 @@ class ComfyUIClient:
             return response.content
 
         params = {"filename": safe.filename, "subfolder": safe.subfolder, "type": safe.type}
-        return await self._call("view", "GET", "/view", handle, params=params)
+        what = f"the image {safe.filename}"
+        return await self._call(
+            "view",
+            "GET",
+            "/view",
+            handle,
+            params=params,
+            limit=self._max_image_bytes,
+            what=what,
+            check_head=pixel_guard(
+                max_pixels=MAX_VIEW_PIXELS, what=what, server=self._url, service=SERVICE
+            ),
+        )
 
     # --- websocket callbacks ----------------------------------------------------------------
 
@@ -905,7 +1033,31 @@ class ComfyUIClient:
     def _on_ws_state(
         self, state: ConnectionState, detail: str, next_attempt_at: datetime | None
     ) -> None:
-        self._emit(state, detail, next_attempt_at=next_attempt_at)
+        if state is not ConnectionState.OFFLINE or self._closed:
+            self._emit(state, detail, next_attempt_at=next_attempt_at)
+            return
+        # Offline: tell "nothing answers" from "not ComfyUI", "too old" and "busy" before
+        # saying so (the websocket's own reason, e.g. InvalidMessage, means nothing to a seller).
+        task = asyncio.create_task(self._announce_offline(detail, next_attempt_at))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _announce_offline(self, detail: str, next_attempt_at: datetime | None) -> None:
+        log.info("ComfyUI at %s is unreachable over the websocket: %s", self._url, detail)
+        try:
+            problem, line = await self.diagnose(timeout=5.0)
+        except Exception:  # a diagnosis must never kill the listener's state reporting
+            log.exception("diagnosing %s failed", self._url)
+            problem, line = ServerProblem.OFFLINE, detail
+        if problem is ServerProblem.NONE:
+            problem, line = ServerProblem.OFFLINE, detail
+        if not self._listener.is_connected and not self._closed:
+            self._emit(
+                ConnectionState.OFFLINE,
+                line if problem is not ServerProblem.OFFLINE else detail,
+                next_attempt_at=next_attempt_at,
+                problem=problem.value,
+            )
 
     async def _announce_connected(self) -> None:
         try:
@@ -927,6 +1079,15 @@ class ComfyUIClient:
             self._sink(ConnectionChanged(server=self._url, state=state, detail=detail, **fields))
         except Exception:
             log.exception("the event sink failed")
+
+
+async def diagnose_server(url: str, timeout: float = 5.0) -> tuple[ServerProblem, str]:  # noqa: ASYNC109
+    """``ComfyUIClient.diagnose`` for one URL (doctor, the window's connection test)."""
+    client = ComfyUIClient(url, timeout=httpx.Timeout(timeout))
+    try:
+        return await client.diagnose(timeout=timeout)
+    finally:
+        await client.aclose()
 
 
 async def probe_server(url: str, timeout: float = 5.0) -> ServerInfo:  # noqa: ASYNC109

@@ -23,9 +23,10 @@ import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import websockets
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from pod_studio import USER_AGENT
 from pod_studio.domain.models import ConnectionState
@@ -33,7 +34,9 @@ from pod_studio.domain.models import ConnectionState
 log = logging.getLogger(__name__)
 
 FEATURE_FLAGS: dict[str, Any] = {"supports_preview_metadata": True, "max_upload_size": 104857600}
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+# Previews are small JPEGs and status messages a few KB; a bigger frame closes the socket
+# (websockets enforces max_size before buffering the frame).
+MAX_FRAME_BYTES = 16 * 1024 * 1024
 OFFLINE_AFTER_ATTEMPTS = 3
 
 
@@ -61,10 +64,22 @@ async def default_connect(url: str) -> WsConnection:
         ping_interval=10.0,
         ping_timeout=10.0,
         max_size=MAX_FRAME_BYTES,
-        max_queue=64,
+        max_queue=8,
         user_agent_header=USER_AGENT,
     )
     return conn  # type: ignore[return-value]
+
+
+def _too_big(exc: BaseException, url: str) -> str | None:
+    """The reason for a socket we closed because a message passed ``MAX_FRAME_BYTES``."""
+    sent = getattr(exc, "sent", None)
+    if isinstance(exc, ConnectionClosed) and sent is not None and sent.code == 1009:
+        host = urlsplit(url)._replace(path="", query="").geturl()
+        return (
+            f"{host} sent a websocket message larger than the "
+            f"{MAX_FRAME_BYTES // (1024 * 1024)} MB limit; the connection was closed"
+        )
+    return None
 
 
 class WebsocketListener:
@@ -99,6 +114,7 @@ class WebsocketListener:
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self.server_flags: dict[str, Any] = {}
+        self._drop_reason: str | None = None  # a drop worth naming (a message too big)
         self.connections_opened = 0
 
     @property
@@ -147,7 +163,7 @@ class WebsocketListener:
             if reason is None:
                 attempt = 0  # it was up: start the backoff over
                 ever_up = True
-                reason = "connection lost"
+                reason = self._drop_reason or "connection lost"
             delay = self.backoff(attempt)
             attempt += 1
             next_at = datetime.now(UTC) + timedelta(seconds=delay)
@@ -165,6 +181,7 @@ class WebsocketListener:
         """One socket's life. Returns why it failed before it was up, or ``None`` if it was
         up and then dropped. The socket is fully closed before this returns."""
         ws: WsConnection | None = None
+        self._drop_reason = None
         was_up = False
         reason: str | None = None
         try:
@@ -179,7 +196,8 @@ class WebsocketListener:
             while True:
                 self._dispatch(await ws.recv())
         except (OSError, WebSocketException, builtins.TimeoutError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"[:300]
+            self._drop_reason = _too_big(exc, self._url)  # said instead of "connection lost"
+            reason = self._drop_reason or f"{type(exc).__name__}: {exc}"[:300]
             log.info("ComfyUI websocket %s: %s", self._url, reason)
         except Exception as exc:  # keep the listener alive whatever a callback does
             reason = f"{type(exc).__name__}: {exc}"[:300]
@@ -190,6 +208,7 @@ class WebsocketListener:
                 await self._close_fully(ws)
             if was_up:
                 self._on_down(reason or "connection lost")
+
         return None if was_up else reason
 
     async def _close_fully(self, ws: WsConnection) -> None:

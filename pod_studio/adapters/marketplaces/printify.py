@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from pod_studio import USER_AGENT
+from pod_studio.adapters.bounded import ERROR_BODY_LIMIT, JSON_LIMIT, read_bounded
 from pod_studio.adapters.storage.atomic import atomic_write_text, move_aside
 from pod_studio.domain.errors import (
     APIError,
@@ -58,6 +59,7 @@ from pod_studio.domain.marketplace import (
 )
 from pod_studio.domain.ports import CallGuard, PassthroughGuard
 from pod_studio.domain.retry_after import parse_retry_after
+from pod_studio.domain.urls import check_server_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -177,7 +179,8 @@ class PrintifyClient:
         min_dpi: float = 150.0,
     ) -> None:
         self._token_provider = token_provider
-        self._base_url = base_url.rstrip("/")
+        # a base URL with a user name or password is refused (it would reach logs and errors)
+        self._base_url = check_server_url(base_url).rstrip("/")
         self._shop_id = shop_id
         self._guard: CallGuard = guard or PassthroughGuard()
         self._catalog_cache: CatalogCache = catalog_cache or MemoryCatalogCache()
@@ -282,14 +285,23 @@ class PrintifyClient:
             if content is not None:
                 headers["Content-Type"] = "application/json;charset=utf-8"
             try:
-                response = await self._http.request(
+                async with self._http.stream(
                     method,
                     path,
                     content=content,
                     params=params,
                     headers=headers,
                     timeout=request_timeout or self._timeout,
-                )
+                ) as streamed:
+                    ok = 200 <= streamed.status_code < 300
+                    response = await read_bounded(
+                        streamed,
+                        limit=JSON_LIMIT if ok else ERROR_BODY_LIMIT,
+                        what=f"the {operation} reply",
+                        server="Printify",
+                        service=SERVICE,
+                        truncate=not ok,
+                    )
             except httpx.TimeoutException as exc:
                 raise PodTimeoutError(
                     f"{operation}: no answer in time ({type(exc).__name__})",
@@ -945,12 +957,24 @@ def _parse(build: Callable[[], T], what: str) -> T:
         ) from exc
 
 
+_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
 def _error_reason(response: httpx.Response) -> tuple[str, int | None]:
     try:
         body = response.json()
-    except ValueError:
-        text = response.text.strip().replace("\n", " ")
-        return (text[:200] or f"HTTP {response.status_code}"), None
+    except (ValueError, UnicodeDecodeError):
+        text = response.content[:65536].decode("utf-8", "replace").strip()
+        ctype = response.headers.get("content-type", "").lower()
+        if "html" in ctype or text[:1] == "<":
+            # An HTML error page (a proxy, a CDN): its markup means nothing to a seller.
+            m = _TITLE_RE.search(text)
+            title = " ".join(m[1].split())[:80] if m and m[1].strip() else ""
+            page = f"an HTML page “{title}”" if title else "an HTML page"
+            return f"HTTP {response.status_code} ({page})", None
+        flat = " ".join(text.split())
+        return (flat[:200] or f"HTTP {response.status_code}"), None
+
     if not isinstance(body, dict):
         return f"HTTP {response.status_code}", None
     errors = body.get("errors")
@@ -963,8 +987,15 @@ def _error_reason(response: httpx.Response) -> tuple[str, int | None]:
     return reason[:300], code if isinstance(code, int) else None
 
 
+# Printify's longest window is the 30-minute publish window; a Retry-After beyond it (or
+# "inf", "nan", garbage) must not park a call for ever.
+RETRY_AFTER_CAP = 1800.0
+
+
 def _retry_after(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("Retry-After"), now=time.time(), cap=3600.0)
+    return parse_retry_after(
+        response.headers.get("Retry-After"), now=time.time(), cap=RETRY_AFTER_CAP
+    )
 
 
 def _decode(response: httpx.Response, operation: str, not_found: str | None) -> Any:

@@ -70,9 +70,12 @@ def inspect_image(data: bytes) -> ImageFacts:
             im.load()
     except ValidationError:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow refused it from the header
+        raise ValidationError(
+            f"image too large (a decompression bomb: {exc})", service="images"
+        ) from exc
     except (
         UnidentifiedImageError,
-        Image.DecompressionBombError,
         OSError,
         SyntaxError,
         ValueError,

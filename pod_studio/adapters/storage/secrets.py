@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from pod_studio.domain.errors import AuthenticationError
 from pod_studio.domain.settings import SecretName, SecretStorePort
+from pod_studio.domain.urls import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +351,8 @@ class Redactor(logging.Filter):
             lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) + ' ' if m.group(3) else ''}{MASK}",
             text,
         )
-        return _QUERY_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+        text = _QUERY_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+        return mask_url(text)  # http://user:pass@host -> http://***@host
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -8,6 +8,7 @@ write anything that looks like a secret (tokens belong in the secret store).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -61,6 +62,35 @@ def find_secret_like(data: Any, known_secrets: Iterable[str] = (), _path: str = 
     return found
 
 
+_MAX_SALVAGE_ROUNDS = 20
+
+
+def _describe(err: Any, *, with_loc: bool = True) -> str:
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if not with_loc:
+        return msg
+    return f"{'.'.join(str(p) for p in err.get('loc', ())) or '<root>'}: {msg}"
+
+
+def _drop(data: dict[str, Any], loc: tuple[int | str, ...]) -> str | None:
+    """Remove the value an error points at: the deepest dict key on its path (a list item's
+    error drops the whole list). Returns the dotted name of what was dropped."""
+    node: Any = data
+    parent: dict[str, Any] | None = None
+    key: str | None = None
+    path: list[str] = []
+    for part in loc:
+        if not isinstance(part, str) or not isinstance(node, dict) or part not in node:
+            break
+        parent, key = node, part
+        path.append(part)
+        node = node[part]
+    if parent is None or key is None:
+        return None
+    del parent[key]
+    return ".".join(path)
+
+
 class SettingsStore:
     """``settings.json`` on disk. ``known_secrets`` returns secret values to guard against."""
 
@@ -83,15 +113,15 @@ class SettingsStore:
             return self._reject(f"it is not valid JSON (line {exc.lineno}: {exc.msg})")
         if not isinstance(data, dict):
             return self._reject("it does not hold a JSON object")
+        warnings: list[str] = []
         try:
             settings = AppSettings.model_validate(data)
         except pydantic.ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-                for err in exc.errors()[:5]
-            )
-            return self._reject(f"some values are invalid ({problems})")
-        warnings: list[str] = []
+            salvaged = self._salvage(data, exc)
+            if salvaged is None:
+                problems = "; ".join(_describe(err) for err in exc.errors()[:5])
+                return self._reject(f"some values are invalid ({problems})")
+            settings, warnings = salvaged
         if settings.schema_version > SETTINGS_SCHEMA_VERSION:
             warnings.append(
                 f"{self.path.name} was written by a newer POD Studio (schema "
@@ -99,6 +129,53 @@ class SettingsStore:
                 "and will be dropped when you save."
             )
         return LoadResult(settings, warnings)
+
+    def _salvage(
+        self, data: dict[str, Any], first: pydantic.ValidationError
+    ) -> tuple[AppSettings, list[str]] | None:
+        """Drop each invalid value (field by field; a whole section when the section itself
+        is inconsistent) so that its default applies and everything valid survives. The
+        original file is moved aside and the repaired settings written in its place.
+        ``None`` when nothing could be salvaged."""
+        work = copy.deepcopy(data)
+        dropped: list[str] = []
+        error: pydantic.ValidationError | None = first
+        settings: AppSettings | None = None
+        for _round in range(_MAX_SALVAGE_ROUNDS):
+            assert error is not None
+            progressed = False
+            for err in error.errors():
+                where = _drop(work, err["loc"])
+                if where is not None:
+                    progressed = True
+                    dropped.append(f"{where}: {_describe(err, with_loc=False)}")
+            if not progressed:
+                return None
+            try:
+                settings = AppSettings.model_validate(work)
+            except pydantic.ValidationError as exc:
+                error = exc
+                continue
+            break
+        if settings is None:
+            return None
+        listed = "; ".join(dropped[:8]) + ("; …" if len(dropped) > 8 else "")
+        try:
+            backup = move_aside(self.path, f"invalid values: {listed}")
+        except OSError as exc:
+            kept = f"(the file could not be moved aside: {exc}; it was left untouched)"
+        else:
+            kept = f"The original was kept as {backup.name} (in {backup.parent})."
+            try:
+                self.save(settings)
+            except (OSError, ValidationError) as exc:
+                log.warning("writing the repaired settings failed: %s", exc)
+        msg = (
+            f"Some values in your settings file were invalid and their defaults are used "
+            f"instead ({listed}); everything else was kept. {kept}"
+        )
+        log.warning("%s", msg)
+        return settings, [msg]
 
     def _reject(self, reason: str) -> LoadResult:
         try:

@@ -79,7 +79,7 @@ from pod_studio.ui.image_viewer import ImageViewerDialog
 from pod_studio.ui.widgets import AMBER, BLUE, GREEN, GREY, RED, EmptyStateLabel
 
 ModelIndex = QModelIndex | QPersistentModelIndex
-THUMB_SIDE = 180
+THUMB_SIDE = 176
 CARD_WIDTH = THUMB_SIDE + 16
 CARD_TEXT_LINES = 2
 STATE_COLOURS: dict[CardState, QColor] = {
@@ -331,6 +331,17 @@ class CardDelegate(QStyledItemDelegate):
         muted = palette.color(QPalette.ColorRole.PlaceholderText)
         y = thumb.bottom() + 4
         width = box.width() - 10
+        if card.image is None:  # why it waits, in words, on up to two lines
+            painter.setPen(QPen(muted))
+            painter.drawText(
+                QRect(box.left() + 5, y, width, metrics.height() * CARD_TEXT_LINES),
+                int(
+                    Qt.AlignmentFlag.AlignLeft
+                    | Qt.AlignmentFlag.AlignTop
+                    | Qt.TextFlag.TextWordWrap
+                ),
+                card.wait_reason or "Generating a new design",
+            )
         for text, colour in self._lines(card, text_colour, muted)[:CARD_TEXT_LINES]:
             painter.setPen(QPen(colour))
             shown = metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
@@ -367,7 +378,12 @@ class CardDelegate(QStyledItemDelegate):
         painter.setBrush(palette.color(QPalette.ColorRole.AlternateBase))
         painter.drawRoundedRect(thumb, 4, 4)
         painter.setPen(QPen(palette.color(QPalette.ColorRole.PlaceholderText)))
-        words = "Waiting for the server…" if card.image is None else "Loading…"
+        if card.image is not None:
+            words = "Loading…"
+        elif card.state is CardState.RUNNING:
+            words = "Starting…"
+        else:
+            words = "Waiting for the server…"
         painter.drawText(thumb, Qt.AlignmentFlag.AlignCenter, words)
 
     @staticmethod
@@ -394,7 +410,7 @@ class CardDelegate(QStyledItemDelegate):
     @staticmethod
     def _lines(card: Card, text: QColor, muted: QColor) -> list[tuple[str, QColor]]:
         if card.image is None:
-            return [(card.wait_reason or "Generating a new design", muted)]
+            return []  # painted above, word-wrapped
         lines = [(card.image.prompt, text)]
         live = published_platforms(card.publish)
         if live:
@@ -566,7 +582,9 @@ class GalleryGridView(QWidget):
         self.error_label = QLabel(self)
         self.error_label.setObjectName("gallery_error_label")
         self.error_label.setWordWrap(True)
-        self.error_label.setForegroundRole(QPalette.ColorRole.BrightText)
+        error_palette = self.error_label.palette()
+        error_palette.setColor(QPalette.ColorRole.WindowText, RED)
+        self.error_label.setPalette(error_palette)
         self.error_label.hide()
 
         def action(name: str, text: str, tip: str) -> QPushButton:
@@ -655,7 +673,12 @@ class GalleryGridView(QWidget):
     def column_count(self) -> int:
         """How many cards fit side by side at the current width."""
         cell = self.list_view.gridSize().width()
-        return max(1, self.list_view.viewport().width() // max(1, cell))
+        if self.list_view.isVisible():
+            width = self.list_view.viewport().width()
+        else:  # empty gallery: what the list would get in the same place
+            scroll = self.list_view.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+            width = self.stack.width() - 2 * self.list_view.frameWidth() - scroll
+        return max(1, width // max(1, cell))
 
     def shown_images(self) -> list[GeneratedImage]:
         """The designs the current filter shows, in grid order."""

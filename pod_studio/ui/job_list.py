@@ -134,6 +134,8 @@ class JobTableModel(QAbstractTableModel):
             if col == self.COL_SEED:
                 return "" if row.seed is None else str(row.seed)
             if col == self.COL_STATE:
+                if row.state is JobState.QUEUED and row.detail.startswith("will retry"):
+                    return f"waiting — {row.detail}"  # why it waits, not just "queued"
                 return row.state.value
             if col == self.COL_PROGRESS:
                 return f"{round(row.fraction * 100)}%"

@@ -82,6 +82,7 @@ ModelIndex = QModelIndex | QPersistentModelIndex
 THUMB_SIDE = 176
 CARD_WIDTH = THUMB_SIDE + 16
 CARD_TEXT_LINES = 2
+CARD_GAP = 8  # between cards, at least
 STATE_COLOURS: dict[CardState, QColor] = {
     CardState.QUEUED: GREY,
     CardState.RUNNING: BLUE,
@@ -542,8 +543,9 @@ class GalleryGridView(QWidget):
         self.list_view.setMouseTracking(True)
         self.delegate = CardDelegate(self.list_view)
         self.list_view.setItemDelegate(self.delegate)
-        metrics = self.list_view.fontMetrics()
-        self.list_view.setGridSize(QSize(CARD_WIDTH + 8, card_height(metrics) + 8))
+        self._cell_height = card_height(self.list_view.fontMetrics()) + CARD_GAP
+        self.list_view.setGridSize(QSize(CARD_WIDTH + CARD_GAP, self._cell_height))
+        self.list_view.viewport().installEventFilter(self)
         self.list_view.setMinimumWidth(CARD_WIDTH + 40)
         self.list_view.installEventFilter(self)
 
@@ -672,7 +674,7 @@ class GalleryGridView(QWidget):
 
     def column_count(self) -> int:
         """How many cards fit side by side at the current width."""
-        cell = self.list_view.gridSize().width()
+        cell = CARD_WIDTH + CARD_GAP
         if self.list_view.isVisible():
             width = self.list_view.viewport().width()
         else:  # empty gallery: what the list would get in the same place
@@ -768,7 +770,19 @@ class GalleryGridView(QWidget):
 
     # -- keyboard -------------------------------------------------------------------------
 
+    def _spread(self) -> None:
+        """Share the row's spare width between the cards (no ragged gap at the right)."""
+        width = self.list_view.viewport().width()
+        base = CARD_WIDTH + CARD_GAP
+        columns = max(1, width // base)
+        cell = max(base, (width - 2) // columns)  # a hair of slack: the last column must fit
+        if self.list_view.gridSize().width() != cell:
+            self.list_view.setGridSize(QSize(cell, self._cell_height))
+
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.list_view.viewport() and event.type() == QEvent.Type.Resize:
+            self._spread()
+            return False
         if watched is self.list_view and event.type() == QEvent.Type.KeyPress:
             assert isinstance(event, QKeyEvent)
             if event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:

@@ -87,10 +87,16 @@ def test_grid_reflows_with_the_width(grid: GalleryGridView, qtbot: Any) -> None:
     grid.resize(800, 700)
     qtbot.waitUntil(lambda: grid.column_count() < wide)
     assert 3 <= grid.column_count() <= 4
-    # uniform cards: every visible card has the same size, in rows of column_count()
-    rects = [grid.list_view.visualRect(grid.proxy.index(r, 0)) for r in range(N_IMAGES)]
-    assert len({(r.width(), r.height()) for r in rects}) == 1
-    assert len({r.top() for r in rects[: grid.column_count()]}) == 1
+
+    # uniform cards, laid out (the view lays out lazily) in rows of column_count()
+    def rects() -> list[Any]:
+        return [grid.list_view.visualRect(grid.proxy.index(r, 0)) for r in range(N_IMAGES)]
+
+    def first_row() -> int:
+        return sum(1 for r in rects() if r.top() == rects()[0].top())
+
+    qtbot.waitUntil(lambda: first_row() == grid.column_count())
+    assert len({(r.width(), r.height()) for r in rects()}) == 1
 
 
 def test_filters_follow_the_review(grid: GalleryGridView, qtbot: Any) -> None:

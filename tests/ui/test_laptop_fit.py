@@ -22,7 +22,7 @@ from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.context import AppContext
 from pod_studio.app.runner import TaskRunner
 from pod_studio.composition.core import Core, build_core
-from pod_studio.domain.events import JobProgress
+from pod_studio.domain.events import JobProgress, RetryScheduled
 from pod_studio.domain.models import ImageRef, JobSpec
 from pod_studio.domain.orchestration import QueueChanged
 from pod_studio.sandbox.comfyui import ComfyUISandbox
@@ -116,7 +116,7 @@ def _centre(widget: Any) -> QColor:
     return image.pixelColor(image.width() // 3, image.height() // 2)
 
 
-def test_style_sheet_follows_a_dark_palette(styled: QApplication) -> None:
+def dark_palette() -> QPalette:
     dark = QPalette()
     for role, colour in (
         (QPalette.ColorRole.Window, "#202124"),
@@ -125,8 +125,23 @@ def test_style_sheet_follows_a_dark_palette(styled: QApplication) -> None:
         (QPalette.ColorRole.Text, "#e8eaed"),
         (QPalette.ColorRole.WindowText, "#e8eaed"),
         (QPalette.ColorRole.ButtonText, "#e8eaed"),
+        (QPalette.ColorRole.AlternateBase, "#313236"),
+        (QPalette.ColorRole.Mid, "#5f6368"),
+        (QPalette.ColorRole.Midlight, "#45464a"),
+        (QPalette.ColorRole.Light, "#4a4b4f"),
+        (QPalette.ColorRole.Dark, "#17181a"),
+        (QPalette.ColorRole.Highlight, "#8ab4f8"),
+        (QPalette.ColorRole.HighlightedText, "#202124"),
+        (QPalette.ColorRole.PlaceholderText, "#9aa0a6"),
+        (QPalette.ColorRole.ToolTipBase, "#3c4043"),
+        (QPalette.ColorRole.ToolTipText, "#e8eaed"),
     ):
         dark.setColor(role, QColor(colour))
+    return dark
+
+
+def test_style_sheet_follows_a_dark_palette(styled: QApplication) -> None:
+    dark = dark_palette()
     previous = styled.palette()
     styled.setPalette(dark)
     try:
@@ -155,9 +170,18 @@ def test_spin_and_combo_keep_their_native_arrows(qapp: QApplication) -> None:
         qapp.setStyleSheet("")
 
 
-@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
-def test_screenshots(styled: Any, core: Core, qtbot: Any, size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("size", "theme"), [((1280, 800), "light"), ((1920, 1080), "light"), ((1280, 800), "dark")]
+)
+def test_screenshots(
+    styled: QApplication, core: Core, qtbot: Any, size: tuple[int, int], theme: str
+) -> None:
     from pod_studio.ui.screens import grab_all
+
+    previous = styled.palette()
+    if theme == "dark":
+        styled.setPalette(dark_palette())
+        styled.setStyleSheet(STYLE.read_text(encoding="utf-8"))
 
     for n in range(9):
         job = JobSpec(job_id=f"shot{n}", prompt=f"retro sunset cat, bold lines, design {n}", seed=n)
@@ -189,6 +213,26 @@ def test_screenshots(styled: Any, core: Core, qtbot: Any, size: tuple[int, int])
             last_error="ComfyUI is busy; trying again in 30 s",
         )
     )
+    bridge.sig_retry_scheduled.emit(
+        RetryScheduled(
+            service="comfyui",
+            operation="queue_prompt",
+            attempt=1,
+            cause="ReadTimeout: timed out",
+            wait_seconds=1.5,
+            wait_reason="exponential backoff",
+        )
+    )
+    bridge.sig_retry_scheduled.emit(
+        RetryScheduled(
+            service="printify",
+            operation="create_product",
+            attempt=2,
+            cause="RateLimitError: 429 Too Many Requests",
+            wait_seconds=30.0,
+            wait_reason="Retry-After header",
+        )
+    )
     qtbot.waitUntil(
         lambda: all(
             c.pixmap is not None
@@ -197,7 +241,14 @@ def test_screenshots(styled: Any, core: Core, qtbot: Any, size: tuple[int, int])
         ),
         timeout=10_000,
     )
-    out = SHOTS / f"{size[0]}x{size[1]}"
-    paths = grab_all(window, out)
+    out = (
+        SHOTS / f"{size[0]}x{size[1]}"
+        if theme == "light"
+        else SHOTS / f"{theme}-{size[0]}x{size[1]}"
+    )
+    try:
+        paths = grab_all(window, out)
+    finally:
+        styled.setPalette(previous)
     assert (out / "main_window.png") in paths
     window.close()

@@ -140,16 +140,19 @@ def dark_palette() -> QPalette:
     return dark
 
 
-def test_style_sheet_follows_a_dark_palette(styled: QApplication) -> None:
-    dark = dark_palette()
-    previous = styled.palette()
-    styled.setPalette(dark)
+def test_style_sheet_follows_the_os_palette(qapp: QApplication, qtbot: Any) -> None:
+    from pod_studio.ui.theme import apply_style
+
+    previous = qapp.palette()
+    follower = apply_style(qapp, STYLE.read_text(encoding="utf-8"))
+    edit = QLineEdit()
     try:
-        edit = QLineEdit()
-        styled.setStyleSheet(STYLE.read_text(encoding="utf-8"))  # re-polish under the palette
-        assert _centre(edit).lightness() < 90  # a dark field, not a white one
+        assert _centre(edit).lightness() > 200  # the light palette: a light field
+        qapp.setPalette(dark_palette())  # the OS switches to dark mode
+        qtbot.waitUntil(lambda: _centre(edit).lightness() < 90)  # the same field turns dark
     finally:
-        styled.setPalette(previous)
+        qapp.setPalette(previous)
+        follower.detach()
 
 
 def test_spin_and_combo_keep_their_native_arrows(qapp: QApplication) -> None:

@@ -255,3 +255,44 @@ def test_screenshots(
         styled.setPalette(previous)
     assert (out / "main_window.png") in paths
     window.close()
+
+
+def test_a_real_generation_shows_live_then_becomes_a_design(
+    core: Core, qtbot: Any, qloop: Any
+) -> None:
+    from pod_studio.domain.models import GenerationRequest
+    from pod_studio.ui.gallery_grid import Card, GridModel
+
+    window = _window(core, qtbot)
+    window.show()
+    grid = window.gallery
+    seen: dict[str, set[str]] = {"states": set(), "live": set()}
+
+    def look(*_args: Any) -> None:
+        for row in range(grid.model.rowCount()):
+            card = grid.model.index(row).data(GridModel.CardRole)
+            if isinstance(card, Card) and card.image is None:
+                seen["states"].add(card.state.value)
+                if card.progress > 0:
+                    seen["live"].add("progress")
+                if card.pixmap is not None:
+                    seen["live"].add("preview")
+
+    grid.model.dataChanged.connect(look)
+    grid.model.rowsInserted.connect(look)
+    worker = qloop.create_task(core.run_queue())
+    try:
+        job_ids = window.app.generation.start(
+            GenerationRequest(prompts=["a fox in a teacup"], width=512, height=512)
+        )
+        assert len(job_ids) == 1
+        qtbot.waitUntil(lambda: len(grid.model.images()) == 1, timeout=15_000)
+        qtbot.waitUntil(lambda: grid.model.card(f"job:{job_ids[0]}") is None, timeout=5_000)
+    finally:
+        worker.cancel()
+        qtbot.waitUntil(worker.done, timeout=5_000)
+    assert "running" in seen["states"]
+    assert seen["live"] == {"progress", "preview"}  # the card showed the live preview
+    design = grid.model.images()[0]
+    assert design.prompt == "a fox in a teacup"
+    qtbot.waitUntil(lambda: grid.model.card(design.image_id).pixmap is not None)  # type: ignore[union-attr]

@@ -89,7 +89,8 @@ def test_fits_1280_by_800_and_grid_keeps_three_columns(styled: Any, core: Core, 
     window.resize(1366, 768)
     qtbot.waitUntil(lambda: window.width() == 1366)
     assert window.gallery.column_count() >= 3
-    assert window.centralWidget().isAncestorOf(window.gallery)  # the grid is the centre
+    central = window.centralWidget()
+    assert central is not None and central.isAncestorOf(window.gallery)  # the grid is the centre
     assert window.dockWidgetArea(window.jobs_dock) != Qt.DockWidgetArea.NoDockWidgetArea
 
 

@@ -8,6 +8,7 @@ undo, or at ``flush()`` (the window closes). ``undo()`` brings the last deletion
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol, runtime_checkable
 
@@ -93,7 +94,11 @@ class PendingDeletes(QObject):
         if self._store is None:
             self.sig_deleted.emit(ids)
             return
-        self.runner.spawn(self._trash(self._store, ids), name="gallery-delete")
+        self.runner.spawn(self._trash_shielded(self._store, ids), name="gallery-delete")
+
+    async def _trash_shielded(self, store: TrashStore, ids: list[str]) -> None:
+        # At close the runner cancels its tasks; the moves still finish (each is quick).
+        await asyncio.shield(self._trash(store, ids))
 
     def flush(self) -> None:
         """At close: nothing stays pending."""

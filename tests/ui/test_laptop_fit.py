@@ -297,3 +297,33 @@ def test_a_real_generation_shows_live_then_becomes_a_design(
     design = grid.model.images()[0]
     assert design.prompt == "a fox in a teacup"
     qtbot.waitUntil(lambda: grid.model.card(design.image_id).pixmap is not None)  # type: ignore[union-attr]
+
+
+def test_closing_the_window_moves_deleted_designs_to_the_trash(core: Core, qtbot: Any) -> None:
+    images = [
+        _run(
+            qtbot,
+            core.store.save(
+                JobSpec(job_id=f"del{n}", prompt=f"to be deleted {n}", seed=n),
+                _design(n),
+                ref=ImageRef(filename="x.png"),
+                server="sandbox",
+                prompt_id=f"p{n}",
+                seconds=1.0,
+            ),
+        )
+        for n in range(3)
+    ]
+    window = _window(core, qtbot)
+    window.show()
+    grid = window.gallery
+    qtbot.waitUntil(lambda: len(grid.model.images()) == 3)
+    grid.list_view.selectAll()
+    grid.delete_selected()
+    assert grid.shown_images() == []  # hidden at once ...
+    assert all(Path(i.file).exists() for i in images)  # ... and still on disk
+    window.close()  # within the undo window: the close commits it
+    _run(qtbot, window.app.aclose())  # the runner cancels its tasks; the moves still finish
+    qtbot.waitUntil(lambda: not any(Path(i.file).exists() for i in images))
+    assert all((core.store.images_dir / "trash" / Path(i.file).name).exists() for i in images)
+    assert _run(qtbot, core.store.list_images()) == []

@@ -72,6 +72,7 @@ from pod_studio.app.gallery_filters import (
     published_platforms,
 )
 from pod_studio.app.gallery_trash import PendingDeletes
+from pod_studio.app.queue import QueueRow
 from pod_studio.domain.events import ImageReady, JobProgress, PreviewFrame
 from pod_studio.domain.models import GeneratedImage
 from pod_studio.domain.orchestration import QueueChanged
@@ -763,6 +764,13 @@ class GalleryGridView(QWidget):
         self.viewer.show()
         self.viewer.raise_()
         return self.viewer
+
+    @Slot(list)
+    def show_queue_rows(self, rows: list[QueueRow]) -> None:
+        """Generation jobs the queue still holds (e.g. after a restart) get their cards."""
+        for row in rows:
+            if row.kind == "generate" and row.state in _ACTIVE_JOB_STATES:
+                self.model.upsert_job(row.job_id, row.state, row.last_error)
 
     def flush(self) -> None:
         """At close: designs still waiting for their undo window go to the trash now."""

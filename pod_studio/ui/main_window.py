@@ -229,6 +229,7 @@ class MainWindow(QMainWindow):
         app.gallery.sig_regenerated.connect(self._on_gallery_regenerated)
         app.publishing.sig_publish_enqueued.connect(self._on_publishing_publish_enqueued)
         self.gallery.sig_publish_requested.connect(self.open_publish_panel)
+        app.queue.sig_rows_reset.connect(self.gallery.show_queue_rows)
         self.banner.demo_button.clicked.connect(self._on_banner_demo_clicked)
         self.banner.settings_button.clicked.connect(self.open_settings)
         self.banner.close_button.clicked.connect(self._on_banner_dismiss_clicked)

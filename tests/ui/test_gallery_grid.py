@@ -189,3 +189,18 @@ def test_running_job_card_shows_progress_then_gives_way(grid: GalleryGridView) -
     assert grid.proxy.rowCount() == N_IMAGES + 1
     bridge.sig_queue_changed.emit(QueueChanged(job_id="j9", kind="generate", state="succeeded"))
     assert grid.model.card("job:j9") is None
+
+
+def test_jobs_left_in_the_queue_get_cards(grid: GalleryGridView) -> None:
+    from pod_studio.app.queue import QueueRow
+
+    grid.show_queue_rows(
+        [
+            QueueRow("g1", "generate", "owl", "retry_wait", last_error="ComfyUI is offline"),
+            QueueRow("g2", "generate", "cat", "succeeded"),
+            QueueRow("p1", "publish", "tee → printify", "queued"),
+        ]
+    )
+    card = grid.model.card("job:g1")
+    assert card is not None and card.wait_reason == "ComfyUI is offline"
+    assert grid.model.card("job:g2") is None and grid.model.card("job:p1") is None

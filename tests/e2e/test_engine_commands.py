@@ -304,10 +304,16 @@ def test_version_and_sandbox_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0 and __version__ in capsys.readouterr().out
     args = parse_args(["sandbox", "printify"])
     assert args.port is None and DEFAULT_PORTS[args.kind] == 8790
+    assert parse_args(["sandbox", "printify", "--fault-rate", "0.1"]).fault_rate == 0.1
     with pytest.raises(SystemExit) as info:
-        parse_args(["sandbox", "printify", "--fault-rate", "0.1"])
+        parse_args(["sandbox", "comfyui", "--token", "t"])
     assert info.value.code == 2
-    assert "--fault-rate applies to `sandbox comfyui` only" in capsys.readouterr().err
+    assert "--token applies to `sandbox printify` or `sandbox shopify` only" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit) as info:
+        parse_args(["sandbox", "etsy", "--seconds-per-job", "2"])
+    assert info.value.code == 2
 
 
 # --- b. attempts are charged only for the job's own failures ----------------------------------

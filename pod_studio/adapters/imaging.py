@@ -21,8 +21,9 @@ import logging
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
@@ -264,3 +265,84 @@ def prepare_print_file(
         content_box=(left, top, fit_w, fit_h),
         source=source_info,
     )
+
+
+# --- upload re-encoding (a platform's size limit) ---------------------------------------------
+
+_ACCEPTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """Image bytes ready to upload, with their type and size."""
+
+    data: bytes
+    mime: str
+    width: int
+    height: int
+
+
+def open_checked_image(data: bytes, name: str, *, service: str, decode: bool = False) -> Any:
+    """Open and check an image: a structural ``verify()`` always, a full decode on request."""
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            probe.verify()
+        img = Image.open(io.BytesIO(data))
+        if decode:
+            img.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise ValidationError(
+            f"{name} is not an image POD Studio can read",
+            service=service,
+            user_message=f"The design file {name} is not a readable image (PNG or JPEG).",
+        ) from None
+    return img
+
+
+def _b64_len(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+def fit_for_upload(data: bytes, name: str, limit: int, *, service: str) -> PreparedImage:
+    """PNG/JPEG bytes whose base64 form fits ``limit``: as is, recompressed or downscaled."""
+    with open_checked_image(data, name, service=service) as img:
+        width, height = img.size
+        fmt = img.format or ""
+        if fmt in _ACCEPTED_FORMATS and _b64_len(len(data)) <= limit:
+            return PreparedImage(data=data, mime=_ACCEPTED_FORMATS[fmt], width=width, height=height)
+        has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+        try:
+            work = img.convert("RGBA" if has_alpha else "RGB")
+        except (OSError, ValueError) as exc:
+            raise ValidationError(
+                f"{name} is damaged ({type(exc).__name__})",
+                service=service,
+                user_message=f"The design file {name} is damaged and cannot be read.",
+            ) from None
+    current = work
+    while True:
+        buf = io.BytesIO()
+        current.save(buf, "PNG", optimize=True)
+        if _b64_len(buf.tell()) <= limit:
+            return PreparedImage(
+                data=buf.getvalue(), mime="image/png", width=current.width, height=current.height
+            )
+        if not has_alpha:
+            for quality in (95, 90, 85):
+                buf = io.BytesIO()
+                current.save(buf, "JPEG", quality=quality, optimize=True)
+                if _b64_len(buf.tell()) <= limit:
+                    return PreparedImage(
+                        data=buf.getvalue(),
+                        mime="image/jpeg",
+                        width=current.width,
+                        height=current.height,
+                    )
+        if min(current.size) < 256:
+            raise ValidationError(
+                f"{name} cannot be made small enough to upload",
+                service=service,
+                user_message=f"The design file {name} is too large to upload.",
+            )
+        size = (int(current.width * 0.85), int(current.height * 0.85))
+        current = current.resize(size, Image.Resampling.LANCZOS)

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import functools
 import hashlib
-import io
 import json
 import logging
 import re
@@ -35,6 +34,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pod_studio import USER_AGENT
 from pod_studio.adapters.bounded import ERROR_BODY_LIMIT, JSON_LIMIT, read_bounded
+from pod_studio.adapters.imaging import fit_for_upload, open_checked_image
 from pod_studio.adapters.storage.atomic import atomic_write_text, move_aside
 from pod_studio.domain.errors import (
     APIError,
@@ -78,7 +78,6 @@ PUBLISH_FIELDS: dict[str, bool] = {
     "keyFeatures": True,
     "shipping_template": True,
 }
-_ACCEPTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
 
 
 class CatalogCache(Protocol):
@@ -119,14 +118,6 @@ class UploadedImage(BaseModel):
     width: int
     height: int
     sha256: str
-
-
-class _PreparedImage(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    data: bytes
-    mime: str
-    width: int
-    height: int
 
 
 class _DesignInfo(BaseModel):
@@ -539,7 +530,12 @@ class PrintifyClient:
         async with lock:
             if key in index:
                 return index[key]
-            prepared = await asyncio.to_thread(_prepare_image, data, name, self.max_upload_bytes)
+            prepared = await asyncio.to_thread(
+                functools.partial(fit_for_upload, service=SERVICE),
+                data,
+                name,
+                self.max_upload_bytes,
+            )
             if prepared.mime == "image/jpeg" and not name.lower().endswith((".jpg", ".jpeg")):
                 name = Path(name).stem + ".jpg"
             elif prepared.mime == "image/png" and not name.lower().endswith(".png"):
@@ -1096,25 +1092,6 @@ def _read_file(path: Path) -> bytes:
         ) from exc
 
 
-def _open_image(data: bytes, name: str, *, decode: bool = False) -> Any:
-    """Open and check an image: a structural ``verify()`` always, a full decode on request."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            probe.verify()
-        img = Image.open(io.BytesIO(data))
-        if decode:
-            img.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise ValidationError(
-            f"{name} is not an image POD Studio can read",
-            service=SERVICE,
-            user_message=f"The design file {name} is not a readable image (PNG or JPEG).",
-        ) from None
-    return img
-
-
 def _inspect_design(path: Path) -> _DesignInfo:
     data = _read_file(path)
     if not data:
@@ -1123,64 +1100,11 @@ def _inspect_design(path: Path) -> _DesignInfo:
             service=SERVICE,
             user_message=f"The design file {path.name} is empty (0 bytes).",
         )
-    with _open_image(data, path.name) as img:
+    with open_checked_image(data, path.name, service=SERVICE) as img:
         width, height = img.size
     return _DesignInfo(
         data=data, sha256=hashlib.sha256(data).hexdigest(), width=width, height=height
     )
-
-
-def _b64_len(n: int) -> int:
-    return 4 * ((n + 2) // 3)
-
-
-def _prepare_image(data: bytes, name: str, limit: int) -> _PreparedImage:
-    """PNG/JPEG bytes whose base64 form fits ``limit``: as is, recompressed or downscaled."""
-    from PIL import Image
-
-    with _open_image(data, name) as img:
-        width, height = img.size
-        fmt = img.format or ""
-        if fmt in _ACCEPTED_FORMATS and _b64_len(len(data)) <= limit:
-            return _PreparedImage(
-                data=data, mime=_ACCEPTED_FORMATS[fmt], width=width, height=height
-            )
-        has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-        try:
-            work = img.convert("RGBA" if has_alpha else "RGB")
-        except (OSError, ValueError) as exc:
-            raise ValidationError(
-                f"{name} is damaged ({type(exc).__name__})",
-                service=SERVICE,
-                user_message=f"The design file {name} is damaged and cannot be read.",
-            ) from None
-    current = work
-    while True:
-        buf = io.BytesIO()
-        current.save(buf, "PNG", optimize=True)
-        if _b64_len(buf.tell()) <= limit:
-            return _PreparedImage(
-                data=buf.getvalue(), mime="image/png", width=current.width, height=current.height
-            )
-        if not has_alpha:
-            for quality in (95, 90, 85):
-                buf = io.BytesIO()
-                current.save(buf, "JPEG", quality=quality, optimize=True)
-                if _b64_len(buf.tell()) <= limit:
-                    return _PreparedImage(
-                        data=buf.getvalue(),
-                        mime="image/jpeg",
-                        width=current.width,
-                        height=current.height,
-                    )
-        if min(current.size) < 256:
-            raise ValidationError(
-                f"{name} cannot be made small enough to upload",
-                service=SERVICE,
-                user_message=f"The design file {name} is too large to upload.",
-            )
-        size = (int(current.width * 0.85), int(current.height * 0.85))
-        current = current.resize(size, Image.Resampling.LANCZOS)
 
 
 def _load_index(path: Path) -> dict[str, UploadedImage]:

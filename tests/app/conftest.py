@@ -83,6 +83,14 @@ def comfy() -> Iterator[ServerThread]:
         yield thread
 
 
+@pytest.fixture
+def comfy2() -> Iterator[ServerThread]:
+    """A second sandbox ("Second GPU"); list it before ``make_studio`` in a test's arguments
+    so it outlives the engine that uses it."""
+    with sandbox_thread(device_name="Second GPU") as thread:
+        yield thread
+
+
 MakeStudio = Callable[..., Studio]
 
 

@@ -13,6 +13,7 @@ from tests.app.conftest import (  # noqa: F401 - fixtures
     MakeStudio,
     Studio,
     comfy,
+    comfy2,
     make_studio,
     studio,
 )

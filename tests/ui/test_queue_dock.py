@@ -16,7 +16,7 @@ from pod_studio.domain.settings import AppSettings, RetryPolicySettings
 from pod_studio.sandbox.threaded import ServerThread
 from pod_studio.ui.main_window import MainWindow
 from pod_studio.ui.queue_dock import FILTER_FAILED, QueueTableModel, retry_text
-from tests.app.conftest import MakeStudio, sandbox_thread
+from tests.app.conftest import MakeStudio
 from tests.ui.conftest import controller_for
 
 COL = QueueTableModel
@@ -130,45 +130,43 @@ def test_pause_cancel_remove_resume(qtbot: Any, app_ctl: Any) -> None:
 
 
 def test_retry_wait_counts_down_and_moves_to_another_server(
-    qtbot: Any, make_studio: MakeStudio, comfy: ServerThread
+    qtbot: Any, comfy2: ServerThread, make_studio: MakeStudio, comfy: ServerThread
 ) -> None:
-    with sandbox_thread() as other:
-        # no quick retries inside the call: a refused prompt goes back to the queue at once
-        no_retries = AppSettings().with_changes(
-            retry={"comfyui": RetryPolicySettings(max_retries=0)}
-        )
-        app = controller_for(make_studio([comfy, other], no_retries))
-        studio = app.studio_parts
-        first, second = comfy.url, other.url
-        # the first server (the queue's first pick when both are idle) refuses the prompt
-        studio.on_sandbox(lambda box: box.fail_next(1, 503, path_prefix="/prompt"), 0)
-        window = _window(qtbot, app)
-        dock = window.queue_dock
-        _generate(qtbot, window, "lighthouse at dusk")
-        qtbot.waitUntil(lambda: _states(window) == ["retry_wait"], timeout=10000)
-        row = dock.model.rows()[0]
-        texts = dock.model.row_texts(row.job_id)
-        assert texts[COL.COL_STATE] == "retry later"
-        assert re.fullmatch(r"in (9|10) min \(\d\d:\d\d\)", texts[COL.COL_NEXT]), texts
-        assert texts[COL.COL_TRIES] == "1 / 3"
-        assert texts[COL.COL_ERROR]
-        assert texts[COL.COL_WHERE] == first
-        job = window.job_list.model.job(row.job_id)
-        assert job is not None and job.state is JobState.QUEUED and "retry" in job.detail
-        dock.select_jobs([row.job_id])
-        assert dock.move_button.isEnabled()
-        menu = dock.open_move_menu()
-        urls = [a.data() for a in menu.actions()]
-        assert urls == [first, second]
-        action = next(a for a in menu.actions() if a.data() == second)
-        action.trigger()
-        menu.close()
-        qtbot.waitUntil(lambda: "will run on" in dock.message_label.text(), timeout=10000)
-        qtbot.mouseClick(dock.retry_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: _states(window) == ["succeeded"], timeout=10000)
-        qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 1, timeout=10000)
-        assert window.gallery.model.images()[0].server == second
-        assert studio.sandbox(1).executed_prompt_ids and not studio.sandbox(0).executed_prompt_ids
+    other = comfy2
+    # no quick retries inside the call: a refused prompt goes back to the queue at once
+    no_retries = AppSettings().with_changes(retry={"comfyui": RetryPolicySettings(max_retries=0)})
+    app = controller_for(make_studio([comfy, other], no_retries))
+    studio = app.studio_parts
+    first, second = comfy.url, other.url
+    # the first server (the queue's first pick when both are idle) refuses the prompt
+    studio.on_sandbox(lambda box: box.fail_next(1, 503, path_prefix="/prompt"), 0)
+    window = _window(qtbot, app)
+    dock = window.queue_dock
+    _generate(qtbot, window, "lighthouse at dusk")
+    qtbot.waitUntil(lambda: _states(window) == ["retry_wait"], timeout=10000)
+    row = dock.model.rows()[0]
+    texts = dock.model.row_texts(row.job_id)
+    assert texts[COL.COL_STATE] == "retry later"
+    assert re.fullmatch(r"in (9|10) min \(\d\d:\d\d\)", texts[COL.COL_NEXT]), texts
+    assert texts[COL.COL_TRIES] == "1 / 3"
+    assert texts[COL.COL_ERROR]
+    assert texts[COL.COL_WHERE] == first
+    job = window.job_list.model.job(row.job_id)
+    assert job is not None and job.state is JobState.QUEUED and "retry" in job.detail
+    dock.select_jobs([row.job_id])
+    assert dock.move_button.isEnabled()
+    menu = dock.open_move_menu()
+    urls = [a.data() for a in menu.actions()]
+    assert urls == [first, second]
+    action = next(a for a in menu.actions() if a.data() == second)
+    action.trigger()
+    menu.close()
+    qtbot.waitUntil(lambda: "will run on" in dock.message_label.text(), timeout=10000)
+    qtbot.mouseClick(dock.retry_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: _states(window) == ["succeeded"], timeout=10000)
+    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 1, timeout=10000)
+    assert window.gallery.model.images()[0].server == second
+    assert studio.sandbox(1).executed_prompt_ids and not studio.sandbox(0).executed_prompt_ids
 
 
 def test_gallery_regenerate_uses_the_same_prompt_with_a_new_seed(qtbot: Any, app_ctl: Any) -> None:

@@ -85,6 +85,10 @@ class AppController(QObject):
             parent=self,
         )
         self.workflow = WorkflowController(ctx.runner, studio.open_workflow, parent=self)
+        # saved servers apply at once (the engine switches): the status bar follows
+        self.settings.sig_settings_saved.connect(
+            lambda *_a: self.connection.set_servers(studio.server_urls)
+        )
         self._closed = asyncio.Event()
 
     def request_demo(self) -> None:

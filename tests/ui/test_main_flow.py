@@ -12,6 +12,7 @@ from pod_studio.domain.events import ConnectionChanged
 from pod_studio.domain.models import ConnectionState, JobState
 from pod_studio.ui.main_window import MainWindow
 from pod_studio.ui.screens import grab_all
+from tests.ui.conftest import controller_for
 
 
 def _window(qtbot: Any, app_ctl: Any, *, demo: bool = False) -> MainWindow:
@@ -208,3 +209,40 @@ def test_grab_all_writes_pngs(qtbot: Any, app_ctl: Any, tmp_path: Path) -> None:
     names = {p.name for p in paths}
     assert {"main_window.png", "breakers_dock.png", "settings_dialog.png"} <= names
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_saving_other_servers_in_settings_switches_the_running_app(
+    qtbot: Any, comfy2: Any, make_studio: Any, comfy: Any
+) -> None:
+    other = comfy2
+    app = controller_for(make_studio([comfy], pin=False))
+    core = app.studio_parts.core
+    window = _window(qtbot, app)
+    window.show()
+    qtbot.waitUntil(lambda: window.app.connection.state() == "connected", timeout=10000)
+    assert comfy.url in window.connection_label.text()
+    dialog = window.open_settings()
+    dialog.servers_list.setCurrentRow(0)
+    dialog.remove_server_button.click()
+    dialog.server_url_edit.setText(other.url)
+    dialog.add_server_button.click()
+    assert dialog.server_urls() == [other.url]
+    with qtbot.waitSignal(app.settings.sig_settings_saved, timeout=5000):
+        dialog.save_button.click()
+    assert core.server_urls == [other.url]  # applied at once, no restart
+    qtbot.waitUntil(
+        lambda: window.connection_label.text().startswith(f"Connected to {other.url}"),
+        timeout=10000,
+    )
+    # the status bar names the one server in use, not the one removed
+    assert window.connection_label.text() == app.connection.status_text()
+    assert "Second GPU" in window.connection_label.text()
+    assert "more" not in window.connection_label.text(), window.connection_label.text()
+    editor = window.prompt_editor
+    editor.width_spin.setValue(128)
+    editor.height_spin.setValue(128)
+    editor.prompts_edit.setPlainText("on the new server")
+    qtbot.mouseClick(editor.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 1, timeout=15000)
+    assert window.gallery.model.images()[0].server == other.url
+    assert other.server.executed_prompt_ids and not comfy.server.executed_prompt_ids

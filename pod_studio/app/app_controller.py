@@ -118,6 +118,10 @@ class AppController(QObject):
             choices=studio.etsy_choices,
             parent=self,
         )
+        # saved servers apply at once (the engine switches): the status bar follows
+        self.settings.sig_settings_saved.connect(
+            lambda *_a: self.connection.set_servers(studio.server_urls)
+        )
         self._closed = asyncio.Event()
 
     def request_demo(self) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import io
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -274,15 +274,26 @@ class GalleryController(QObject):
             return
         self.sig_full_image_loaded.emit(image.image_id, data)
 
-    def set_approved(self, image_id: str, approved: bool | None) -> None:
-        """Approve (True), reject (False) or clear (None) a design (``sig_image_updated``)."""
-        self.runner.spawn(self._set_approved(image_id, approved), name=f"approve-{image_id[:8]}")
-
-    async def _set_approved(self, image_id: str, approved: bool | None) -> None:
-        try:
-            image = await self.store.set_approved(image_id, approved)
-        except Exception as exc:  # noqa: BLE001 - reported to the seller
-            self.sig_load_failed.emit(user_message(exc))
+    def set_approved(self, image_ids: str | Sequence[str], approved: bool | None) -> None:
+        """Approve (True), reject (False) or clear (None) designs, all in one task: each
+        ``sig_image_updated`` comes after every one of them is stored, so the window never
+        sees a half-approved selection (Publish would get only the designs that landed)."""
+        ids = [image_ids] if isinstance(image_ids, str) else list(image_ids)
+        if not ids:
             return
-        self._images[image.image_id] = image
-        self.sig_image_updated.emit(image)
+        self.runner.spawn(self._set_approved(ids, approved), name=f"approve-{ids[0][:8]}")
+
+    async def _set_approved(self, image_ids: list[str], approved: bool | None) -> None:
+        updated: list[GeneratedImage] = []
+        problem = ""
+        for image_id in image_ids:
+            try:
+                updated.append(await self.store.set_approved(image_id, approved))
+            except Exception as exc:  # noqa: BLE001 - reported to the seller
+                problem = problem or user_message(exc)
+        for image in updated:
+            self._images[image.image_id] = image
+        for image in updated:
+            self.sig_image_updated.emit(image)
+        if problem:
+            self.sig_load_failed.emit(problem)

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from pod_studio.app.context import (
 from pod_studio.app.runner import TaskRunner
 from pod_studio.domain.errors import PodStudioError, user_message
 from pod_studio.domain.events import PublishStepChanged
+from pod_studio.domain.jobs import JobStatus
 from pod_studio.domain.models import GeneratedImage
 from pod_studio.domain.orchestration import PublishJobChanged, QueueEntry
 from pod_studio.domain.pricing import validate_price
@@ -188,7 +189,9 @@ class PublishController(QObject):
     sig_platforms_loaded(list[PlatformChoice])
     sig_profit_loaded(str image_id, str template, list[ProfitLine])
     sig_profit_failed(str image_id, str template, str message)
-    sig_publish_enqueued(list job_ids)
+    sig_publish_enqueued(list job_ids): the listings that will run (new or retried).
+    sig_publish_message(str text): what the publish did, for the seller ("2 listing(s)
+        queued; 1 failed listing(s) retried; 1 already published (nothing to do)").
     sig_publish_failed(str message)
     """
 
@@ -196,6 +199,7 @@ class PublishController(QObject):
     sig_profit_loaded = Signal(str, str, list)
     sig_profit_failed = Signal(str, str, str)
     sig_publish_enqueued = Signal(list)
+    sig_publish_message = Signal(str)
     sig_publish_failed = Signal(str)
 
     def __init__(
@@ -289,14 +293,59 @@ class PublishController(QObject):
 
     async def _publish(self, orch: Orchestrator, request: PublishRequest) -> None:
         try:
+            before = {e.job_id: e.state for e in (await orch.snapshot()).entries}
             ids = await orch.enqueue_publish(
                 request.designs, request.templates, request.platforms, draft=request.draft
             )
+            # a listing that already has a job keeps it: a failed or cancelled one is
+            # retried now; a published or still queued one is left as it is (and said so)
+            outcome = PublishOutcome()
+            for job_id in ids:
+                state = before.get(job_id)
+                if state is None:
+                    outcome.queued.append(job_id)
+                elif state in _RETRY_AGAIN:
+                    await orch.retry_now(job_id)
+                    outcome.retried.append(job_id)
+                elif state is JobStatus.SUCCEEDED:
+                    outcome.done.append(job_id)
+                else:
+                    outcome.waiting.append(job_id)
         except Exception as exc:  # noqa: BLE001 - shown in the panel
             log.warning("publishing could not be queued: %s", exc)
             self.sig_publish_failed.emit(user_message(exc))
             return
-        self.sig_publish_enqueued.emit(list(ids))
+        self.sig_publish_message.emit(outcome.text(request.draft))
+        self.sig_publish_enqueued.emit(outcome.queued + outcome.retried)
+
+
+_RETRY_AGAIN = frozenset({JobStatus.DEAD, JobStatus.CANCELLED, JobStatus.PARTIALLY_PUBLISHED})
+
+
+@dataclass
+class PublishOutcome:
+    """What one "Publish" did with each listing (job ids)."""
+
+    queued: list[str] = field(default_factory=list)  # new listings
+    retried: list[str] = field(default_factory=list)  # failed or cancelled before: run again
+    done: list[str] = field(default_factory=list)  # published (or drafted) already
+    waiting: list[str] = field(default_factory=list)  # already in the queue or running
+
+    def text(self, draft: bool = True) -> str:
+        parts: list[str] = []
+        if self.queued:
+            parts.append(f"{len(self.queued)} listing(s) queued")
+        if self.retried:
+            parts.append(f"{len(self.retried)} failed listing(s) retried")
+        if self.done:
+            what = "created as draft(s)" if draft else "published"
+            parts.append(f"{len(self.done)} already {what} (nothing to do)")
+        if self.waiting:
+            parts.append(f"{len(self.waiting)} already in the queue")
+        text = "; ".join(parts) or "nothing to publish"
+        if self.queued or self.retried:
+            text += " — follow them on the gallery cards and in the Job queue."
+        return text
 
 
 # --- Printify settings -----------------------------------------------------------------------

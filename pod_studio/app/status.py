@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,15 @@ class ConnectionController(QObject):
         super().__init__(parent)
         self._last: dict[str, ConnectionChanged] = {}
         self._first_seen = False
+        self._in_use: set[str] | None = None  # None: every server that reports
         bridge.sig_connection_changed.connect(self._on_bridge_connection_changed)
+
+    def set_servers(self, urls: Iterable[str]) -> None:
+        """The servers in use now (after a settings change): the others are forgotten, and
+        late events from their closing clients ignored."""
+        self._in_use = set(urls)
+        self._last = {u: e for u, e in self._last.items() if u in self._in_use}
+        self.sig_status_changed.emit(self.status_text(), self.state())
 
     @property
     def servers(self) -> dict[str, ConnectionChanged]:
@@ -132,6 +140,8 @@ class ConnectionController(QObject):
 
     @Slot(object)
     def _on_bridge_connection_changed(self, event: ConnectionChanged) -> None:
+        if self._in_use is not None and event.server not in self._in_use:
+            return
         self._last[event.server] = event
         first = not self._first_seen
         self._first_seen = True

@@ -20,8 +20,9 @@ one product template on one platform, run as four steps:
 
 Steps the journal reports as done are skipped; once ``create`` is done, ``prepare`` and
 ``upload`` are skipped too (they only feed ``create``). Events: ``PublishStepChanged`` with
-``state`` ``"<step>:running" | "<step>:done" | "<step>:skipped" | "<step>:failed"`` and
-``PublishDone`` at the end (ok or not).
+``state`` ``"<step>:running" | "<step>:done" | "<step>:skipped" | "<step>:failed"``. The
+one ``PublishDone`` per listing comes from whoever runs the task to its end: the durable
+queue (once the job succeeds or is dead, never per attempt) or ``run_task`` (headless batch).
 
 ``publish_designs`` runs a batch without the durable orchestrator (the headless CLI): each
 task gets an in-memory journal whose ``create`` state is unknown, so it reconciles with the
@@ -598,23 +599,7 @@ class PublishService:
             if not isinstance(exc, PodStudioError):
                 log.exception("publish %s failed unexpectedly at %s", task.idem_key, step)
             self._emit(task, step, "failed", reason)
-            self._sink(
-                PublishDone(
-                    design_id=task.design_id,
-                    platform=task.platform,
-                    ok=False,
-                    detail=f"{task.template_name}: {step} failed: {reason}",
-                )
-            )
             raise
-        self._sink(
-            PublishDone(
-                design_id=task.design_id,
-                platform=task.platform,
-                ok=True,
-                detail=f"{task.template_name}: {listing.remote_id} ({listing.status})",
-            )
-        )
         return listing
 
     async def reconcile(self, task: PublishTask, step: str) -> str | None:
@@ -947,14 +932,22 @@ class PublishService:
                     if not task.draft and await self.reconcile(task, "publish") is not None:
                         journal.refs["publish"] = ref
             listing = await self._execute(task, journal, failed_at)
-        except PodStudioError as exc:
-            step = failed_at[0] if failed_at else "create"
-            return self._outcome(task, ok=False, step=step, error=exc)
         except Exception as exc:
             step = failed_at[0] if failed_at else "create"
-            log.exception("publish task %s failed unexpectedly", task.idem_key)
-            return self._outcome(task, ok=False, step=step, error=exc)
-        return self._outcome(task, ok=True, listing=listing)
+            if not isinstance(exc, PodStudioError):
+                log.exception("publish task %s failed unexpectedly", task.idem_key)
+            outcome = self._outcome(task, ok=False, step=step, error=exc)
+            detail = f"{task.template_name}: {step} failed: {outcome.error}"
+        else:
+            outcome = self._outcome(task, ok=True, listing=listing)
+            detail = f"{task.template_name}: {listing.remote_id} ({listing.status})"
+        # one PublishDone per listing (the durable queue sends its own for its jobs)
+        self._sink(
+            PublishDone(
+                design_id=task.design_id, platform=task.platform, ok=outcome.ok, detail=detail
+            )
+        )
+        return outcome
 
     @staticmethod
     def _outcome(

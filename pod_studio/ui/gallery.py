@@ -385,8 +385,7 @@ class GalleryView(QWidget):
         return viewer
 
     def _set_selected(self, approved: bool | None) -> None:
-        for image in self.selected_images():
-            self.controller.set_approved(image.image_id, approved)
+        self.controller.set_approved([i.image_id for i in self.selected_images()], approved)
 
     # -- slots ----------------------------------------------------------------------------
 

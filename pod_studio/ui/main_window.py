@@ -252,7 +252,7 @@ class MainWindow(QMainWindow):
         app.workflow.sig_workflow_failed.connect(self._on_workflow_failed)
         app.generation.sig_batch_failed.connect(self._on_generation_batch_failed)
         app.gallery.sig_regenerated.connect(self._on_gallery_regenerated)
-        app.publishing.sig_publish_enqueued.connect(self._on_publishing_publish_enqueued)
+        app.publishing.sig_publish_message.connect(self._on_publishing_publish_message)
         self.gallery.sig_publish_requested.connect(self.open_publish_panel)
         app.queue.sig_rows_reset.connect(self.gallery.show_queue_rows)
         self.banner.demo_button.clicked.connect(self._on_banner_demo_clicked)
@@ -396,11 +396,9 @@ class MainWindow(QMainWindow):
             self.tr("Regenerating with a new seed (%n job(s) queued)", "", len(job_ids)), 8000
         )
 
-    @Slot(list)
-    def _on_publishing_publish_enqueued(self, job_ids: list[str]) -> None:
-        self.statusBar().showMessage(
-            self.tr("%n listing(s) queued for publishing", "", len(job_ids)), 8000
-        )
+    @Slot(str)
+    def _on_publishing_publish_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
 
     @Slot(str, str)
     def _on_runner_task_failed(self, name: str, message: str) -> None:

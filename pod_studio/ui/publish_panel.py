@@ -181,6 +181,7 @@ class PublishPanel(QDialog):
         c.sig_profit_loaded.connect(self._on_controller_profit_loaded)
         c.sig_profit_failed.connect(self._on_controller_profit_failed)
         c.sig_publish_enqueued.connect(self._on_controller_publish_enqueued)
+        c.sig_publish_message.connect(self._on_controller_publish_message)
         c.sig_publish_failed.connect(self._on_controller_publish_failed)
         for check in self.template_checks.values():
             check.toggled.connect(self._on_template_toggled)
@@ -344,16 +345,13 @@ class PublishPanel(QDialog):
             self.message_label.setText(self.tr("Queuing…"))
 
     @Slot(list)
-    def _on_controller_publish_enqueued(self, job_ids: list[str]) -> None:
-        self.message_label.setStyleSheet("color: #2e9d4f;")
-        self.message_label.setText(
-            self.tr(
-                "%n listing(s) queued — follow them on the gallery cards and in the Job queue.",
-                "",
-                len(job_ids),
-            )  # fmt: skip
-        )
+    def _on_controller_publish_enqueued(self, _job_ids: list[str]) -> None:
         self._update_state()
+
+    @Slot(str)
+    def _on_controller_publish_message(self, text: str) -> None:
+        self.message_label.setStyleSheet("color: #2e9d4f;")
+        self.message_label.setText(text)
 
     @Slot(str)
     def _on_controller_publish_failed(self, message: str) -> None:

@@ -512,9 +512,13 @@ class SettingsDialog(QDialog):
     def _on_printify_store_described(self, text: str) -> None:
         self.store_label.setText(self.tr("Tokens are kept in: %1").replace("%1", text))
 
+    def _typed_printify(self) -> tuple[str | None, str | None]:
+        """The API address and token as typed (not saved yet); None: use the saved one."""
+        return self.base_url_edit.text().strip() or None, self.token_edit.text().strip() or None
+
     @Slot()
     def _on_load_shops_clicked(self) -> None:
-        if self.printify is not None and self.printify.load_shops():
+        if self.printify is not None and self.printify.load_shops(*self._typed_printify()):
             self.load_shops_button.setEnabled(False)
             self.printify_test_label.setText(self.tr("Loading shops…"))
 
@@ -542,7 +546,7 @@ class SettingsDialog(QDialog):
 
     @Slot()
     def _on_printify_test_clicked(self) -> None:
-        if self.printify is not None and self.printify.test():
+        if self.printify is not None and self.printify.test(*self._typed_printify()):
             self.printify_test_button.setEnabled(False)
             self.printify_test_label.setStyleSheet("")
             self.printify_test_label.setText(self.tr("Testing…"))

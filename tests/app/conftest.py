@@ -1,82 +1,35 @@
-"""Fixtures for the app and ui tests: the real GenerationService, or the real Orchestrator
-over a SQLite job ledger in ``tmp_path``, with in-memory fakes for ComfyUI and the images."""
+"""Fixtures for the app and ui tests: the shipping engine (``build_core`` → ``Core``, the
+durable orchestrator over the SQLite ledger in the test's POD_STUDIO_HOME) on sandbox ComfyUI
+servers running in threads, with an in-memory secret store instead of the OS keyring.
+
+``make_studio(...)`` builds, starts and runs one (its queue in the ``TaskRunner``, as the
+window does); ``studio`` is the default one on one sandbox. Failing or slow generations come
+from the sandbox's own fault knobs (``fail_next``, ``error_next_prompt``, ``pause``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.app.fakes import FakeGenerator, MemoryStore, SettingsBox, template
+from pod_studio.adapters.storage.secrets import MemorySecretStore
+from pod_studio.app.bridge import QtEventBridge
+from pod_studio.app.runner import TaskRunner
+from pod_studio.composition.core import Core, build_core
+from pod_studio.domain.settings import AppSettings
+from pod_studio.sandbox.comfyui import ComfyUISandbox
+from pod_studio.sandbox.threaded import ServerThread
+from pod_studio.services.orchestrator import OrchestratorOptions
+
+# retries wait 10 minutes: a test sees ``retry_wait`` and retries by hand
+RETRY_DELAY = 600.0
 
 
-@dataclass
-class Parts:
-    runner: Any
-    bridge: Any
-    service: Any
-    store: MemoryStore
-    generator: FakeGenerator
-    settings: SettingsBox
-
-
-@pytest.fixture
-def executor(qloop: asyncio.AbstractEventLoop) -> Iterator[Any]:
-    """A default executor for ``asyncio.to_thread`` that is shut down after the test.
-
-    qasync keeps its default executor's threads until the loop is closed, which the shared
-    ``qloop`` fixture never does; Qt then aborts at exit ("QThread: Destroyed while thread
-    is still running").
-    """
-    import qasync
-
-    pool = qasync.QThreadExecutor(2)
-    qloop.set_default_executor(pool)
-    yield pool
-    pool.shutdown(wait=True)
-
-
-@pytest.fixture
-def parts(qloop: asyncio.AbstractEventLoop, executor: Any, tmp_path: Path) -> Iterator[Parts]:
-    from pod_studio.app.bridge import QtEventBridge
-    from pod_studio.app.runner import TaskRunner
-    from pod_studio.services.generation import GenerationService
-
-    runner = TaskRunner()
-    bridge = QtEventBridge()
-    store = MemoryStore(tmp_path / "images")
-    generator = FakeGenerator()
-    seeds = iter(range(1000, 100000))
-    service = GenerationService(
-        [generator],
-        store,
-        template(),
-        bridge,
-        in_flight_per_server=2,
-        retry_delay=0.0,
-        seed_source=lambda: next(seeds),
-    )
-    yield Parts(runner, bridge, service, store, generator, SettingsBox())
-    generator.release.set()
-
-
-@dataclass
-class QueueParts:
-    runner: Any
-    bridge: Any
-    orchestrator: Any
-    ledger: Any
-    store: MemoryStore
-    generators: list[FakeGenerator]
-    settings: SettingsBox
-    export_dir: Path
-
-
-def pump_until_done(future: Any, timeout_ms: int = 5000) -> None:
+def pump_until_done(future: Any, timeout_ms: int = 10000) -> None:
     """Run the Qt event loop (and so the qasync loop) until ``future`` is done."""
     from PySide6.QtCore import QCoreApplication, QDeadlineTimer, QEventLoop
 
@@ -86,53 +39,116 @@ def pump_until_done(future: Any, timeout_ms: int = 5000) -> None:
         QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 5)
 
 
+def run(coro: Any, timeout_ms: int = 10000) -> Any:
+    """Run ``coro`` on the qasync loop from a test and return its result."""
+    future = asyncio.ensure_future(coro)
+    pump_until_done(future, timeout_ms)
+    return future.result()
+
+
+def sandbox_thread(**options: Any) -> ServerThread:
+    options.setdefault("seconds_per_job", 0.05)
+    options.setdefault("steps", 2)
+    options.setdefault("preview_every", 1)
+    return ServerThread(ComfyUISandbox(**options))
+
+
+@dataclass
+class Studio:
+    """One running engine and what the window is built from."""
+
+    runner: TaskRunner
+    bridge: QtEventBridge
+    core: Core
+    secrets: MemorySecretStore
+    servers: list[ServerThread]
+
+    @property
+    def comfy(self) -> ServerThread:
+        return self.servers[0]
+
+    def sandbox(self, index: int = 0) -> ComfyUISandbox:
+        server: ComfyUISandbox = self.servers[index].server
+        return server
+
+    def on_sandbox(self, fn: Callable[[ComfyUISandbox], Any], index: int = 0) -> Any:
+        """Call ``fn(sandbox)`` on the sandbox's own loop (its knobs are not thread-safe)."""
+        box = self.sandbox(index)
+        return self.servers[index].call(lambda: fn(box))
+
+
 @pytest.fixture
-def queue_parts(
-    qloop: asyncio.AbstractEventLoop, executor: Any, tmp_path: Path
-) -> Iterator[QueueParts]:
-    """The durable orchestrator over two fake servers, a SQLite ledger and an export folder;
-    its worker loop runs in the TaskRunner (as in the app). Retries wait 10 minutes."""
-    from pod_studio.adapters.marketplaces.export import ExportMarketplace
-    from pod_studio.adapters.storage.ledger import SqliteJobLedger
-    from pod_studio.app.bridge import QtEventBridge
-    from pod_studio.app.runner import TaskRunner
-    from pod_studio.services.orchestrator import (
-        MarketplacePublishExecutor,
-        Orchestrator,
-        OrchestratorOptions,
-    )
+def comfy() -> Iterator[ServerThread]:
+    with sandbox_thread() as thread:
+        yield thread
 
-    runner = TaskRunner()
-    bridge = QtEventBridge()
-    store = MemoryStore(tmp_path / "images")
-    generators = [FakeGenerator("http://127.0.0.1:8188"), FakeGenerator("http://127.0.0.1:8189")]
-    ledger = SqliteJobLedger(tmp_path / "jobs.sqlite")
-    export_dir = tmp_path / "export"
-    orchestrator = Orchestrator(
-        ledger,
-        generators,
-        store,
-        template(),
-        bridge,
-        publishers={"export": MarketplacePublishExecutor(ExportMarketplace(export_dir))},
-        options=OrchestratorOptions(
-            in_flight_per_server=1, retry_delay=lambda _n: 600.0, tick=0.05, max_attempts=3
-        ),
-    )
-    opened = asyncio.ensure_future(ledger.open())
-    pump_until_done(opened)
-    opened.result()
-    runner.spawn(orchestrator.run_forever(), name="job-queue")
-    yield QueueParts(
-        runner, bridge, orchestrator, ledger, store, generators, SettingsBox(), export_dir
-    )
-    for gen in generators:
-        gen.release.set()
 
-    async def close() -> None:
-        await runner.aclose()
-        await ledger.aclose()
+@pytest.fixture
+def comfy2() -> Iterator[ServerThread]:
+    """A second sandbox ("Second GPU"); list it before ``make_studio`` in a test's arguments
+    so it outlives the engine that uses it."""
+    with sandbox_thread(device_name="Second GPU") as thread:
+        yield thread
 
-    closing = asyncio.ensure_future(close())
-    pump_until_done(closing)
-    closing.result()
+
+MakeStudio = Callable[..., Studio]
+
+
+@pytest.fixture
+def make_studio(qloop: asyncio.AbstractEventLoop, comfy: ServerThread) -> Iterator[MakeStudio]:
+    """``make_studio(servers=None, settings=None, pin=True, **options)``: the engine on
+    ``servers`` (default: the ``comfy`` sandbox). ``pin=False`` takes the servers from the
+    settings instead (so saving other servers in Settings switches to them)."""
+    made: list[Studio] = []
+
+    def make(
+        servers: list[ServerThread] | None = None,
+        settings: AppSettings | None = None,
+        *,
+        pin: bool = True,
+        **options: Any,
+    ) -> Studio:
+        threads = servers or [comfy]
+        urls = [t.url for t in threads]
+        opts: dict[str, Any] = {
+            "tick": 0.05,
+            "in_flight_per_server": 1,
+            "retry_delay": lambda _n: RETRY_DELAY,
+            "max_attempts": 3,
+            "probe_interval": 0.5,
+        }
+        opts.update(options)
+        secrets = MemorySecretStore()
+        if not pin:
+            settings = (settings or AppSettings()).with_changes(comfyui_servers=urls)
+        core = build_core(
+            servers=urls if pin else None,
+            settings=settings,
+            secrets=secrets,
+            options=OrchestratorOptions(**opts),
+        )
+        runner = TaskRunner()
+        bridge = QtEventBridge()
+        core.sink.add(bridge)
+        run(core.start())
+        runner.spawn(core.run_queue(), name="job-queue")
+        studio = Studio(runner, bridge, core, secrets, threads)
+        made.append(studio)
+        return studio
+
+    yield make
+
+    async def close(studio: Studio) -> None:
+        await studio.runner.aclose()
+        await studio.core.aclose()
+
+    for studio in made:
+        for i, thread in enumerate(studio.servers):
+            if thread.url and thread._loop is not None:  # nothing stays held
+                studio.on_sandbox(lambda box: box.resume(), i)
+        run(close(studio), 15000)
+
+
+@pytest.fixture
+def studio(make_studio: MakeStudio) -> Studio:
+    return make_studio()

@@ -1,4 +1,5 @@
-"""End to end: the real composition (wiring + bootstrap context + main window) on the sandbox,
+"""End to end: the real composition (``build_core`` + the window's ``AppContext`` + main window,
+started by ``bootstrap.run_core``) on the sandbox,
 with every job going through the durable queue (orchestrator + SQLite ledger).
 
 Set ``PODSTUDIO_SCREENSHOTS=DIR`` to also save PNGs of the window at the interesting moments
@@ -18,10 +19,13 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
-from pod_studio import bootstrap, wiring
+from pod_studio import bootstrap
+from pod_studio.adapters.storage.secrets import MemorySecretStore
 from pod_studio.app.app_controller import AppController
 from pod_studio.app.bridge import QtEventBridge
+from pod_studio.app.context import AppContext
 from pod_studio.app.runner import TaskRunner
+from pod_studio.composition.core import Core, build_core, comfyui_breaker_name
 from pod_studio.domain.models import JobState
 from pod_studio.domain.settings import AppSettings, BreakerSettings, RetryPolicySettings
 from pod_studio.sandbox.comfyui import ComfyUISandbox
@@ -39,7 +43,7 @@ def _shot(widget: QWidget, name: str) -> None:
 class App:
     def __init__(
         self,
-        core: wiring.Core,
+        core: Core,
         runner: TaskRunner,
         controller: AppController,
         window: MainWindow,
@@ -51,16 +55,16 @@ class App:
 
 @pytest.fixture
 def sandbox() -> Iterator[ServerThread]:
-    with ServerThread(ComfyUISandbox(seconds_per_job=0.15, steps=4, preview_every=1)) as t:
+    with ServerThread(ComfyUISandbox(seconds_per_job=0.05, steps=4, preview_every=1)) as t:
         yield t
 
 
 def _make_app(qtbot: Any, sandbox: ServerThread, settings: AppSettings | None = None) -> App:
-    core = wiring.build_core(servers=[sandbox.url], settings=settings)
+    core = build_core(servers=[sandbox.url], settings=settings, secrets=MemorySecretStore())
     runner = TaskRunner()
     bridge = QtEventBridge()
     core.sink.add(bridge)
-    controller = AppController(bootstrap.build_context(core, runner, bridge, demo=False))
+    controller = AppController(AppContext(runner, bridge, core))
     window = MainWindow(controller)
     qtbot.addWidget(window)
     window.resize(1400, 860)
@@ -174,11 +178,11 @@ def test_generate_in_the_window_lands_in_gallery_and_survives_restart(
     _close(qtbot, app)
 
     # A new window on the same data folder (not connected to any server) shows the images.
-    core = wiring.build_core(servers=["http://127.0.0.1:9"])
+    core = build_core(servers=["http://127.0.0.1:9"], secrets=MemorySecretStore())
     runner = TaskRunner()
     bridge = QtEventBridge()
     core.sink.add(bridge)
-    controller = AppController(bootstrap.build_context(core, runner, bridge, demo=False))
+    controller = AppController(AppContext(runner, bridge, core))
     again = MainWindow(controller)
     qtbot.addWidget(again)
     again.show()
@@ -268,7 +272,7 @@ def test_faults_open_the_breaker_the_dock_counts_down_and_the_probe_closes_it(
     window.prompt_editor.prompts_edit.setPlainText("a lighthouse at dusk")
     qtbot.mouseClick(window.prompt_editor.generate_button, Qt.MouseButton.LeftButton)
 
-    name = wiring.comfyui_breaker_name(sandbox.url)
+    name = comfyui_breaker_name(sandbox.url)
     dock = window.breakers_dock
     qtbot.waitUntil(
         lambda: dock.table.rowCount() == 1 and dock.row_texts(name)[1] == "OPEN", timeout=10000
@@ -289,11 +293,11 @@ def test_faults_open_the_breaker_the_dock_counts_down_and_the_probe_closes_it(
 
 
 def test_offline_server_offers_demo_mode(qtbot: Any, qloop: asyncio.AbstractEventLoop) -> None:
-    core = wiring.build_core(servers=["http://127.0.0.1:9"])
+    core = build_core(servers=["http://127.0.0.1:9"], secrets=MemorySecretStore())
     runner = TaskRunner()
     bridge = QtEventBridge()
     core.sink.add(bridge)
-    controller = AppController(bootstrap.build_context(core, runner, bridge, demo=False))
+    controller = AppController(AppContext(runner, bridge, core))
     window = MainWindow(controller)
     qtbot.addWidget(window)
     window.show()

@@ -8,6 +8,8 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 
+from pod_studio.composition.core import comfyui_breaker_name
+from pod_studio.domain.errors import ServiceError
 from pod_studio.domain.events import (
     BreakerChanged,
     HealthChecked,
@@ -69,10 +71,23 @@ def test_breakers_dock_shows_open_with_countdown_and_resets(qtbot: Any, app_ctl:
     app_ctl.bridge(BreakerChanged(name="printify", old_state="half_open", new_state="closed"))
     assert dock.row_texts("printify")[dock.COL_STATE] == "CLOSED"
     assert not dock.timer.isActive()
+    # the buttons reset the engine's real breaker
+    breaker = app_ctl.studio_parts.core.hub.breakers.get("printify")
+
+    def trip() -> None:
+        for _ in range(5):  # the printify threshold
+            breaker.record_failure(breaker.admit(), ServiceError("503", service="printify"))
+        qtbot.waitUntil(lambda: dock.row_texts("printify")[dock.COL_STATE] == "OPEN", timeout=3000)
+
+    trip()
     reset = dock.table.cellWidget(0, dock.COL_RESET)
     qtbot.mouseClick(reset, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dock.row_texts("printify")[dock.COL_STATE] == "CLOSED", timeout=3000)
+    assert breaker.state.value == "closed"
+    trip()
     qtbot.mouseClick(dock.reset_all_button, Qt.MouseButton.LeftButton)
-    assert app_ctl.resets == ["printify", None]
+    qtbot.waitUntil(lambda: dock.row_texts("printify")[dock.COL_STATE] == "CLOSED", timeout=3000)
+    assert breaker.state.value == "closed"
 
 
 def _retry_events() -> list[Any]:
@@ -234,10 +249,12 @@ def test_health_dock_rows_and_check_now(qtbot: Any, app_ctl: Any) -> None:
     assert texts[:5] == ["printify", "yes", "failed", "231 ms", "58/60 per min"]
     assert texts[6] == "401 token expired"
     assert dock.check_button.isEnabled()
-    with qtbot.waitSignal(app_ctl.resilience.sig_health_updated, timeout=2000):
-        qtbot.mouseClick(dock.check_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: dock.check_button.isEnabled(), timeout=2000)
-    assert dock.row_texts("comfyui")[1] == "yes"
+    # "Check now" asks the engine's health service: the sandbox ComfyUI answers
+    name = comfyui_breaker_name(app_ctl.studio_parts.comfy.url)
+    qtbot.mouseClick(dock.check_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: name in dock._rows, timeout=10000)
+    qtbot.waitUntil(lambda: dock.check_button.isEnabled(), timeout=10000)
+    assert dock.row_texts(name)[1] == "yes"
 
 
 def test_stats_dock_shows_no_success_rate_before_the_first_run(qtbot: Any, app_ctl: Any) -> None:

@@ -33,7 +33,6 @@ from pod_studio.composition.demo import DemoServers
 from pod_studio.composition.diagnostics import configure_logging, resource_file, shutdown_logging
 from pod_studio.domain.errors import user_message
 from pod_studio.ui.main_window import MainWindow
-from pod_studio.ui.theme import apply_style
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +181,9 @@ def main(args: argparse.Namespace) -> int:
     app.setOrganizationName("pod-studio")
     app.setQuitOnLastWindowClosed(False)
     qss = resource_file("style.qss")
-    # kept for the life of the window: re-applies the sheet when the OS theme changes
-    style = apply_style(app, qss.read_text(encoding="utf-8")) if qss is not None else None
+    if qss is not None:
+        app.setStyleSheet(qss.read_text(encoding="utf-8"))
     try:
         return int(qasync.run(_amain(app, args)))
     finally:
-        del style
         shutdown_logging()

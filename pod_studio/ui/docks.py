@@ -40,7 +40,6 @@ from PySide6.QtWidgets import (
 from PySide6.QtWidgets import QDockWidget as _QDockWidget
 
 from pod_studio.app.status import ResilienceController, StatsController
-from pod_studio.app.wording import cause_in_words, wait_in_words
 from pod_studio.domain.events import (
     BreakerChanged,
     HealthChecked,
@@ -237,12 +236,10 @@ class BreakersDock(_Dock):
 
 
 class RetryLogModel(HeaderedTableModel):
-    """A bounded ring buffer of retry events, newest first (the oldest rows drop off).
-
-    The Cause column says what happened in words; its tooltip keeps the technical cause."""
+    """A bounded ring buffer of retry events (oldest rows drop off)."""
 
     HEADERS = ("Time", "Service", "Operation", "Attempt", "Cause", "Wait", "Outcome")
-    COL_SERVICE, COL_CAUSE, COL_WAIT, COL_OUTCOME = 1, 4, 5, 6
+    COL_SERVICE, COL_OUTCOME = 1, 6
 
     def __init__(self, parent: QWidget | None = None, *, limit: int = RETRY_LOG_LIMIT) -> None:
         super().__init__(parent)
@@ -253,8 +250,6 @@ class RetryLogModel(HeaderedTableModel):
         if not index.isValid():
             return None
         row = self._rows[index.row()]
-        if role == Qt.ItemDataRole.ToolTipRole and index.column() == self.COL_CAUSE:
-            return row[len(self.HEADERS)] or row[self.COL_CAUSE]  # the technical cause
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return row[index.column()]
         if role == Qt.ItemDataRole.ForegroundRole and index.column() == self.COL_OUTCOME:
@@ -267,26 +262,25 @@ class RetryLogModel(HeaderedTableModel):
         return None
 
     def rows(self) -> list[tuple[str, ...]]:
-        """Newest first, one value per column."""
-        return [r[: len(self.HEADERS)] for r in self._rows]
+        return list(self._rows)
 
     def services(self) -> list[str]:
         return sorted({r[self.COL_SERVICE] for r in self._rows})
 
     def append_event(self, event: RetryScheduled | RetryOutcome) -> None:
         when = event.at.astimezone().strftime("%H:%M:%S")
-        cause = cause_in_words(event.cause)
         if isinstance(event, RetryScheduled):
-            wait = wait_in_words(event.wait_seconds, event.wait_reason)
+            wait = f"{event.wait_seconds:.1f} s"
+            if event.wait_reason:
+                wait += f" ({event.wait_reason})"
             row = (
                 when,
                 event.service,
                 event.operation,
                 str(event.attempt),
-                cause,
+                event.cause,
                 wait,
                 "retrying",
-                event.cause,
             )
         else:
             row = (
@@ -294,18 +288,17 @@ class RetryLogModel(HeaderedTableModel):
                 event.service,
                 event.operation,
                 str(event.attempts),
-                cause,
+                event.cause,
                 "",
                 event.outcome,
-                event.cause,
             )
         if len(self._rows) >= self._limit:
-            last = len(self._rows) - 1
-            self.beginRemoveRows(QModelIndex(), last, last)
-            self._rows.pop()
+            self.beginRemoveRows(QModelIndex(), 0, 0)
+            self._rows.popleft()
             self.endRemoveRows()
-        self.beginInsertRows(QModelIndex(), 0, 0)
-        self._rows.appendleft(row)
+        n = len(self._rows)
+        self.beginInsertRows(QModelIndex(), n, n)
+        self._rows.append(row)
         self.endInsertRows()
 
 
@@ -347,12 +340,7 @@ class RetryLogDock(_Dock):
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(RetryLogModel.COL_CAUSE, QHeaderView.ResizeMode.Stretch)
-        header.setStretchLastSection(False)
-        self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.service_filter = QComboBox(body)
         self.service_filter.setObjectName("retry_service_filter")
         self.service_filter.addItem(self.tr("All services"), ALL)

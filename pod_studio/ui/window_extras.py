@@ -127,7 +127,16 @@ class WindowExtras(QObject):
         return box
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.window and event.type() in (QEvent.Type.DragEnter, QEvent.Type.Drop):
+        window = getattr(self, "window", None)  # events can arrive while it is torn down
+        if (
+            window is not None
+            and watched is window
+            and event.type()
+            in (
+                QEvent.Type.DragEnter,
+                QEvent.Type.Drop,
+            )
+        ):
             assert isinstance(event, QDragEnterEvent | QDropEvent)
             path = workflow_path_of(event)
             if path is None:

@@ -137,3 +137,36 @@ def test_a_printify_shop_connected_to_shopify_gets_no_second_shopify_product(
     assert len(native.products) == 1
     assert s_box.products == {}  # Printify's own connection lists it on Shopify
     assert "| shopify | via-printify" in capsys.readouterr().out
+
+
+@pytest.mark.asyncio
+async def test_one_platform_failing_leaves_the_others_published(
+    printify: tuple[str, PrintifySandbox],
+    shopify: tuple[str, ShopifySandbox],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Printify, Shopify and export at once with Shopify failing for good (its token was
+    revoked): the other two are made, the design is "partially published", and Shopify's
+    listing is dead-lettered with its reason."""
+    from pod_studio.composition.headless import open_core, read_manifest, run_publish
+    from pod_studio.domain.orchestration import DesignPublishChanged
+
+    (p_url, _p_box), (s_url, s_box) = printify, shopify
+    monkeypatch.setenv("POD_PRINTIFY_TOKEN", TOKEN)
+    monkeypatch.setenv("POD_SHOPIFY_TOKEN", SHOP_TOKEN)
+    _settings(p_url, s_url)
+    designs, _problems = read_manifest(_manifest(tmp_path))
+    s_box.revoke(SHOP_TOKEN)
+    seen: list[DesignPublishChanged] = []
+    async with open_core(sinks=[lambda e: seen.append(e) if isinstance(e, DesignPublishChanged)
+                                else None], servers=[]) as core:  # fmt: skip
+        results = await run_publish(
+            core, designs, ["Classic T-shirt"], ["printify", "shopify", "export"], draft=True
+        )
+    by_platform = {r.platform: r for r in results}
+    assert by_platform["printify"].ok and by_platform["export"].ok
+    assert not by_platform["shopify"].ok
+    assert "token" in by_platform["shopify"].detail.lower(), by_platform["shopify"].detail
+    assert seen and seen[-1].state == "partially published", seen
+    assert s_box.products == {}

@@ -297,8 +297,9 @@ async def test_preflight_fails_for_a_tiny_image_before_anything_is_sent(
     failed = [e for e in events if isinstance(e, PublishStepChanged) and e.state.endswith("failed")]
     assert [e.state for e in failed] == ["prepare:failed"]
     assert sandbox.request_counts[UPLOAD] == 0 and sandbox.request_counts[CREATE] == 0
-    done = [e for e in events if isinstance(e, PublishDone)]
-    assert len(done) == 1 and not done[0].ok and "prepare failed" in done[0].detail
+    # executing a task reports its steps; the listing's one PublishDone comes from whoever
+    # runs the task (the durable queue, or run_task)
+    assert not [e for e in events if isinstance(e, PublishDone)]
 
 
 @pytest.mark.asyncio

@@ -219,8 +219,6 @@ def test_saving_other_servers_in_settings_switches_the_running_app(
     core = app.studio_parts.core
     window = _window(qtbot, app)
     window.show()
-    qtbot.waitUntil(lambda: window.app.connection.state() == "connected", timeout=10000)
-    assert comfy.url in window.connection_label.text()
     dialog = window.open_settings()
     dialog.servers_list.setCurrentRow(0)
     dialog.remove_server_button.click()

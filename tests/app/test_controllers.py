@@ -3,13 +3,12 @@ queue, the gallery store, the resilience hub and the settings store are all real
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PySide6.QtCore import QObject, Signal
 
 from pod_studio.app import qt_compat

@@ -23,6 +23,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from pod_studio import APP_NAME, __version__
+from pod_studio.app import gc_guard
 from pod_studio.app.app_controller import AppController
 from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.context import AppContext
@@ -180,6 +181,7 @@ def main(args: argparse.Namespace) -> int:
     app.setApplicationVersion(__version__)
     app.setOrganizationName("pod-studio")
     app.setQuitOnLastWindowClosed(False)
+    gc_guard.install(app)
     qss = resource_file("style.qss")
     if qss is not None:
         app.setStyleSheet(qss.read_text(encoding="utf-8"))

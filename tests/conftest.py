@@ -4,6 +4,8 @@
 - Every platformdirs path points into the test's ``tmp_path`` (``POD_STUDIO_HOME``), so no
   test touches a real profile; ``memory_keyring`` sets an in-memory keyring backend for every
   test, so the real OS keyring is never read or written.
+- Python's cyclic collector runs on the GUI thread only (``app.gc_guard``, as in the app): a
+  collection started in a sandbox server's thread would destroy Qt objects off their thread.
 - ``qloop`` makes a qasync loop the running asyncio loop without ``exec()``: asyncio work
   then runs whenever Qt processes events, e.g. inside ``qtbot.waitSignal``/``waitUntil``.
 """
@@ -22,6 +24,15 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
+
+
+@pytest.fixture(autouse=True)
+def _gc_on_gui_thread(qapp: Any) -> Iterator[None]:
+    from pod_studio.app import gc_guard
+
+    collector = gc_guard.install(qapp)
+    yield
+    collector.collect_due()
 
 
 @pytest.fixture(autouse=True)

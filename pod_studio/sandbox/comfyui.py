@@ -481,6 +481,11 @@ class ComfyUISandbox:
     def fail_next(self, count: int, status: int = 500, path_prefix: str = "") -> None:
         self._fail_rules.append([count, status, path_prefix])
 
+    def clear_faults(self) -> None:
+        """Forget the armed ``fail_next`` / ``malformed_next`` rules."""
+        self._fail_rules.clear()
+        self._malformed_rules.clear()
+
     def malformed_next(self, count: int, path_prefix: str = "") -> None:
         self._malformed_rules.append([count, path_prefix])
 

@@ -137,9 +137,11 @@ def test_retry_wait_counts_down_and_moves_to_another_server(
     no_retries = AppSettings().with_changes(retry={"comfyui": RetryPolicySettings(max_retries=0)})
     app = controller_for(make_studio([comfy, other], no_retries))
     studio = app.studio_parts
-    first, second = comfy.url, other.url
-    # the first server (the queue's first pick when both are idle) refuses the prompt
-    studio.on_sandbox(lambda box: box.fail_next(1, 503, path_prefix="/prompt"), 0)
+    urls = [comfy.url, other.url]
+    # Both servers refuse their next prompt: the job fails on whichever the queue picks first
+    # (the one whose connection and preflight finish first), and then moves to the other.
+    for index in (0, 1):
+        studio.on_sandbox(lambda box: box.fail_next(1, 503, path_prefix="/prompt"), index)
     window = _window(qtbot, app)
     dock = window.queue_dock
     _generate(qtbot, window, "lighthouse at dusk")
@@ -150,14 +152,17 @@ def test_retry_wait_counts_down_and_moves_to_another_server(
     assert re.fullmatch(r"in (9|10) min \(\d\d:\d\d\)", texts[COL.COL_NEXT]), texts
     assert texts[COL.COL_TRIES] == "1 / 3"
     assert texts[COL.COL_ERROR]
-    assert texts[COL.COL_WHERE] == first
+    first = texts[COL.COL_WHERE]
+    assert first in urls
+    target = 1 - urls.index(first)
+    second = urls[target]
+    studio.on_sandbox(lambda box: box.clear_faults(), target)
     job = window.job_list.model.job(row.job_id)
     assert job is not None and job.state is JobState.QUEUED and "retry" in job.detail
     dock.select_jobs([row.job_id])
     assert dock.move_button.isEnabled()
     menu = dock.open_move_menu()
-    urls = [a.data() for a in menu.actions()]
-    assert urls == [first, second]
+    assert sorted(a.data() for a in menu.actions()) == sorted(urls)
     action = next(a for a in menu.actions() if a.data() == second)
     action.trigger()
     menu.close()
@@ -166,7 +171,8 @@ def test_retry_wait_counts_down_and_moves_to_another_server(
     qtbot.waitUntil(lambda: _states(window) == ["succeeded"], timeout=10000)
     qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 1, timeout=10000)
     assert window.gallery.model.images()[0].server == second
-    assert studio.sandbox(1).executed_prompt_ids and not studio.sandbox(0).executed_prompt_ids
+    assert studio.sandbox(target).executed_prompt_ids
+    assert not studio.sandbox(1 - target).executed_prompt_ids
 
 
 def test_gallery_regenerate_uses_the_same_prompt_with_a_new_seed(qtbot: Any, app_ctl: Any) -> None:

@@ -1,0 +1,59 @@
+"""App layer: Python's cyclic garbage collector runs on the GUI thread only.
+
+CPython starts a collection in whichever thread happens to allocate when a generation's
+threshold trips. In this app that is often a worker thread (``asyncio.to_thread`` image work,
+a sandbox server's thread in demo mode), and when the garbage holds a cycle with a Qt wrapper
+in it, the wrapper's C++ object is destroyed off its thread: Qt then crashes with a
+segmentation fault inside "Garbage-collecting" (seen in CI, under a sandbox server's
+``deepcopy``). The cure used by long-lived PyQt/PySide apps: turn automatic collection off and
+collect from a timer on the GUI thread, with the interpreter's own thresholds.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+from PySide6.QtCore import QObject, QTimer
+
+
+class MainThreadCollector(QObject):
+    """Disables automatic collection and collects due generations on the GUI thread."""
+
+    def __init__(self, parent: QObject | None = None, interval_ms: int = 500) -> None:
+        super().__init__(parent)
+        self._thresholds = gc.get_threshold()
+        self._gui_thread = threading.get_ident()
+        gc.disable()
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.collect_due)
+        self._timer.start()
+
+    def collect_due(self) -> int:
+        """Collect the oldest generation whose count passed its threshold; returns the number
+        of unreachable objects found (0 when nothing was due or off the GUI thread)."""
+        if threading.get_ident() != self._gui_thread:
+            return 0
+        counts = gc.get_count()
+        due = -1
+        for generation in range(3):
+            if counts[generation] > self._thresholds[generation]:
+                due = generation
+        return gc.collect(due) if due >= 0 else 0
+
+    def stop(self) -> None:
+        """Give collection back to the interpreter (at exit, or in a test's tear-down)."""
+        self._timer.stop()
+        gc.enable()
+
+
+_collector: MainThreadCollector | None = None
+
+
+def install(parent: QObject) -> MainThreadCollector:
+    """Install the collector once for this process (idempotent); call it on the GUI thread."""
+    global _collector
+    if _collector is None:
+        _collector = MainThreadCollector(parent)
+    return _collector

@@ -34,6 +34,7 @@ from pod_studio.composition.demo import DemoServers
 from pod_studio.composition.diagnostics import configure_logging, resource_file, shutdown_logging
 from pod_studio.domain.errors import user_message
 from pod_studio.ui.main_window import MainWindow
+from pod_studio.ui.theme import apply_style
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +184,10 @@ def main(args: argparse.Namespace) -> int:
     app.setQuitOnLastWindowClosed(False)
     gc_guard.install(app)
     qss = resource_file("style.qss")
-    if qss is not None:
-        app.setStyleSheet(qss.read_text(encoding="utf-8"))
+    # kept for the life of the window: re-applies the sheet when the OS theme changes
+    style = apply_style(app, qss.read_text(encoding="utf-8")) if qss is not None else None
     try:
         return int(qasync.run(_amain(app, args)))
     finally:
+        del style
         shutdown_logging()

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 from PySide6.QtWidgets import QDockWidget as _QDockWidget
 
 from pod_studio.app.status import ResilienceController, StatsController
+from pod_studio.app.wording import cause_in_words, wait_in_words
 from pod_studio.domain.events import (
     BreakerChanged,
     HealthChecked,
@@ -236,10 +237,12 @@ class BreakersDock(_Dock):
 
 
 class RetryLogModel(HeaderedTableModel):
-    """A bounded ring buffer of retry events (oldest rows drop off)."""
+    """A bounded ring buffer of retry events, newest first (the oldest rows drop off).
+
+    The Cause column says what happened in words; its tooltip keeps the technical cause."""
 
     HEADERS = ("Time", "Service", "Operation", "Attempt", "Cause", "Wait", "Outcome")
-    COL_SERVICE, COL_OUTCOME = 1, 6
+    COL_SERVICE, COL_CAUSE, COL_WAIT, COL_OUTCOME = 1, 4, 5, 6
 
     def __init__(self, parent: QWidget | None = None, *, limit: int = RETRY_LOG_LIMIT) -> None:
         super().__init__(parent)
@@ -250,6 +253,8 @@ class RetryLogModel(HeaderedTableModel):
         if not index.isValid():
             return None
         row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.ToolTipRole and index.column() == self.COL_CAUSE:
+            return row[len(self.HEADERS)] or row[self.COL_CAUSE]  # the technical cause
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return row[index.column()]
         if role == Qt.ItemDataRole.ForegroundRole and index.column() == self.COL_OUTCOME:
@@ -262,25 +267,26 @@ class RetryLogModel(HeaderedTableModel):
         return None
 
     def rows(self) -> list[tuple[str, ...]]:
-        return list(self._rows)
+        """Newest first, one value per column."""
+        return [r[: len(self.HEADERS)] for r in self._rows]
 
     def services(self) -> list[str]:
         return sorted({r[self.COL_SERVICE] for r in self._rows})
 
     def append_event(self, event: RetryScheduled | RetryOutcome) -> None:
         when = event.at.astimezone().strftime("%H:%M:%S")
+        cause = cause_in_words(event.cause)
         if isinstance(event, RetryScheduled):
-            wait = f"{event.wait_seconds:.1f} s"
-            if event.wait_reason:
-                wait += f" ({event.wait_reason})"
+            wait = wait_in_words(event.wait_seconds, event.wait_reason)
             row = (
                 when,
                 event.service,
                 event.operation,
                 str(event.attempt),
-                event.cause,
+                cause,
                 wait,
                 "retrying",
+                event.cause,
             )
         else:
             row = (
@@ -288,17 +294,18 @@ class RetryLogModel(HeaderedTableModel):
                 event.service,
                 event.operation,
                 str(event.attempts),
-                event.cause,
+                cause,
                 "",
                 event.outcome,
+                event.cause,
             )
         if len(self._rows) >= self._limit:
-            self.beginRemoveRows(QModelIndex(), 0, 0)
-            self._rows.popleft()
+            last = len(self._rows) - 1
+            self.beginRemoveRows(QModelIndex(), last, last)
+            self._rows.pop()
             self.endRemoveRows()
-        n = len(self._rows)
-        self.beginInsertRows(QModelIndex(), n, n)
-        self._rows.append(row)
+        self.beginInsertRows(QModelIndex(), 0, 0)
+        self._rows.appendleft(row)
         self.endInsertRows()
 
 
@@ -340,7 +347,12 @@ class RetryLogDock(_Dock):
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(RetryLogModel.COL_CAUSE, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.service_filter = QComboBox(body)
         self.service_filter.setObjectName("retry_service_filter")
         self.service_filter.addItem(self.tr("All services"), ALL)

@@ -134,6 +134,8 @@ class JobTableModel(QAbstractTableModel):
             if col == self.COL_SEED:
                 return "" if row.seed is None else str(row.seed)
             if col == self.COL_STATE:
+                if row.state is JobState.QUEUED and row.detail.startswith("will retry"):
+                    return f"waiting — {row.detail}"  # why it waits, not just "queued"
                 return row.state.value
             if col == self.COL_PROGRESS:
                 return f"{round(row.fraction * 100)}%"
@@ -380,7 +382,7 @@ class JobListView(QWidget):
         self.preview_label.setObjectName("preview_label")
         self.preview_label.setFixedSize(PREVIEW_SIDE, PREVIEW_SIDE)
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview_label.setStyleSheet("border: 1px solid #d5d8dc; color: #7a808a;")
+        self.preview_label.setStyleSheet("border: 1px solid palette(mid); color: palette(mid);")
         self.preview_label.setText(self.tr("Live preview"))
         self.cancel_action = QAction(self.tr("Cancel job"), self)
         self.cancel_action.setObjectName("cancel_job_action")

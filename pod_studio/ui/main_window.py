@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -33,8 +34,9 @@ from pod_studio.app.app_controller import AppController
 from pod_studio.domain.models import GeneratedImage
 from pod_studio.ui.comfyui_dock import ComfyUIDock
 from pod_studio.ui.docks import BreakersDock, HealthDock, RetryLogDock, StatsDock
-from pod_studio.ui.gallery import GalleryView
+from pod_studio.ui.gallery_grid import GalleryGridView
 from pod_studio.ui.job_list import JobListView
+from pod_studio.ui.layout import JobsDock, make_dock_shrinkable, scrollable
 from pod_studio.ui.platform_settings import add_platform_tabs
 from pod_studio.ui.prompt_editor import PromptEditor
 from pod_studio.ui.publish_panel import PublishPanel
@@ -44,6 +46,7 @@ from pod_studio.ui.widgets import CONNECTION_COLOURS, GREY, StatusDot
 from pod_studio.ui.window_extras import install_window_extras
 
 APP_TITLE = "POD Studio"
+LAYOUT_VERSION = 2  # QMainWindow.saveState version: the grid-centred layout
 
 
 class OfflineBanner(QFrame):
@@ -54,8 +57,9 @@ class OfflineBanner(QFrame):
         self.setObjectName("offline_banner")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setStyleSheet(
+            # its own light amber with its own dark text: readable in light and dark mode
             "#offline_banner { background: #fff4e0; border: 1px solid #e8c48a; "
-            "border-radius: 4px; }"
+            "border-radius: 4px; } #offline_banner QLabel { color: #3d2a00; }"
         )
         self.text_label = QLabel(self)
         self.text_label.setObjectName("offline_banner_label")
@@ -97,7 +101,7 @@ class MainWindow(QMainWindow):
         self.publish_panel: PublishPanel | None = None
         self.setObjectName("main_window")
         self.setWindowTitle(APP_TITLE + (self.tr(" — Demo") if demo else ""))
-        self.resize(1440, 900)
+        self.resize(1280, 800)
 
         defaults = getattr(app.settings.current(), "generation", None)
         self.prompt_editor = PromptEditor(
@@ -108,16 +112,18 @@ class MainWindow(QMainWindow):
             negative=getattr(defaults, "negative", ""),
         )
         self.job_list = JobListView(app.generation, queue=app.queue)
-        self.gallery = GalleryView(app.gallery)
+        # The gallery grid is the centre; the prompt editor sits at its left and the job
+        # table is a dock beside the queue (secondary).
+        self.gallery = GalleryGridView(app.gallery, app.bridge)
+        self.prompt_scroll = scrollable(self.prompt_editor, "prompt_scroll")
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("main_splitter")
-        self.splitter.addWidget(self.prompt_editor)
-        self.splitter.addWidget(self.job_list)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.prompt_scroll)
         self.splitter.addWidget(self.gallery)
-        self.splitter.setStretchFactor(0, 2)
-        self.splitter.setStretchFactor(1, 3)
-        self.splitter.setStretchFactor(2, 4)
-        self.splitter.setSizes([360, 480, 600])
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([320, 900])
 
         self.banner = OfflineBanner(demo=demo)
         self.banner.hide()
@@ -130,25 +136,31 @@ class MainWindow(QMainWindow):
         c_layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
 
+        self.jobs_dock = JobsDock(self.job_list, self)
         self.queue_dock = QueueDock(app.queue, self)
         self.breakers_dock = BreakersDock(app.resilience, self)
         self.retry_dock = RetryLogDock(app.resilience, self)
         self.stats_dock = StatsDock(app.stats, self)
         self.health_dock = HealthDock(app.resilience, self)
         self.comfyui_dock = ComfyUIDock(app.comfyui_server, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.queue_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.breakers_dock)
+        self.tabifyDockWidget(self.jobs_dock, self.queue_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.retry_dock)
         self.tabifyDockWidget(self.queue_dock, self.breakers_dock)
         self.tabifyDockWidget(self.breakers_dock, self.retry_dock)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.stats_dock)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.health_dock)
+        # every dock below the grid by default (the grid keeps the width on a laptop); the
+        # seller may move them, the layout is saved and restored
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.stats_dock)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.health_dock)
+        self.tabifyDockWidget(self.retry_dock, self.stats_dock)
         self.tabifyDockWidget(self.stats_dock, self.health_dock)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.comfyui_dock)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.comfyui_dock)
         self.tabifyDockWidget(self.health_dock, self.comfyui_dock)
-        self.queue_dock.raise_()
-        self.stats_dock.raise_()
+        self.jobs_dock.raise_()
         self.docks = [
+            self.jobs_dock,
             self.queue_dock,
             self.breakers_dock,
             self.retry_dock,
@@ -156,17 +168,23 @@ class MainWindow(QMainWindow):
             self.health_dock,
             self.comfyui_dock,
         ]
-        self.resizeDocks([self.queue_dock], [220], Qt.Orientation.Vertical)
-        self.resizeDocks([self.stats_dock], [320], Qt.Orientation.Horizontal)
+        for dock in self.docks:
+            make_dock_shrinkable(dock)
+        self.resizeDocks([self.jobs_dock], [210], Qt.Orientation.Vertical)
 
         self.connection_dot = StatusDot()
         self.connection_dot.setObjectName("connection_dot")
         self.connection_label = QLabel()
         self.connection_label.setObjectName("connection_label")
-        self.demo_label = QLabel(self.tr("DEMO — images come from a built-in stand-in server"))
+        self.demo_label = QLabel(self.tr("DEMO"))
+        self.demo_label.setToolTip(self.tr("Images come from a built-in stand-in server"))
         self.demo_label.setObjectName("demo_label")
         self.demo_label.setStyleSheet("color: #b26a00; font-weight: 600;")
         self.demo_label.setVisible(demo)
+        # a long server list must not widen the window: the label elides instead
+        self.connection_label.setSizePolicy(
+            QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred
+        )
         self.statusBar().addWidget(self.connection_dot)
         self.statusBar().addWidget(self.connection_label, 1)
         self.statusBar().addPermanentWidget(self.demo_label)
@@ -236,6 +254,7 @@ class MainWindow(QMainWindow):
         app.gallery.sig_regenerated.connect(self._on_gallery_regenerated)
         app.publishing.sig_publish_message.connect(self._on_publishing_publish_message)
         self.gallery.sig_publish_requested.connect(self.open_publish_panel)
+        app.queue.sig_rows_reset.connect(self.gallery.show_queue_rows)
         self.banner.demo_button.clicked.connect(self._on_banner_demo_clicked)
         self.banner.settings_button.clicked.connect(self.open_settings)
         self.banner.close_button.clicked.connect(self._on_banner_dismiss_clicked)
@@ -251,10 +270,11 @@ class MainWindow(QMainWindow):
         if geometry:
             self.restoreGeometry(QByteArray(geometry))
         if state:
-            self.restoreState(QByteArray(state))
+            # a layout saved before the gallery grid (version 0) is ignored: default docks
+            self.restoreState(QByteArray(state), LAYOUT_VERSION)
 
     def layout_state(self) -> tuple[bytes, bytes]:
-        return bytes(self.saveGeometry().data()), bytes(self.saveState().data())
+        return bytes(self.saveGeometry().data()), bytes(self.saveState(LAYOUT_VERSION).data())
 
     # -- actions ------------------------------------------------------------------------
 
@@ -431,6 +451,7 @@ class MainWindow(QMainWindow):
         if self.app.close_requested:
             event.accept()  # already shutting down (a second close, e.g. at exit)
             return
+        self.gallery.flush()
         geometry, state = self.layout_state()
         self.app.settings.save_window_state(geometry, state)
         event.accept()

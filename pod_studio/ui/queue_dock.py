@@ -83,6 +83,19 @@ def retry_text(next_run_at: float | None, now: float) -> str:
     return f"in {int(left // 3600)} h {int(left % 3600 // 60)} min ({at})"
 
 
+# A job that ended well: an error of an earlier attempt is history, not its state.
+_SETTLED = ("succeeded", "cancelled")
+
+
+def reason_text(row: QueueRow) -> str:
+    """The queue table's Reason cell: why a job waits or failed; nothing stale once done."""
+    if row.state in _SETTLED:
+        return row.note
+    if row.state == "retry_wait" and row.last_error:
+        return f"Waiting: {row.last_error}"
+    return row.last_error or row.note
+
+
 def details_text(row: QueueRow, now: float) -> str:
     """The details pane: what the job is, where it stands, why it failed and its history."""
     kind = "Publish" if row.kind == "publish" else "Generate"
@@ -97,8 +110,9 @@ def details_text(row: QueueRow, now: float) -> str:
         lines.append(f"Next try: {when}")
     if row.note:
         lines.append(row.note[:1].upper() + row.note[1:])
-    if row.last_error:
-        lines.append(("Reason: " if row.is_dead else "Last error: ") + row.last_error)
+    if row.last_error and row.state not in _SETTLED:
+        label = {"retry_wait": "Waiting because: "}.get(row.state, "Last error: ")
+        lines.append(("Reason: " if row.is_dead else label) + row.last_error)
     if row.history:
         lines.append("Attempt history:")
         lines.extend(f"  {i + 1}. {h}" for i, h in enumerate(row.history))
@@ -110,7 +124,7 @@ class QueueTableModel(HeaderedTableModel):
     """One row per job of the durable queue."""
 
     HEADERS = ("Job", "Design / product", "State", "Server / platform", "Tries", "Next try",
-               "Last error")  # fmt: skip
+               "Reason")  # fmt: skip
     COL_KIND, COL_LABEL, COL_STATE, COL_WHERE, COL_TRIES, COL_NEXT, COL_ERROR = range(7)
     JobIdRole = Qt.ItemDataRole.UserRole + 1
     StateRole = Qt.ItemDataRole.UserRole + 2
@@ -139,7 +153,7 @@ class QueueTableModel(HeaderedTableModel):
         if col == self.COL_NEXT:
             return retry_text(row.next_run_at, self._clock()) if row.state == "retry_wait" else ""
         if col == self.COL_ERROR:
-            return row.last_error or row.note
+            return reason_text(row)
         return ""
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication
+from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer
 from PySide6.QtWidgets import QWidget
 
 from pod_studio.ui.image_viewer import ImageViewerDialog
@@ -47,9 +47,21 @@ def grab_all(window: MainWindow, out_dir: Path | str) -> list[Path]:
     about.close()
     images = window.gallery.model.images()
     if images:
-        viewer = ImageViewerDialog(window.app.gallery, images[0], window)
-        viewer.show()
+        viewer = window.gallery.open_viewer(images[0])
+        _wait_for_image(viewer)
         paths.append(_save(viewer, out / "image_viewer.png"))
         viewer.close()
-        viewer.deleteLater()
     return paths
+
+
+def _wait_for_image(viewer: ImageViewerDialog, timeout_ms: int = 3000) -> None:
+    """Let the viewer read its image (at most ``timeout_ms``) so the shot is not "Loading…"."""
+    if viewer.has_image():
+        return
+    loop = QEventLoop()
+    viewer.controller.sig_full_image_loaded.connect(loop.quit)
+    viewer.controller.sig_load_failed.connect(loop.quit)
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    viewer.controller.sig_full_image_loaded.disconnect(loop.quit)
+    viewer.controller.sig_load_failed.disconnect(loop.quit)

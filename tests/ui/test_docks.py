@@ -128,17 +128,17 @@ def test_retry_log_filters_and_exports_csv(qtbot: Any, app_ctl: Any, tmp_path: P
     for event in _retry_events():
         app_ctl.bridge(event)
     assert dock.proxy.rowCount() == 4
-    first = dock.visible_rows()[0]
+    first = dock.visible_rows()[-1]  # newest first: the first event is the last row
     assert first[1:] == (
         "printify",
         "create_product",
         "1",
         "429 Too Many Requests",
-        "2.0 s (Retry-After header)",
+        "2.0 s, as the service asked",
         "retrying",
     )
     dock.service_filter.setCurrentIndex(dock.service_filter.findData("comfyui"))
-    assert [r[6] for r in dock.visible_rows()] == ["retrying", "gave up"]
+    assert [r[6] for r in dock.visible_rows()] == ["gave up", "retrying"]
     dock.outcome_filter.setCurrentIndex(dock.outcome_filter.findData("gave up"))
     assert len(dock.visible_rows()) == 1
     target = tmp_path / "retries.csv"
@@ -148,7 +148,7 @@ def test_retry_log_filters_and_exports_csv(qtbot: Any, app_ctl: Any, tmp_path: P
     with target.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == list(dock.model.HEADERS)
-    assert rows[1][1:] == ["comfyui", "system_stats", "5", "connection refused", "", "gave up"]
+    assert rows[1][1:] == ["comfyui", "system_stats", "5", "Connection refused", "", "gave up"]
     assert len(rows) == 2
     assert "1 rows written" in dock.message_label.text()
 
@@ -168,7 +168,7 @@ def test_retry_log_is_a_bounded_ring(qtbot: Any, app_ctl: Any) -> None:
                 wait_reason="r",
             )
         )
-    assert [r[2] for r in model.rows()] == ["op2", "op3", "op4"]
+    assert [r[2] for r in model.rows()] == ["op4", "op3", "op2"]  # newest first
 
 
 def test_stats_dock_shows_snapshot_and_sparklines(qtbot: Any, app_ctl: Any) -> None:

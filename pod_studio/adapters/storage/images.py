@@ -317,6 +317,32 @@ class GalleryImageStore:
         self._index_put(image)
         return image
 
+    TRASH_NAME = "trash"
+
+    async def move_to_trash(self, image_id: str) -> None:
+        """Move a design (image file and record) into ``images_dir/trash`` and drop it from
+        the index; the seller can still get it back by hand from that folder."""
+        async with self._lock:
+            await asyncio.to_thread(self._trash_sync, image_id)
+
+    def _trash_sync(self, image_id: str) -> None:
+        sidecar = self._sidecar(image_id)
+        image = self._read_sidecar(sidecar) if sidecar.exists() else None
+        trash = self.images_dir / self.TRASH_NAME
+        trash.mkdir(parents=True, exist_ok=True)
+        if image is not None:
+            file = Path(image.file)
+            if file.exists():
+                file.replace(trash / file.name)
+        if sidecar.exists():
+            sidecar.replace(trash / sidecar.name)
+        db = self._connect()
+        try:
+            with db:
+                db.execute("DELETE FROM image WHERE id = ?", (image_id,))
+        finally:
+            db.close()
+
     async def thumbnail(self, image: GeneratedImage, size: int = 256) -> bytes:
         """PNG thumbnail bytes (cached by sha256 when a thumbnails dir is set)."""
         return await asyncio.to_thread(

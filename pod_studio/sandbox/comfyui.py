@@ -481,6 +481,14 @@ class ComfyUISandbox:
     def fail_next(self, count: int, status: int = 500, path_prefix: str = "") -> None:
         self._fail_rules.append([count, status, path_prefix])
 
+    def completed_prompt_ids(self) -> list[str]:
+        """The executed prompts that ran to the end (not interrupted, not failed)."""
+        return [
+            pid
+            for pid, entry in self._history.items()
+            if entry.get("status", {}).get("completed") is True
+        ]
+
     def clear_faults(self) -> None:
         """Forget the armed ``fail_next`` / ``malformed_next`` rules."""
         self._fail_rules.clear()

@@ -18,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import (
     QAbstractListModel,
     QEvent,
+    QItemSelection,
     QItemSelectionModel,
     QModelIndex,
     QObject,
@@ -173,6 +174,18 @@ class GridModel(QAbstractListModel):
 
     def images(self) -> list[GeneratedImage]:
         return [c.image for c in self._cards if c.image is not None]
+
+    def has_thumbnail(self, image_id: str) -> bool:
+        card = self.card(image_id)
+        return card is not None and card.pixmap is not None
+
+    def badge(self, image_id: str) -> tuple[str, list[str]] | None:
+        card = self.card(image_id)
+        return card.badge if card is not None else None
+
+    def publish_lines(self, image_id: str) -> dict[str, str]:
+        card = self.card(image_id)
+        return dict(card.publish) if card is not None else {}
 
     # -- writing --------------------------------------------------------------------------
 
@@ -654,8 +667,8 @@ class GalleryGridView(QWidget):
         self.deletes.sig_failed.connect(self._on_controller_load_failed)
         self.undo_bar.undo_button.clicked.connect(self.undo_delete)
         self.undo_shortcut.activated.connect(self.undo_delete)
-        self.approve_button.clicked.connect(self.approve_selected)
-        self.reject_button.clicked.connect(self.reject_selected)
+        self.approve_button.clicked.connect(lambda: self.approve_selected())
+        self.reject_button.clicked.connect(lambda: self.reject_selected())
         self.regenerate_button.clicked.connect(self._on_regenerate_clicked)
         self.delete_button.clicked.connect(self.delete_selected)
         self.open_button.clicked.connect(self._on_open_clicked)
@@ -720,6 +733,20 @@ class GalleryGridView(QWidget):
             )
             self.list_view.scrollTo(index)
 
+    def select_images(self, image_ids: list[str]) -> None:
+        """Select exactly these designs (those the filter shows)."""
+        selection = QItemSelection()
+        for image_id in image_ids:
+            row = self.model._rows.get(image_id)
+            if row is None:
+                continue
+            index = self.proxy.mapFromSource(self.model.index(row))
+            if index.isValid():
+                selection.select(index, index)
+        self.list_view.selectionModel().select(
+            selection, QItemSelectionModel.SelectionFlag.ClearAndSelect
+        )
+
     # -- actions --------------------------------------------------------------------------
 
     def set_filter(self, which: GalleryFilter) -> None:
@@ -727,17 +754,19 @@ class GalleryGridView(QWidget):
         self.proxy.set_filter(which)
         self._refresh_state()
 
-    def approve_selected(self) -> None:
-        self._review(True)
+    def approve_selected(self, advance: bool = False) -> None:
+        self._review(True, advance)
 
-    def reject_selected(self) -> None:
-        self._review(False)
+    def reject_selected(self, advance: bool = False) -> None:
+        self._review(False, advance)
 
-    def _review(self, approved: bool) -> None:
+    def _review(self, approved: bool, advance: bool) -> None:
+        """Mark the selection. From the keyboard (A/R, ``advance``) a single design's review
+        moves on to the next one; the buttons keep the selection, so Publish… right after
+        Approve publishes what was just approved."""
         selected = self.selected_images()
-        for image in selected:
-            self.controller.set_approved(image.image_id, approved)
-        if len(selected) == 1:  # review one after another: move on to the next design
+        self.controller.set_approved([i.image_id for i in selected], approved)
+        if advance and len(selected) == 1:
             following = self.neighbour(selected[0].image_id, +1)
             if following is not None:
                 self.select_image(following.image_id)
@@ -797,10 +826,10 @@ class GalleryGridView(QWidget):
                 return False
             key = event.key()
             if key == Qt.Key.Key_A:
-                self.approve_selected()
+                self.approve_selected(advance=True)
                 return True
             if key == Qt.Key.Key_R:
-                self.reject_selected()
+                self.reject_selected(advance=True)
                 return True
             if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
                 self.delete_selected()

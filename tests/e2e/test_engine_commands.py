@@ -248,7 +248,10 @@ def test_generate_run_again_generates_and_lists_nothing_twice(
     assert main(args) == 0
     assert main(args) == 0  # finished already: nothing to do
     sandbox: ComfyUISandbox = comfy.server
-    assert len(sandbox.executed_prompt_ids) == 3
+    # Each design was made once; the cancel may have interrupted one prompt mid-run (Ctrl-C
+    # stops the GPU work too), and that one was run again.
+    assert len(sandbox.completed_prompt_ids()) == 3
+    assert len(sandbox.executed_prompt_ids) <= 4
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert len(manifest) == 3 and len({e["image_id"] for e in manifest}) == 3
     assert len(list(out.glob("*.png"))) == 3

@@ -35,7 +35,7 @@ def test_generate_from_editor_fills_job_list_and_gallery(qtbot: Any, app_ctl: An
     assert editor.job_count_label.text() == "2 prompts × 2 variations = 4 jobs"
     assert editor.generate_button.isEnabled()
     qtbot.mouseClick(editor.generate_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 4, timeout=15000)
+    qtbot.waitUntil(lambda: len(window.gallery.model.images()) == 4, timeout=15000)
     jobs = window.job_list.model.jobs()
     assert len(jobs) == 4
     qtbot.waitUntil(lambda: all(j.state is JobState.DONE for j in jobs), timeout=3000)
@@ -97,7 +97,7 @@ def test_cancel_running_job_from_job_list(qtbot: Any, app_ctl: Any) -> None:
     other = next(j for j in model.jobs() if j.job_id != first.job_id)
     qtbot.waitUntil(lambda: model.job(other.job_id).state is JobState.DONE, timeout=10000)
     qtbot.waitUntil(lambda: not editor.cancel_all_button.isEnabled(), timeout=5000)
-    assert window.gallery.model.rowCount() == 1
+    assert len(window.gallery.model.images()) == 1
     assert studio.sandbox().request_counts["POST /interrupt"] >= 1  # stopped on the server
 
 
@@ -190,15 +190,15 @@ def test_gallery_viewer_approves(qtbot: Any, app_ctl: Any) -> None:
     window.prompt_editor.prompts_edit.setPlainText("flower")
     window.prompt_editor.generate_button.click()
     gallery = window.gallery
-    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=3000)
-    image = gallery.model.image_at(0)
-    assert image is not None
+    qtbot.waitUntil(lambda: len(gallery.model.images()) == 1, timeout=3000)
+    image = gallery.model.images()[0]
     viewer = gallery.open_viewer(image)
     qtbot.waitUntil(viewer.has_image, timeout=3000)
     assert viewer.fields["seed"].text() == str(image.seed)
     viewer.approve_button.click()
     qtbot.waitUntil(lambda: gallery.model.images()[0].approved is True, timeout=2000)
-    assert gallery.model.index(0).data().startswith("✓")
+    card = gallery.model.card(image.image_id)
+    assert card is not None and card.state.value == "approved"
     assert viewer.status_label.text() == "Approved"
 
 
@@ -241,6 +241,6 @@ def test_saving_other_servers_in_settings_switches_the_running_app(
     editor.height_spin.setValue(128)
     editor.prompts_edit.setPlainText("on the new server")
     qtbot.mouseClick(editor.generate_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 1, timeout=15000)
+    qtbot.waitUntil(lambda: len(window.gallery.model.images()) == 1, timeout=15000)
     assert window.gallery.model.images()[0].server == other.url
     assert other.server.executed_prompt_ids and not comfy.server.executed_prompt_ids

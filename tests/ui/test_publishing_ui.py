@@ -18,6 +18,7 @@ from pod_studio.domain.orchestration import PublishJobChanged, QueueEntry, StepV
 from pod_studio.domain.settings import AppSettings
 from pod_studio.sandbox.printify import PrintifySandbox
 from pod_studio.sandbox.threaded import ServerThread
+from pod_studio.ui.gallery_grid import GridModel
 from pod_studio.ui.main_window import MainWindow
 from pod_studio.ui.publish_panel import PublishPanel
 from pod_studio.ui.settings_dialog import SettingsDialog
@@ -32,24 +33,31 @@ def _window(qtbot: Any, app: Any) -> MainWindow:
     return window
 
 
+def _tooltip(model: GridModel, key: str) -> str:
+    """The hover text of the card ``key`` (what the seller reads over it)."""
+    for row in range(model.rowCount()):
+        index = model.index(row)
+        if index.data(GridModel.KeyRole) == key:
+            return str(index.data(Qt.ItemDataRole.ToolTipRole))
+    raise AssertionError(f"no card {key}")
+
+
 def _generate(qtbot: Any, window: MainWindow, prompts: list[str], side: int) -> None:
     editor = window.prompt_editor
     editor.width_spin.setValue(side)
     editor.height_spin.setValue(side)
     editor.prompts_edit.setPlainText("\n".join(prompts))
-    before = window.gallery.model.rowCount()
+    before = len(window.gallery.model.images())
     qtbot.mouseClick(editor.generate_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == before + len(prompts), timeout=30000)
+    qtbot.waitUntil(
+        lambda: len(window.gallery.model.images()) == before + len(prompts), timeout=30000
+    )
 
 
 def _approve_and_open_panel(qtbot: Any, window: MainWindow, ids: list[str]) -> PublishPanel:
     """Select ``ids`` in the gallery, Approve, and Publish… as soon as the button allows."""
     gallery = window.gallery
-    selection = gallery.list_view.selectionModel()
-    selection.clear()
-    for row, image in enumerate(gallery.model.images()):
-        if image.image_id in ids:
-            selection.select(gallery.model.index(row), selection.SelectionFlag.Select)
+    gallery.select_images(ids)
     qtbot.mouseClick(gallery.approve_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(gallery.publish_button.isEnabled, timeout=10000)
     qtbot.mouseClick(gallery.publish_button, Qt.MouseButton.LeftButton)
@@ -84,8 +92,10 @@ def test_publish_two_designs_as_tee_and_hoodie_to_export(qtbot: Any, app_ctl: An
 
     panel = _approve_and_open_panel(qtbot, window, [i.image_id for i in model.images()])
     first = model.images()[0]  # approved now
-    lines = [t for t, _c in model.card_lines(first)]
-    assert lines[1] == "✓ Approved · Print ⚠"
+    card = model.card(first.image_id)
+    assert card is not None and card.state.value == "approved" and card.badge is not None
+    assert card.badge[0] == "warn"
+    assert "Approved" in _tooltip(model, first.image_id)
     assert panel.isVisible() and not panel.isModal()
     assert len(panel.designs) == 2
     assert panel.draft_radio.isChecked()  # auto_publish is off
@@ -109,8 +119,7 @@ def test_publish_two_designs_as_tee_and_hoodie_to_export(qtbot: Any, app_ctl: An
         ),
         timeout=30000,
     )
-    lines = [t for t, _c in model.card_lines(first)]
-    assert lines[2] == "export: draft created"
+    assert "• export: draft created" in _tooltip(model, first.image_id)
     export_dir = app_ctl.studio_parts.core.paths.data_dir / "export"
     assert len(list(export_dir.glob("pod-*/listing.json"))) == 4
     publish_rows = [r for r in window.queue_dock.model.rows() if r.kind == "publish"]

@@ -48,7 +48,7 @@ def test_generate_runs_through_the_durable_queue(qtbot: Any, app_ctl: Any) -> No
     dock = window.queue_dock
     assert dock.stack.currentWidget() is dock.empty_label
     _generate(qtbot, window, "retro sunset\nvintage cat")
-    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 2, timeout=10000)
+    qtbot.waitUntil(lambda: len(window.gallery.model.images()) == 2, timeout=10000)
     jobs = window.job_list.model.jobs()
     qtbot.waitUntil(lambda: all(j.state is JobState.DONE for j in jobs), timeout=3000)
     assert len(jobs) == 2 and all(j.fraction == 1.0 for j in jobs)
@@ -96,7 +96,7 @@ def test_dead_letter_shows_reason_and_history_then_retry_now(qtbot: Any, app_ctl
     # the cause is gone (it failed once): retry now
     qtbot.mouseClick(dock.retry_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: _states(window) == ["succeeded"], timeout=10000)
-    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 1, timeout=3000)
+    qtbot.waitUntil(lambda: len(window.gallery.model.images()) == 1, timeout=3000)
     assert dock.tabs.tabText(FILTER_FAILED) == "Failed (0)"
     assert dock.visible_job_ids() == []
 
@@ -169,7 +169,7 @@ def test_retry_wait_counts_down_and_moves_to_another_server(
     qtbot.waitUntil(lambda: "will run on" in dock.message_label.text(), timeout=10000)
     qtbot.mouseClick(dock.retry_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: _states(window) == ["succeeded"], timeout=10000)
-    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: len(window.gallery.model.images()) == 1, timeout=10000)
     assert window.gallery.model.images()[0].server == second
     assert studio.sandbox(target).executed_prompt_ids
     assert not studio.sandbox(1 - target).executed_prompt_ids
@@ -178,13 +178,13 @@ def test_retry_wait_counts_down_and_moves_to_another_server(
 def test_gallery_regenerate_uses_the_same_prompt_with_a_new_seed(qtbot: Any, app_ctl: Any) -> None:
     window = _window(qtbot, app_ctl)
     _generate(qtbot, window, "a fox in the snow")
-    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: len(window.gallery.model.images()) == 1, timeout=10000)
     original = window.gallery.model.images()[0]
     window.gallery.list_view.selectAll()
     assert window.gallery.regenerate_button.isEnabled()
     with qtbot.waitSignal(app_ctl.gallery.sig_regenerated, timeout=3000):
         qtbot.mouseClick(window.gallery.regenerate_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 2, timeout=10000)
+    qtbot.waitUntil(lambda: len(window.gallery.model.images()) == 2, timeout=10000)
     new = next(i for i in window.gallery.model.images() if i.image_id != original.image_id)
     assert new.prompt == original.prompt
     assert new.seed != original.seed

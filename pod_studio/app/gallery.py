@@ -24,7 +24,7 @@ from pod_studio.app.publishing import PublishStatusBook
 from pod_studio.app.runner import TaskRunner
 from pod_studio.domain.errors import user_message
 from pod_studio.domain.events import ImageReady, PublishStepChanged
-from pod_studio.domain.models import GeneratedImage
+from pod_studio.domain.models import GeneratedImage, ListingCopy
 from pod_studio.domain.orchestration import PublishJobChanged
 from pod_studio.domain.ports import ImageStore
 
@@ -297,3 +297,16 @@ class GalleryController(QObject):
             self.sig_image_updated.emit(image)
         if problem:
             self.sig_load_failed.emit(problem)
+
+    def set_listing(self, image_id: str, listing: ListingCopy | None) -> None:
+        """Store the seller's words for a design's listings (``sig_image_updated``)."""
+        self.runner.spawn(self._set_listing(image_id, listing), name=f"listing-{image_id[:8]}")
+
+    async def _set_listing(self, image_id: str, listing: ListingCopy | None) -> None:
+        try:
+            image = await self.store.set_listing(image_id, listing)
+        except Exception as exc:  # noqa: BLE001 - reported to the seller
+            self.sig_load_failed.emit(user_message(exc))
+            return
+        self._images[image.image_id] = image
+        self.sig_image_updated.emit(image)

@@ -101,6 +101,35 @@ class ImageRef(Frozen):
     node_id: str = ""
 
 
+class ListingCopy(Frozen):
+    """The seller's own words for a design's listings; empty fields use the prompt.
+
+    ``name`` replaces the title's ``{short_prompt}`` (a tee's title is then "<name> T-Shirt"),
+    ``description`` replaces ``{prompt}`` in the description, and ``tags`` come before the
+    template's tags instead of the words picked from the prompt. Platform limits are checked
+    where the listing is made (``domain.products.listing_problems``), not here: a draft the
+    seller is still typing must be storable.
+    """
+
+    name: str = Field(default="", max_length=500)
+    description: str = Field(default="", max_length=50_000)
+    tags: tuple[str, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return " ".join(value.split())
+
+    @field_validator("tags")
+    @classmethod
+    def _no_blank_tags(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(t.strip() for t in tags if t.strip())
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.name or self.description.strip() or self.tags)
+
+
 class GeneratedImage(Frozen):
     """An image that exists on disk, with everything the gallery and the manifest need."""
 
@@ -119,6 +148,7 @@ class GeneratedImage(Frozen):
     seconds: float
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     approved: bool | None = None
+    listing: ListingCopy | None = None  # the seller's words, edited in the publish panel
 
 
 class DeviceInfo(Frozen):

@@ -7,7 +7,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec, ServerInfo
+from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec, ListingCopy, ServerInfo
 
 T = TypeVar("T")
 
@@ -95,6 +95,8 @@ class ImageStore(Protocol):
     async def list_images(self) -> list[GeneratedImage]: ...
 
     async def set_approved(self, image_id: str, approved: bool | None) -> GeneratedImage: ...
+
+    async def set_listing(self, image_id: str, listing: ListingCopy | None) -> GeneratedImage: ...
 
 
 Clock = Callable[[], float]

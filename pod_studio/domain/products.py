@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pod_studio.domain.errors import ValidationError
 from pod_studio.domain.marketplace import Placement
+from pod_studio.domain.models import ListingCopy
 from pod_studio.domain.pricing import DEFAULT_CURRENCY, validate_currency, validate_price
 
 TEMPLATES_SCHEMA_VERSION = 1
@@ -50,7 +51,10 @@ _STOPWORDS = _word_set(
 _PROMPT_NOISE = _word_set(
     "masterpiece best quality high highly detailed detail details intricate 4k 8k 16k hd uhd "
     "hdr resolution trending artstation octane render rendered unreal engine sharp focus "
-    "photorealistic realistic ultra hyper hyperdetailed professional"
+    "photorealistic realistic ultra hyper hyperdetailed professional "
+    # what a prompt tells the generator about the print, not what a buyer searches for
+    "vector t-shirt tshirt tee shirt design graphic print transparent background white "
+    "isolated svg png file"
 )
 _LORA_RE = re.compile(r"<[^<>]*>")
 _WEIGHT_RE = re.compile(r":\s*-?\d+(?:\.\d+)?")
@@ -460,11 +464,20 @@ def _render(template: str, values: dict[str, str]) -> str:
     return template.format_map(values)
 
 
-def render_tags(template: ProductTemplate, prompt: str, *, color: str | None = None) -> list[str]:
-    """At most 13 Etsy-safe tags: the template's own tags first, then words of the prompt."""
-    values = _values(template, prompt, color)
-    candidates = [clean_tag(_render(t, values)) for t in template.tags_template]
-    candidates += _prompt_tag_candidates(prompt)
+def render_tags(
+    template: ProductTemplate,
+    prompt: str,
+    *,
+    color: str | None = None,
+    copy: ListingCopy | None = None,
+) -> list[str]:
+    """At most 13 Etsy-safe tags: the seller's own tags (``copy``), then the template's, then
+    (when the seller gave none) words of the prompt."""
+    values = _values(template, prompt, color, copy)
+    own = [clean_tag(t) for t in copy.tags] if copy is not None else []
+    candidates = own + [clean_tag(_render(t, values)) for t in template.tags_template]
+    if not own:
+        candidates += _prompt_tag_candidates(prompt)
     tags: list[str] = []
     seen: set[str] = set()
     for tag in candidates:
@@ -480,31 +493,65 @@ def render_tags(template: ProductTemplate, prompt: str, *, color: str | None = N
     return tags
 
 
-def _values(template: ProductTemplate, prompt: str, color: str | None) -> dict[str, str]:
+def _values(
+    template: ProductTemplate, prompt: str, color: str | None, copy: ListingCopy | None = None
+) -> dict[str, str]:
+    name = copy.name if copy is not None else ""
+    description = copy.description.strip() if copy is not None else ""
     return {
-        "prompt": clean_prompt(prompt),
-        "short_prompt": short_prompt(prompt),
+        "prompt": description or clean_prompt(prompt),
+        "short_prompt": name or short_prompt(prompt),
         "product": template.product_label,
         "color": color if color is not None else template.colors[0],
     }
 
 
 def render_texts(
-    template: ProductTemplate, prompt: str, *, color: str | None = None
+    template: ProductTemplate,
+    prompt: str,
+    *,
+    color: str | None = None,
+    copy: ListingCopy | None = None,
 ) -> tuple[str, str, list[str]]:
-    """(title <= 140 characters, description, tags) for a design made from ``prompt``.
+    """(title <= 140 characters, description, tags) for a design made from ``prompt``, in
+    the seller's words where ``copy`` has them.
 
     ``color`` fills ``{color}``; it defaults to the template's first enabled colour.
     """
-    if not prompt.strip():
+    if not prompt.strip() and (copy is None or not copy.name):
         raise ValidationError(
             "cannot write a listing for an empty prompt",
             user_message="The design has no prompt to write the listing from.",
         )
-    values = _values(template, prompt, color)
+    values = _values(template, prompt, color, copy)
     title = _sanitize_title(_render(template.title_template, values))
     if not title:
         title = _sanitize_title(f"{values['short_prompt']} {values['product']}")
     description = _render(template.description_template, values).strip()
-    tags = render_tags(template, prompt, color=color)
+    tags = render_tags(template, prompt, color=color, copy=copy)
     return title, description, tags
+
+
+def listing_problems(template: ProductTemplate, prompt: str, copy: ListingCopy | None) -> list[str]:
+    """What in the seller's words a listing cannot take, said as the seller would fix it
+    ([] when the listing can be made as written). Titles over 140 characters and tags over
+    20 characters would otherwise be cut; more than 13 tags would be dropped."""
+    problems: list[str] = []
+    if copy is None:
+        return problems
+    values = _values(template, prompt, copy=copy, color=None)
+    full_title = " ".join(_render(template.title_template, values).split())
+    if len(full_title) > MAX_TITLE_CHARS:
+        problems.append(
+            f"the {template.name} title is {len(full_title)} characters; "
+            f"at most {MAX_TITLE_CHARS} fit (shorten the name)"
+        )
+    own = [clean_tag(t) for t in copy.tags]
+    for raw, tag in zip(copy.tags, own, strict=True):
+        if not tag:
+            problems.append(f"the tag “{raw}” has no letters or digits")
+        elif len(tag) > MAX_TAG_CHARS:
+            problems.append(f"the tag “{tag}” is {len(tag)} characters; at most {MAX_TAG_CHARS}")
+    if len(own) > MAX_TAGS:
+        problems.append(f"{len(own)} tags; at most {MAX_TAGS}")
+    return problems

@@ -14,6 +14,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from pod_studio.domain.marketplace import RemoteListing
+from pod_studio.domain.models import ListingCopy
 
 # The steps of a publish job, in order. "prepare" and "upload" are cheap to repeat; "create"
 # and "publish" are protected by reconciliation (find the listing by its idempotency key).
@@ -33,6 +34,7 @@ class PublishTask(BaseModel):
     platform: str  # "printify", "shopify", "etsy", "export"
     idem_key: str  # domain.jobs.idempotency_key(design_sha256, template_name, platform)
     draft: bool = True  # True: create only; False: create and publish
+    listing: ListingCopy | None = None  # the seller's words (None: from the prompt)
 
 
 class StepJournal(Protocol):

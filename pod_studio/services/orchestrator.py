@@ -249,6 +249,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                         platform=platform,
                         idem_key=key,
                         draft=draft,
+                        listing=design.listing,
                     )
                     rec = await self._ledger.add_job(
                         JobKind.PUBLISH,

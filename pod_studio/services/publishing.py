@@ -794,8 +794,9 @@ class PublishService:
         matches: Sequence[VariantMatch],
         print_file: PrintFileInfo,
     ) -> ListingSpec:
-        """The listing for ``task``: texts from the prompt, prices from the template."""
-        title, description, tags = render_texts(template, task.prompt)
+        """The listing for ``task``: texts from the seller's words or the prompt, prices from
+        the template."""
+        title, description, tags = render_texts(template, task.prompt, copy=task.listing)
         variants = [
             VariantPrice(
                 variant_id=m.variant.id,

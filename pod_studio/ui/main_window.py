@@ -293,7 +293,9 @@ class MainWindow(QMainWindow):
         """The non-modal publish panel for ``designs`` (replaces an open one)."""
         if self.publish_panel is not None:
             self.publish_panel.close()
-        panel = PublishPanel(self.app.publishing, designs, self)
+        panel = PublishPanel(
+            self.app.publishing, designs, self, save_listing=self.app.gallery.set_listing
+        )
         panel.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         panel.destroyed.connect(self._on_publish_panel_destroyed)
         self.publish_panel = panel

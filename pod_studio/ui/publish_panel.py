@@ -8,10 +8,12 @@ design × product × platform and the gallery cards show their status live.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from decimal import Decimal
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QBrush
+from PySide6.QtGui import QBrush, QCloseEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -25,15 +27,19 @@ from PySide6.QtWidgets import (
     QRadioButton,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from pod_studio.app.publishing import PublishController, PublishRequest
-from pod_studio.domain.models import GeneratedImage
+from pod_studio.domain.models import GeneratedImage, ListingCopy
 from pod_studio.domain.pricing import ProfitLine
 from pod_studio.domain.views import PlatformChoice
+from pod_studio.ui.listing_editor import ListingEditor
 from pod_studio.ui.widgets import RED
+
+SaveListing = Callable[[str, ListingCopy | None], None]
 
 PROFIT_HEADERS = ("Product", "Variant", "Price", "Cost", "Shipping", "Profit", "Margin")
 
@@ -53,17 +59,20 @@ class PublishPanel(QDialog):
         controller: PublishController,
         designs: list[GeneratedImage],
         parent: QWidget | None = None,
+        *,
+        save_listing: SaveListing | None = None,
     ) -> None:
         super().__init__(parent)
         self.controller = controller
         self.designs = [d for d in designs if d.approved is True]
+        self._save_listing = save_listing
         self._profit: dict[str, list[ProfitLine]] = {}
         self._profit_problems: dict[str, str] = {}
         self._requested: set[str] = set()
         self.setObjectName("publish_panel")
         self.setWindowTitle(self.tr("Publish designs"))
         self.setModal(False)
-        self.resize(760, 640)
+        self.resize(760, 720)
 
         n = len(self.designs)
         self.title_label = QLabel(self)
@@ -79,6 +88,7 @@ class PublishPanel(QDialog):
         templates_box = QGroupBox(self.tr("Products"), self)
         t_layout = QVBoxLayout(templates_box)
         templates = controller.templates()
+        self.listing_editor = ListingEditor(self.designs, templates, self)
         for i, template in enumerate(templates):
             price = template.price
             text = self.tr("%1 — %2, from %3").replace("%1", template.name)
@@ -121,7 +131,8 @@ class PublishPanel(QDialog):
         m_layout.addWidget(self.draft_radio)
         m_layout.addWidget(self.live_radio)
 
-        prices_box = QGroupBox(self.tr("Prices and profit per variant"), self)
+        prices_box = QWidget(self)
+        prices_box.setObjectName("prices_page")
         p_layout = QVBoxLayout(prices_box)
         self.profit_table = QTableWidget(0, len(PROFIT_HEADERS), prices_box)
         self.profit_table.setObjectName("profit_table")
@@ -162,9 +173,15 @@ class PublishPanel(QDialog):
         choices = QHBoxLayout()
         choices.addWidget(templates_box, 1)
         choices.addWidget(self.platforms_box, 1)
-        layout.addLayout(choices)
+        t_layout.addStretch(1)
+        self._platforms_layout.addStretch(1)
+        layout.addLayout(choices, 0)
         layout.addWidget(mode_box)
-        layout.addWidget(prices_box, 1)
+        self.tabs = QTabWidget(self)
+        self.tabs.setObjectName("publish_tabs")
+        self.tabs.addTab(self.listing_editor, self.tr("Listing texts"))
+        self.tabs.addTab(prices_box, self.tr("Prices and profit per variant"))
+        layout.addWidget(self.tabs, 1)
         bottom = QHBoxLayout()
         bottom.addWidget(self.message_label, 1)
         bottom.addWidget(self.close_button)
@@ -186,6 +203,7 @@ class PublishPanel(QDialog):
         for check in self.template_checks.values():
             check.toggled.connect(self._on_template_toggled)
         self.draft_radio.toggled.connect(self._on_mode_toggled)
+        self.listing_editor.sig_changed.connect(self._update_state)
         self.publish_button.clicked.connect(self._on_publish_clicked)
         self.close_button.clicked.connect(self.close)
 
@@ -198,12 +216,31 @@ class PublishPanel(QDialog):
         return [name for name, c in self.platform_checks.items() if c.isChecked() and c.isEnabled()]
 
     def request(self) -> PublishRequest:
+        copies = self.listing_editor.copies()
         return PublishRequest(
-            designs=list(self.designs),
+            designs=[
+                d.model_copy(update={"listing": copies.get(d.image_id, d.listing)})
+                for d in self.designs
+            ],
             templates=self.chosen_templates(),
             platforms=self.chosen_platforms(),
             draft=self.draft_radio.isChecked(),
         )
+
+    def save_listings(self) -> None:
+        """Keep the edited words on their designs (for the next publish too)."""
+        copies = self.listing_editor.copies()
+        changed = [d for d in self.designs if copies.get(d.image_id, d.listing) != d.listing]
+        if not changed:
+            return
+        self.designs = [d.model_copy(update={"listing": copies[d.image_id]}) for d in self.designs]
+        if self._save_listing is not None:
+            for design in changed:
+                self._save_listing(design.image_id, copies[design.image_id])
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_listings()
+        super().closeEvent(event)
 
     def profit_rows(self) -> list[list[str]]:
         return [
@@ -215,8 +252,13 @@ class PublishPanel(QDialog):
         ]
 
     def _update_state(self) -> None:
+        self.listing_editor.set_chosen_templates(self.chosen_templates())
+        words_ok = not self.listing_editor.problems()
         ok = bool(self.designs and self.chosen_templates() and self.chosen_platforms())
-        self.publish_button.setEnabled(ok and self.controller.available)
+        self.publish_button.setEnabled(ok and words_ok and self.controller.available)
+        self.publish_button.setToolTip(
+            "" if words_ok else self.tr("Fix the listing texts first (see Listing texts).")
+        )
         draft = self.draft_radio.isChecked()
         jobs = len(self.designs) * len(self.chosen_templates()) * len(self.chosen_platforms())
         verb = self.tr("Create %n draft(s)", "", jobs) if draft else self.tr("Publish %n", "", jobs)
@@ -306,14 +348,17 @@ class PublishPanel(QDialog):
             check.setToolTip(choice.reason)
             check.toggled.connect(self._on_mode_toggled)
             self.platform_checks[choice.name] = check
-            self._platforms_layout.addWidget(check)
+            self._platforms_layout.insertWidget(self._platforms_layout.count() - 1, check)
             if not choice.available and choice.reason:
-                note = QLabel(choice.reason, self.platforms_box)
+                # the first sentence here, the whole how-to on hover: the box stays readable
+                first = re.split(r"[.:] ", choice.reason, maxsplit=1)[0].rstrip(".:") + "."
+                note = QLabel(first + self.tr(" Hover for how to set it up."), self.platforms_box)
+                note.setToolTip(choice.reason)
                 note.setObjectName(f"platform_note_{choice.name}")
                 note.setWordWrap(True)
                 note.setStyleSheet("color: #7a808a; margin-left: 22px;")
                 self._platform_notes.append(note)
-                self._platforms_layout.addWidget(note)
+                self._platforms_layout.insertWidget(self._platforms_layout.count() - 1, note)
         if not platforms:
             self.platforms_loading.setText(self.tr("No platform is set up."))
             self.platforms_loading.show()
@@ -338,7 +383,9 @@ class PublishPanel(QDialog):
 
     @Slot()
     def _on_publish_clicked(self) -> None:
-        problems = self.controller.publish(self.request())
+        request = self.request()
+        self.save_listings()
+        problems = self.controller.publish(request)
         if not problems:
             self.publish_button.setEnabled(False)
             self.message_label.setStyleSheet("")

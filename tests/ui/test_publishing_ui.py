@@ -4,6 +4,7 @@ export publisher, and the settings' Printify and Products pages."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -327,3 +328,46 @@ def test_products_page_refuses_a_bad_price(qtbot: Any, app_ctl: Any) -> None:
     assert "greater than zero" in dialog.error_label.text()
     assert dialog.tabs.currentWidget() is dialog.products_tab
     assert not app_ctl.studio_parts.core.paths.settings_file.exists()  # nothing was saved
+
+
+def test_the_listing_editor_shows_checks_and_publishes_the_sellers_words(
+    qtbot: Any, app_ctl: Any
+) -> None:
+    window = _window(qtbot, app_ctl)
+    model = window.gallery.model
+    _generate(qtbot, window, ["retro sunset over mountains, vector t-shirt design"], 1024)
+    design = model.images()[0]
+    panel = _approve_and_open_panel(qtbot, window, [design.image_id])
+    editor = panel.listing_editor
+    # the generator's directions ("vector t-shirt design") are not the design's name
+    assert editor.name_edit.placeholderText() == "Retro Sunset Over Mountains"
+    panel.template_checks["Classic T-shirt"].setChecked(True)
+    panel.platform_checks["export"].setChecked(True)
+    assert "Classic T-shirt" in editor.preview_label.text()
+    assert panel.publish_button.isEnabled()
+
+    editor.name_edit.setText("Desert Sunset Ride")
+    editor.tags_edit.setText("70s, sunset, a tag far too long for etsy")
+    assert "Desert Sunset Ride T-Shirt" in editor.preview_label.text()
+    assert editor.problems_label.isVisible()
+    assert "at most 20" in editor.problems_label.text()
+    assert not panel.publish_button.isEnabled()  # nothing is cut behind the seller's back
+    editor.tags_edit.setText("70s, sunset, desert")
+    assert not editor.problems_label.isVisible() and panel.publish_button.isEnabled()
+
+    with qtbot.waitSignal(panel.controller.sig_publish_message, timeout=10000):
+        qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(
+        lambda: model.publish_lines(design.image_id).get("export") == "draft created",
+        timeout=30000,
+    )
+    export_dir = app_ctl.studio_parts.core.paths.data_dir / "export"
+    (listing_file,) = export_dir.glob("pod-*/listing.json")
+    listing = json.loads(listing_file.read_text(encoding="utf-8"))
+    assert listing["title"] == "Desert Sunset Ride T-Shirt"
+    assert listing["tags"][:3] == ["70s", "sunset", "desert"]
+    # the words stay with the design: the next panel opens with them
+    qtbot.waitUntil(lambda: model.images()[0].listing is not None, timeout=5000)
+    again = window.open_publish_panel([model.images()[0]])
+    assert again.listing_editor.name_edit.text() == "Desert Sunset Ride"
+    assert again.listing_editor.tags_edit.text() == "70s, sunset, desert"

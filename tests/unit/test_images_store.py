@@ -17,7 +17,7 @@ from pod_studio.adapters.storage.images import (
     make_thumbnail,
 )
 from pod_studio.domain.errors import ValidationError
-from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec
+from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec, ListingCopy
 from pod_studio.domain.ports import ImageStore
 
 
@@ -91,6 +91,14 @@ async def test_gallery_save_list_approve(tmp_path: Path) -> None:
         await store.set_approved("../../x", True)
     with pytest.raises(ValidationError):
         await store.set_approved("0" * 32, True)
+
+    words = ListingCopy(name="Sunset Ride", tags=("retro", "sunset"))
+    named = await store.set_listing(first.image_id, words)
+    assert named.listing == words and named.approved is True  # the review is kept
+    reopened = GalleryImageStore(tmp_path / "images")
+    assert {i.image_id: i.listing for i in await reopened.list_images()}[first.image_id] == words
+    cleared = await store.set_listing(first.image_id, ListingCopy())
+    assert cleared.listing is None  # empty words: from the prompt again
 
     thumb = await store.thumbnail(first, 32)
     with Image.open(io.BytesIO(thumb)) as im:

@@ -15,14 +15,17 @@ from hypothesis import strategies as st
 
 from pod_studio.domain.errors import ValidationError
 from pod_studio.domain.marketplace import ListingSpec, VariantPrice
+from pod_studio.domain.models import ListingCopy
 from pod_studio.domain.products import (
     MAX_TAG_CHARS,
     MAX_TAGS,
     MAX_TITLE_CHARS,
     ProductTemplate,
     clean_prompt,
+    clean_tag,
     default_templates,
     dump_templates,
+    listing_problems,
     load_templates,
     render_texts,
 )
@@ -267,3 +270,38 @@ def test_any_prompt_gives_valid_texts(prompt: str) -> None:
         assert title.count(ch) <= 1
     _assert_etsy_tags(tags)
     assert ETSY_TAG_CHAR.match(" ".join(tags) or "x")
+
+
+# --- the seller's own words ---------------------------------------------------------------------
+
+
+def test_the_sellers_words_replace_what_the_prompt_gives() -> None:
+    prompt = "retro sunset over mountains, vector t-shirt design, masterpiece"
+    words = ListingCopy(name="Desert Sunset Ride", description="A warm 70s sunset.", tags=("70s",))
+    title, description, tags = render_texts(TEE, prompt, copy=words)
+    assert title == f"Desert Sunset Ride {TEE.product_label}"
+    assert description.startswith("A warm 70s sunset.") and "masterpiece" not in description
+    assert tags[0] == "70s"
+    assert "mountains" not in tags  # the seller's tags replace the prompt's words
+    assert clean_tag(TEE.product_label) in tags  # the template's own tags still come
+    # a field left empty keeps what the prompt gives
+    only_name = ListingCopy(name="Desert Sunset Ride")
+    _t, plain_description, plain_tags = render_texts(TEE, prompt, copy=only_name)
+    assert (plain_description, plain_tags) == render_texts(TEE, prompt)[1:]
+
+
+def test_listing_problems_name_every_limit_the_words_break() -> None:
+    prompt = "a fox"
+    assert listing_problems(TEE, prompt, None) == []
+    assert listing_problems(TEE, prompt, ListingCopy(name="Fox", tags=("fox", "forest"))) == []
+    long_name = ListingCopy(name="word " * 30)
+    (problem,) = listing_problems(TEE, prompt, long_name)
+    assert "title" in problem and f"at most {MAX_TITLE_CHARS}" in problem
+    long_tag = ListingCopy(tags=("a" * (MAX_TAG_CHARS + 1),))
+    assert any(
+        "tag" in p and str(MAX_TAG_CHARS + 1) in p for p in listing_problems(TEE, prompt, long_tag)
+    )
+    many = ListingCopy(tags=tuple(f"tag{i}" for i in range(MAX_TAGS + 1)))
+    assert listing_problems(TEE, prompt, many) == [f"{MAX_TAGS + 1} tags; at most {MAX_TAGS}"]
+    symbols = ListingCopy(tags=("!!!",))
+    assert "no letters or digits" in listing_problems(TEE, prompt, symbols)[0]

@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pod_studio.adapters.storage.atomic import atomic_write_bytes, atomic_write_text, move_aside
 from pod_studio.domain.errors import ValidationError
-from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec
+from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec, ListingCopy
 
 log = logging.getLogger(__name__)
 
@@ -305,14 +305,24 @@ class GalleryImageStore:
         async with self._lock:
             return await asyncio.to_thread(self._approve_sync, image_id, approved)
 
+    async def set_listing(self, image_id: str, listing: ListingCopy | None) -> GeneratedImage:
+        """Keep the seller's words for the design's listings (``None`` or empty: from the
+        prompt again)."""
+        value = None if listing is None or listing.is_empty else listing
+        async with self._lock:
+            return await asyncio.to_thread(self._update_sync, image_id, {"listing": value})
+
     def _approve_sync(self, image_id: str, approved: bool | None) -> GeneratedImage:
+        return self._update_sync(image_id, {"approved": approved})
+
+    def _update_sync(self, image_id: str, update: dict[str, Any]) -> GeneratedImage:
         sidecar = self._sidecar(image_id)
         if not sidecar.exists():
             raise ValidationError(f"no image {image_id}", service="images")
         image = self._read_sidecar(sidecar)
         if image is None:
             raise ValidationError(f"the record of image {image_id} is unreadable", service="images")
-        image = image.model_copy(update={"approved": approved})
+        image = image.model_copy(update=update)
         atomic_write_text(sidecar, image.model_dump_json(indent=2))
         self._index_put(image)
         return image

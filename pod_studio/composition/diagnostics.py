@@ -17,10 +17,12 @@ from pod_studio.adapters.storage.metrics import render_prometheus, write_prometh
 from pod_studio.adapters.storage.paths import app_paths
 from pod_studio.adapters.storage.stats_store import JsonStatsStore
 from pod_studio.composition.core import REDACTOR
+from pod_studio.composition.publishing import ETSY_BUDGET_FILE
 from pod_studio.composition.startup import Check
 from pod_studio.domain.errors import PodStudioError, ValidationError, user_message
 from pod_studio.domain.models import ServerProblem
 from pod_studio.domain.urls import check_server_url, mask_url
+from pod_studio.services.ratelimit import EtsyBudget
 from pod_studio.services.stats import StatsService
 
 # --- doctor and stats ----------------------------------------------------------------------
@@ -83,7 +85,29 @@ def load_stats_snapshot() -> dict[str, Any]:
     paths = app_paths()
     stats = StatsService(store=JsonStatsStore(paths.stats_file))
     stats.load()
-    return stats.snapshot()
+    snapshot = stats.snapshot()
+    budgets = budgets_left(paths.data_dir)
+    if budgets:
+        snapshot["budgets"] = budgets
+    return snapshot
+
+
+def budgets_left(data_dir: Path) -> dict[str, str]:
+    """What is left of the day budgets, by POD Studio's own count of the calls it made
+    (Etsy: 10,000 requests per rolling day); read from the budget's file, no call is made."""
+    out: dict[str, str] = {}
+    path = data_dir / ETSY_BUDGET_FILE
+    if path.is_file():
+        try:
+            budget = EtsyBudget(path, per_second=None)
+        except Exception as exc:  # noqa: BLE001 - a damaged file must not break the stats
+            out["etsy"] = f"unknown ({exc.__class__.__name__})"
+        else:
+            try:
+                out["etsy"] = budget.describe()
+            finally:
+                budget.close()
+    return out
 
 
 def export_prometheus(snapshot: dict[str, Any], path: Path) -> None:
@@ -123,6 +147,11 @@ def format_stats(snapshot: dict[str, Any]) -> str:
                 f"retries {c.get('retries', 0)}, p50 {c.get('p50_ms', '-')} ms, "
                 f"p95 {c.get('p95_ms', '-')} ms"
             )
+    budgets = snapshot.get("budgets", {})
+    if budgets:
+        lines.append("Day budgets")
+        for name, text in sorted(budgets.items()):
+            lines.append(f"  {name:<24} {text}")
     breakers = snapshot.get("breakers", {})
     if breakers:
         lines.append("Circuit breakers")

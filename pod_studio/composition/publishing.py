@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 CATALOG_TTL = 6 * 3600.0
 TEMPLATES_RESOURCE = "product_templates.json"
 
+ETSY_BUDGET_FILE = "etsy-budget.sqlite3"  # in the data folder: the day's count survives a restart
+
 
 # --- product templates -----------------------------------------------------------------------
 
@@ -263,7 +265,7 @@ def build_etsy_client(
     ``x-remaining-*`` headers feeding the per-second and per-day budget (kept in SQLite, so
     the day's count survives a restart)."""
     if "etsy" not in hub.budgets:
-        hub.set_budget("etsy", EtsyBudget(paths.data_dir / "etsy-budget.sqlite3"))
+        hub.set_budget("etsy", EtsyBudget(paths.data_dir / ETSY_BUDGET_FILE))
     s = settings.etsy
     return EtsyClient(
         auth,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -15,11 +16,16 @@ from PIL import Image, ImageDraw
 from pod_studio.adapters.storage.paths import app_paths
 from pod_studio.adapters.storage.secrets import MemorySecretStore
 from pod_studio.adapters.storage.settings_store import SettingsStore
+from pod_studio.cli.main import main
 from pod_studio.composition.headless import open_core, read_manifest, run_publish
 from pod_studio.domain.settings import AppSettings, SecretName
 from pod_studio.sandbox.etsy import EtsySandbox
+from pod_studio.sandbox.printify import PrintifySandbox
+from pod_studio.sandbox.threaded import ServerThread
 
 pytestmark = pytest.mark.timeout(120)
+
+PRINTIFY_TOKEN = "sandbox-token-etsy-storefront"
 
 
 async def _browser(url: str) -> None:
@@ -42,7 +48,9 @@ def _manifest(folder: Path) -> Path:
 
 
 @pytest.mark.asyncio
-async def test_connect_then_publish_an_etsy_listing(tmp_path: Path) -> None:
+async def test_connect_then_publish_an_etsy_listing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     async with EtsySandbox(per_second=1000) as sandbox:
         settings = AppSettings().with_changes(
             etsy={
@@ -73,3 +81,74 @@ async def test_connect_then_publish_an_etsy_listing(tmp_path: Path) -> None:
         (listing,) = sandbox.listings.values()
         assert listing["state"] == "active"
         assert len(listing["title"]) <= 140
+    # `pod-studio stats` shows what is left of the day, from the budget's own file (no call)
+    capsys.readouterr()
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    at = lines.index("Day budgets")
+    match = re.fullmatch(r"\s+etsy\s+(\d+)/10000 requests left today", lines[at + 1])
+    assert match is not None, out
+    assert 9_900 < int(match.group(1)) < 10_000  # the calls this publish made are counted
+
+
+async def _connected_core_publish(
+    tmp_path: Path, sandbox: EtsySandbox, printify: PrintifySandbox, printify_url: str
+) -> list[bool]:
+    """Connect Etsy, then publish one design to Printify only (through the engine)."""
+    settings = AppSettings().with_changes(
+        printify={"base_url": printify_url},
+        etsy={
+            "base_url": sandbox.base_url,
+            "auth_base_url": sandbox.base_url,
+            "connect_url": f"{sandbox.base_url}/oauth/connect",
+            "redirect_port": 0,
+            "shipping_profile_id": 234107945503,
+            "taxonomy_id": 482,
+        },
+    )
+    SettingsStore(app_paths().ensure().settings_file).save(settings)
+    secrets = MemorySecretStore()
+    secrets.set(SecretName.PRINTIFY_TOKEN, PRINTIFY_TOKEN)
+    secrets.set(SecretName.ETSY_KEYSTRING, "sandboxkeystring")
+    secrets.set(SecretName.ETSY_SHARED_SECRET, "sandboxsecret")
+    designs, _problems = read_manifest(_manifest(tmp_path))
+    async with open_core(secrets=secrets) as core:
+        assert await core.connect_etsy(_browser)
+        results = await run_publish(
+            core, designs, ["Classic T-shirt"], ["printify"], draft=False, horizon=60
+        )
+    return [r.ok for r in results]
+
+
+@pytest.mark.asyncio
+async def test_a_custom_printify_shop_gets_its_etsy_listing_made_and_reported(
+    tmp_path: Path,
+) -> None:
+    """With Etsy as the only storefront, a custom ("API") Printify shop's product gets its
+    Etsy listing from POD Studio, reported back with publishing_succeeded (unlocked)."""
+    printify = PrintifySandbox(tokens=(PRINTIFY_TOKEN,), publish_mode="custom")
+    async with EtsySandbox(per_second=1000) as sandbox:
+        with ServerThread(printify) as server:
+            assert await _connected_core_publish(tmp_path, sandbox, printify, server.url) == [True]
+    (product,) = printify.products.values()
+    assert product["is_locked"] is False
+    external = product["external"]
+    external = external[0] if isinstance(external, list) else external
+    (listing_id, listing) = next(iter(sandbox.listings.items()))
+    assert len(sandbox.listings) == 1 and str(external["id"]) == str(listing_id)
+    assert listing["state"] == "active"
+
+
+@pytest.mark.asyncio
+async def test_a_printify_shop_connected_to_etsy_gets_no_second_etsy_listing(
+    tmp_path: Path,
+) -> None:
+    printify = PrintifySandbox(
+        tokens=(PRINTIFY_TOKEN,), publish_mode="native", sales_channel="etsy"
+    )
+    async with EtsySandbox(per_second=1000) as sandbox:
+        with ServerThread(printify) as server:
+            assert await _connected_core_publish(tmp_path, sandbox, printify, server.url) == [True]
+    assert len(printify.products) == 1
+    assert sandbox.listings == {}  # Printify's own Etsy connection lists it

@@ -726,7 +726,10 @@ class ComfyUIClient:
             wait = self._silence_check if connected else interval
             item: tuple[str, Any] | None
             try:
-                item = await asyncio.wait_for(run.inbox.get(), wait)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands
+                # as a message arrives, and a cancelled job then waits for its prompt to end
+                async with asyncio.timeout(wait):
+                    item = await run.inbox.get()
             except builtins.TimeoutError:
                 item = None
             try:

@@ -127,7 +127,8 @@ class WebsocketListener:
 
     async def wait_connected(self, within: float) -> bool:
         try:
-            await asyncio.wait_for(self._connected.wait(), within)
+            async with asyncio.timeout(within):  # not wait_for: it can swallow a cancel on 3.11
+                await self._connected.wait()
         except builtins.TimeoutError:
             return False
         return True

@@ -258,6 +258,7 @@ class MainWindow(QMainWindow):
         app.gallery.sig_regenerated.connect(self._on_gallery_regenerated)
         app.publishing.sig_publish_message.connect(self._on_publishing_publish_message)
         self.gallery.sig_publish_requested.connect(self.open_publish_panel)
+        self.gallery.sig_import_reported.connect(self._on_gallery_import_reported)
         app.queue.sig_rows_reset.connect(self.gallery.show_queue_rows)
         self.banner.demo_button.clicked.connect(self._on_banner_demo_clicked)
         self.banner.settings_button.clicked.connect(self.open_settings)
@@ -405,6 +406,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             self.tr("Regenerating with a new seed (%n job(s) queued)", "", len(job_ids)), 8000
         )
+
+    @Slot(str)
+    def _on_gallery_import_reported(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
 
     @Slot(str)
     def _on_publishing_publish_message(self, text: str) -> None:

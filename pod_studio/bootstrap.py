@@ -78,6 +78,9 @@ async def _amain(app: QApplication, args: argparse.Namespace) -> int:
     breaker_refresh.timeout.connect(core.hub.breakers.announce_changing)
     breaker_refresh.start()
     controller = AppController(AppContext(runner, bridge, core, demo=demo))
+    icon = resource_file("icons", "pod-studio.png")
+    if icon is not None:  # before the window: its tray icon is the app's icon
+        app.setWindowIcon(QIcon(str(icon)))
     window = MainWindow(controller, demo=demo, log_dir=diagnostics.log_file().parent)
 
     async def switch_to_demo() -> None:
@@ -88,9 +91,6 @@ async def _amain(app: QApplication, args: argparse.Namespace) -> int:
         controller.generation.load_checkpoints()
 
     controller.sig_demo_requested.connect(lambda: runner.spawn(switch_to_demo(), name="demo"))
-    icon = resource_file("icons", "pod-studio.png")
-    if icon is not None:
-        app.setWindowIcon(QIcon(str(icon)))
     window.show()
     for warning in core.settings_warnings:
         _show_warning(window, "Settings", warning)
@@ -128,7 +128,7 @@ async def _screenshots(window: MainWindow, out_dir: Path) -> None:
 
     QTimer.singleShot(0, shoot)
     await shot.wait()
-    window.close()  # and leave through the normal shutdown path
+    window.quit()  # and leave through the normal shutdown path
 
 
 def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from pod_studio.app.comfyui import ComfyUIServerController
 from pod_studio.app.context import AppContext
 from pod_studio.app.gallery import GalleryController
 from pod_studio.app.generation import GenerationController
+from pod_studio.app.notifications import BatchNotices
 from pod_studio.app.platforms import EtsyController, ShopifyController
 from pod_studio.app.publishing import PrintifyController, PublishController
 from pod_studio.app.queue import QueueController
@@ -75,6 +76,7 @@ class AppController(QObject):
             test=studio.test_printify,
             parent=self,
         )
+        self.notices = BatchNotices(ctx.bridge, self.publishing, parent=self)
         self.connection = ConnectionController(ctx.bridge, parent=self)
         self.resilience = ResilienceController(
             ctx.bridge, studio.reset_breaker, studio.check_health, runner=ctx.runner, parent=self

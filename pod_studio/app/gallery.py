@@ -13,8 +13,9 @@ import io
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from PySide6.QtCore import QObject, Signal, Slot
 
@@ -36,6 +37,37 @@ log = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 256
 _THUMB_CACHE = 2000
 _THUMB_WORKERS = 4
+
+
+IMPORT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@runtime_checkable
+class DesignImporter(Protocol):
+    """A store that takes image files from this machine as designs (the gallery does)."""
+
+    async def import_file(self, path: str, *, prompt: str) -> GeneratedImage: ...
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What one drop of files did: the designs added and ``(file name, reason)`` per file
+    skipped."""
+
+    imported: list[GeneratedImage]
+    skipped: list[tuple[str, str]]
+
+    def text(self) -> str:
+        """ "2 designs imported — To review; 1 file skipped: notes.txt (not a PNG, JPEG or
+        WebP image)" """
+        n = len(self.imported)
+        parts = [f"{n} design{'s' if n != 1 else ''} imported — To review"] if n else []
+        if self.skipped:
+            k = len(self.skipped)
+            reasons = "; ".join(f"{name} ({why})" for name, why in self.skipped[:5])
+            more = f"; and {k - 5} more" if k > 5 else ""
+            parts.append(f"{k} file{'s' if k != 1 else ''} skipped: {reasons}{more}")
+        return "; ".join(parts) or "nothing to import"
 
 
 def pillow_thumbnail(image: GeneratedImage, side: int = THUMBNAIL_SIDE) -> bytes:
@@ -62,6 +94,8 @@ class GalleryController(QObject):
         "fail"; reasons name the template checked).
     sig_publish_status_changed(str image_id, dict platform_to_text)
     sig_regenerated(str image_id, list job_ids)
+    sig_import_finished(ImportResult): dropped files were imported (each new design also
+        comes as ``sig_image_added``) or skipped with their reasons.
     """
 
     sig_images_loaded = Signal(list)
@@ -73,6 +107,7 @@ class GalleryController(QObject):
     sig_badge_ready = Signal(str, str, list)
     sig_publish_status_changed = Signal(str, dict)
     sig_regenerated = Signal(str, list)
+    sig_import_finished = Signal(object)
 
     def __init__(
         self,
@@ -155,6 +190,45 @@ class GalleryController(QObject):
     def _on_bridge_publish_step_changed(self, event: PublishStepChanged) -> None:
         design_id = self.publish_book.apply_step(event)
         self.sig_publish_status_changed.emit(design_id, self.publish_book.lines(design_id))
+
+    # -- import -------------------------------------------------------------------------
+
+    @property
+    def can_import(self) -> bool:
+        return isinstance(self.store, DesignImporter)
+
+    def import_files(self, paths: Sequence[str]) -> bool:
+        """Add image files as designs to review, one after the other off the GUI thread
+        (``sig_image_added`` each, then ``sig_import_finished``). False if nothing to do."""
+        files = [str(p) for p in paths]
+        if not files:
+            return False
+        if not isinstance(self.store, DesignImporter):
+            self.sig_import_finished.emit(
+                ImportResult([], [(Path(f).name, "importing is not available") for f in files])
+            )
+            return False
+        self.runner.spawn(self._import_files(self.store, files), name="gallery-import")
+        return True
+
+    async def _import_files(self, store: DesignImporter, files: list[str]) -> None:
+        imported: list[GeneratedImage] = []
+        skipped: list[tuple[str, str]] = []
+        for file in files:
+            path = Path(file)
+            if path.suffix.lower() not in IMPORT_SUFFIXES:
+                skipped.append((path.name, "not a PNG, JPEG or WebP image"))
+                continue
+            try:
+                image = await store.import_file(str(path), prompt=path.stem)
+            except Exception as exc:  # noqa: BLE001 - the file is skipped, with its reason
+                log.info("not imported: %s: %s", path.name, exc)
+                skipped.append((path.name, user_message(exc)))
+                continue
+            imported.append(image)
+            self._images[image.image_id] = image
+            self.sig_image_added.emit(image)
+        self.sig_import_finished.emit(ImportResult(imported, skipped))
 
     # -- regenerate ---------------------------------------------------------------------
 

@@ -233,6 +233,17 @@ class WindowSettings(_Section):
     state_b64: str = ""
 
 
+class DesktopSettings(_Section):
+    """How the window behaves on the desktop: notifications when a long batch ends (one that
+    took at least ``notify_after_seconds``, or while the window is in the background), an
+    optional sound, and whether closing the window keeps POD Studio running in the tray."""
+
+    notify: bool = True
+    notify_sound: bool = False
+    notify_after_seconds: float = Field(default=20.0, ge=0.0, le=3600.0)
+    close_to_tray: bool = False
+
+
 SERVICE_NAMES = ("comfyui", "printify", "shopify", "etsy")
 
 
@@ -265,6 +276,7 @@ class AppSettings(_Section):
     breakers: dict[str, BreakerSettings] = Field(default_factory=_default_breakers)
     product_templates: list[dict[str, Any]] = Field(default_factory=list)
     window: WindowSettings = Field(default_factory=WindowSettings)
+    desktop: DesktopSettings = Field(default_factory=DesktopSettings)
     comfyui_process: ComfyUIProcessSettings = Field(default_factory=ComfyUIProcessSettings)
     first_run_done: bool = False
     demo_mode: bool = False

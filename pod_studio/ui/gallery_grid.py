@@ -6,13 +6,15 @@ and one per generation job still on its way (progress and the live preview frame
 published) minus the ones deleted but still undoable; ``CardPainter`` paints a card with
 the palette's colours (dark mode works); ``GalleryGridView`` is the widget: a ``QListView``
 in icon mode (uniform items, reflows with the width), the filter bar, the actions, the
-keyboard review (arrows, A approve, R reject, Delete, Enter opens the viewer) and the undo
-bar. Approve / reject / regenerate / publish go through the ``GalleryController``.
+keyboard review (arrows, A approve, R reject, Delete, Enter opens the viewer), the undo
+bar, and image files dropped onto it (imported as designs to review). Approve / reject /
+regenerate / publish / import go through the ``GalleryController``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
@@ -32,6 +34,9 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import (
     QColor,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
     QFontMetrics,
     QImage,
     QKeyEvent,
@@ -61,7 +66,7 @@ from PySide6.QtWidgets import (
 )
 
 from pod_studio.app.bridge import QtEventBridge
-from pod_studio.app.gallery import GalleryController
+from pod_studio.app.gallery import GalleryController, ImportResult
 from pod_studio.app.gallery_filters import (
     FILTER_LABELS,
     STATE_WORDS,
@@ -97,6 +102,17 @@ STATE_COLOURS: dict[CardState, QColor] = {
 BADGE_WORDS = {"pass": "Print ✓", "warn": "Print ⚠", "fail": "Print ✗"}
 BADGE_COLOURS = {"pass": GREEN, "warn": AMBER, "fail": RED}
 _ACTIVE_JOB_STATES = ("queued", "running", "retry_wait")
+
+
+def dropped_files(event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> list[str]:
+    """The local files being dragged, unless they are only workflow JSON files (the window
+    opens those)."""
+    mime = event.mimeData()
+    urls = mime.urls() if mime.hasUrls() else []
+    files = [u.toLocalFile() for u in urls if u.isLocalFile() and u.toLocalFile()]
+    if all(Path(f).suffix.lower() == ".json" for f in files):
+        return []
+    return files
 
 
 @dataclass
@@ -517,13 +533,16 @@ class UndoBar(QFrame):
 
 
 class GalleryGridView(QWidget):
-    """The gallery at the centre of the window.
+    """The gallery at the centre of the window. Dropping PNG, JPEG or WebP files onto it
+    imports them as designs to review (the file name is the prompt).
 
     Signals:
         sig_publish_requested(list[GeneratedImage]): publish these approved designs.
+        sig_import_reported(str text): what a drop of files did, in words.
     """
 
     sig_publish_requested = Signal(list)
+    sig_import_reported = Signal(str)
 
     def __init__(
         self,
@@ -585,7 +604,11 @@ class GalleryGridView(QWidget):
         filters.addWidget(self.count_label)
 
         self.empty_label = EmptyStateLabel(
-            self.tr("No designs yet — write a prompt and press Generate"), self
+            self.tr(
+                "No designs yet — write a prompt and press Generate, or drop PNG, JPEG or "
+                "WebP files here"
+            ),
+            self,
         )
         self.empty_label.setObjectName("gallery_empty_label")
         self.stack = QStackedWidget(self)
@@ -642,6 +665,7 @@ class GalleryGridView(QWidget):
         layout.addWidget(self.error_label)
         layout.addLayout(buttons)
 
+        self.setAcceptDrops(controller.can_import)
         self.undo_shortcut = QShortcut(QKeySequence.StandardKey.Undo, self)
         self.undo_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self._connect_signals(bridge)
@@ -656,6 +680,7 @@ class GalleryGridView(QWidget):
         c.sig_load_failed.connect(self._on_controller_load_failed)
         c.sig_badge_ready.connect(self._on_controller_badge_ready)
         c.sig_publish_status_changed.connect(self._on_controller_publish_status_changed)
+        c.sig_import_finished.connect(self._on_controller_import_finished)
         if bridge is not None:
             bridge.sig_queue_changed.connect(self._on_bridge_queue_changed)
             bridge.sig_job_progress.connect(self._on_bridge_job_progress)
@@ -805,6 +830,30 @@ class GalleryGridView(QWidget):
         """At close: designs still waiting for their undo window go to the trash now."""
         self.deletes.flush()
 
+    # -- dropping files --------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if dropped_files(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if dropped_files(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = dropped_files(event)
+        if not files:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        if self.controller.import_files(files):
+            self.error_label.hide()
+            self.sig_import_reported.emit(self.tr("Importing %n file(s)…", "", len(files)))
+
     # -- keyboard -------------------------------------------------------------------------
 
     def _spread(self) -> None:
@@ -904,6 +953,18 @@ class GalleryGridView(QWidget):
     @Slot(str, dict)
     def _on_controller_publish_status_changed(self, image_id: str, lines: dict[str, str]) -> None:
         self.model.set_publish(image_id, lines)
+
+    @Slot(object)
+    def _on_controller_import_finished(self, result: ImportResult) -> None:
+        text = result.text()
+        if result.skipped:
+            self.error_label.setText(text)
+            self.error_label.show()
+        if result.imported and self.proxy.which not in (GalleryFilter.ALL, GalleryFilter.TO_REVIEW):
+            self.set_filter(GalleryFilter.TO_REVIEW)  # where the new cards are
+        if result.imported:
+            self.select_images([i.image_id for i in result.imported])
+        self.sig_import_reported.emit(text)
 
     @Slot(str)
     def _on_controller_load_failed(self, message: str) -> None:

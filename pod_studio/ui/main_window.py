@@ -3,8 +3,9 @@ breakers, retry log, statistics, health), the status bar with the ComfyUI connec
 non-modal offline banner offering demo mode, and the non-modal publish panel.
 
 Closing the window saves its geometry and dock layout through the settings controller and
-asks the app controller to shut down (the composition root awaits it); no dialog here runs a
-nested event loop.
+asks the app controller to shut down (the composition root awaits it); with "close to tray"
+on and a tray shown, closing only hides the window and File → Quit (or the tray's Quit)
+shuts down. No dialog here runs a nested event loop.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pod_studio.ui.prompt_editor import PromptEditor
 from pod_studio.ui.publish_panel import PublishPanel
 from pod_studio.ui.queue_dock import QueueDock
 from pod_studio.ui.settings_dialog import SettingsDialog
+from pod_studio.ui.tray import install_tray
 from pod_studio.ui.widgets import CONNECTION_COLOURS, GREY, StatusDot
 from pod_studio.ui.window_extras import install_window_extras
 
@@ -97,6 +99,7 @@ class MainWindow(QMainWindow):
         self._dialogs: list[QWidget] = []
         self._banner_dismissed = False
         self._started = False
+        self._quitting = False
         self.settings_dialog: SettingsDialog | None = None
         self.publish_panel: PublishPanel | None = None
         self.setObjectName("main_window")
@@ -194,6 +197,7 @@ class MainWindow(QMainWindow):
         self._connect_signals()
         self._restore_layout()
         self.extras = install_window_extras(self)
+        self.tray = install_tray(self)
 
     def set_demo(self, demo: bool) -> None:
         """Mark the window as running on the built-in sandbox (title, status bar, banner)."""
@@ -254,6 +258,7 @@ class MainWindow(QMainWindow):
         app.gallery.sig_regenerated.connect(self._on_gallery_regenerated)
         app.publishing.sig_publish_message.connect(self._on_publishing_publish_message)
         self.gallery.sig_publish_requested.connect(self.open_publish_panel)
+        self.gallery.sig_import_reported.connect(self._on_gallery_import_reported)
         app.queue.sig_rows_reset.connect(self.gallery.show_queue_rows)
         self.banner.demo_button.clicked.connect(self._on_banner_demo_clicked)
         self.banner.settings_button.clicked.connect(self.open_settings)
@@ -261,7 +266,7 @@ class MainWindow(QMainWindow):
         self.import_workflow_action.triggered.connect(self._on_import_workflow_triggered)
         self.settings_action.triggered.connect(self.open_settings)
         self.comfyui_dock.sig_settings_requested.connect(self.open_settings)
-        self.quit_action.triggered.connect(self.close)
+        self.quit_action.triggered.connect(self.quit)
         self.about_action.triggered.connect(self.open_about)
         self.open_log_action.triggered.connect(self.open_log_folder)
 
@@ -287,6 +292,12 @@ class MainWindow(QMainWindow):
         self.app.gallery.refresh()
         self.prompt_editor.refresh_checkpoints()
         self.extras.open_setup_if_needed()
+
+    @Slot()
+    def quit(self) -> None:
+        """File → Quit and the tray's Quit: shut down, even when closing goes to the tray."""
+        self._quitting = True
+        self.close()
 
     @Slot(list)
     def open_publish_panel(self, designs: list[GeneratedImage]) -> PublishPanel:
@@ -399,6 +410,10 @@ class MainWindow(QMainWindow):
         )
 
     @Slot(str)
+    def _on_gallery_import_reported(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
+
+    @Slot(str)
     def _on_publishing_publish_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
 
@@ -453,6 +468,11 @@ class MainWindow(QMainWindow):
         if self.app.close_requested:
             event.accept()  # already shutting down (a second close, e.g. at exit)
             return
+        if not self._quitting and self.tray.keeps_running_on_close():
+            event.ignore()  # "close to tray": the queue keeps working, Quit ends it
+            self.tray.hide_to_tray()
+            return
+        self.tray.close()
         self.gallery.flush()
         geometry, state = self.layout_state()
         self.app.settings.save_window_state(geometry, state)

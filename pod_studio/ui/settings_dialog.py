@@ -1,4 +1,5 @@
-"""UI layer: SettingsDialog — General (ComfyUI servers, concurrency, defaults, workflow),
+"""UI layer: SettingsDialog — General (ComfyUI servers, concurrency, defaults, workflow,
+desktop: notifications, sound, close to tray),
 Printify (token, shop, test, auto-publish) and Products (templates and their base prices).
 
 Non-modal (``open()``). URLs are checked as they are added; "Test connection", the shop list
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QSystemTrayIcon,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -133,6 +135,7 @@ class SettingsDialog(QDialog):
         self.workflow_problems_list.setMaximumHeight(90)
         self.workflow_problems_list.hide()
 
+        self._build_desktop_widgets(settings)
         self._build_printify_widgets(settings)
         self._build_products_widgets()
 
@@ -158,6 +161,38 @@ class SettingsDialog(QDialog):
         spin.setSuffix(" px")
         spin.setValue(int(value))
         return spin
+
+    def _build_desktop_widgets(self, settings: Any) -> None:
+        desktop = _attr(settings, "desktop", None)
+        self.notify_check = QCheckBox(
+            self.tr("Notify me when a long batch of designs or listings ends"), self
+        )
+        self.notify_check.setObjectName("notify_check")
+        self.notify_check.setChecked(bool(_attr(desktop, "notify", True)))
+        self.notify_after_spin = QSpinBox(self)
+        self.notify_after_spin.setObjectName("notify_after_spin")
+        self.notify_after_spin.setRange(0, 3600)
+        self.notify_after_spin.setSuffix(self.tr(" s"))
+        self.notify_after_spin.setValue(round(float(_attr(desktop, "notify_after_seconds", 20))))
+        self.notify_after_spin.setToolTip(
+            self.tr("A batch this long or longer is announced; any batch when the window is hidden")
+        )
+        self.notify_sound_check = QCheckBox(self.tr("Play a sound with the notification"), self)
+        self.notify_sound_check.setObjectName("notify_sound_check")
+        self.notify_sound_check.setChecked(bool(_attr(desktop, "notify_sound", False)))
+        self.close_to_tray_check = QCheckBox(
+            self.tr("Closing the window keeps POD Studio running in the tray"), self
+        )
+        self.close_to_tray_check.setObjectName("close_to_tray_check")
+        self.close_to_tray_check.setChecked(bool(_attr(desktop, "close_to_tray", False)))
+        if not QSystemTrayIcon.isSystemTrayAvailable():
+            self.close_to_tray_check.setToolTip(
+                self.tr("This desktop shows no tray icons: closing the window quits.")
+            )
+        self.notify_check.toggled.connect(self.notify_after_spin.setEnabled)
+        self.notify_check.toggled.connect(self.notify_sound_check.setEnabled)
+        self.notify_after_spin.setEnabled(self.notify_check.isChecked())
+        self.notify_sound_check.setEnabled(self.notify_check.isChecked())
 
     def _build_printify_widgets(self, settings: Any) -> None:
         printify = _attr(settings, "printify", None)
@@ -341,6 +376,17 @@ class SettingsDialog(QDialog):
         overrides.addRow(self.tr("Fixed inputs"), self.workflow_values_edit)
         w_layout.addLayout(overrides)
         layout.addWidget(wf)
+
+        desktop = QGroupBox(self.tr("Desktop"), parent)
+        desktop.setObjectName("settings_desktop_box")
+        k_layout = QVBoxLayout(desktop)
+        k_layout.addWidget(self.notify_check)
+        after_row = QFormLayout()
+        after_row.addRow(self.tr("For batches taking at least"), self.notify_after_spin)
+        k_layout.addLayout(after_row)
+        k_layout.addWidget(self.notify_sound_check)
+        k_layout.addWidget(self.close_to_tray_check)
+        layout.addWidget(desktop)
         layout.addStretch(1)
 
     def _connect_signals(self) -> None:
@@ -396,6 +442,12 @@ class SettingsDialog(QDialog):
             "generation": gen,
             "printify": pf,
             "auto_publish": self.auto_publish_check.isChecked(),
+            "desktop": {
+                "notify": self.notify_check.isChecked(),
+                "notify_after_seconds": float(self.notify_after_spin.value()),
+                "notify_sound": self.notify_sound_check.isChecked(),
+                "close_to_tray": self.close_to_tray_check.isChecked(),
+            },
         }
 
     def edited_prices(self) -> dict[str, str]:

@@ -30,11 +30,20 @@ from PIL import Image, UnidentifiedImageError
 
 from pod_studio.adapters.storage.atomic import atomic_write_bytes, atomic_write_text, move_aside
 from pod_studio.domain.errors import ValidationError
-from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec, ListingCopy
+from pod_studio.domain.models import (
+    MAX_PROMPT_CHARS,
+    GeneratedImage,
+    ImageRef,
+    JobSpec,
+    ListingCopy,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_IMAGE_PIXELS = 40_000_000
+# An imported design must also fit as a print file (services.publishing.MAX_PRINT_FILE_BYTES).
+MAX_IMPORT_BYTES = 200 * 1024 * 1024
+IMPORT_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 FORMAT_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MANIFEST_NAME = "manifest.json"
 _IMAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -249,6 +258,58 @@ class GalleryImageStore:
         self._index_put(image)
         return image
 
+    async def import_file(self, path: str, *, prompt: str) -> GeneratedImage:
+        """Add a PNG/JPEG/WebP file from this machine as a design (``prompt`` names it; no
+        seed, no server). The file is checked like an image from ComfyUI (format, pixel
+        limit, whole pixel data) and copied; the original is left where it is. Raises a
+        ``ValidationError`` naming the problem."""
+        return await asyncio.to_thread(self._import_sync, Path(path), prompt)
+
+    def _import_sync(self, path: Path, prompt: str) -> GeneratedImage:
+        if path.suffix.lower() not in IMPORT_SUFFIXES:
+            raise ValidationError("not a PNG, JPEG or WebP image", service="images")
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise ValidationError("not a file", service="images")
+            if size > MAX_IMPORT_BYTES:
+                raise ValidationError(
+                    f"too large ({_size(size)}; the limit is {_size(MAX_IMPORT_BYTES)})",
+                    service="images",
+                )
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_IMPORT_BYTES + 1)
+        except OSError as exc:
+            raise ValidationError(
+                f"cannot be read ({exc.strerror or type(exc).__name__})", service="images"
+            ) from exc
+        try:
+            facts = inspect_image(data)
+        except ValidationError as exc:
+            raise ValidationError(
+                exc.message, service="images", user_message=_import_problem(exc.message)
+            ) from exc
+        image_id = uuid.uuid4().hex
+        target = self.images_dir / f"{image_id}.{facts.extension}"
+        image = GeneratedImage(
+            image_id=image_id,
+            job_id="",
+            prompt=prompt.strip()[:MAX_PROMPT_CHARS] or "imported design",
+            seed=0,
+            width=facts.width,
+            height=facts.height,
+            file=str(target.resolve()),
+            sha256=facts.sha256,
+            server="",
+            prompt_id="",
+            seconds=0.0,
+        )
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, data)
+        atomic_write_text(self._sidecar(image_id), image.model_dump_json(indent=2))
+        self._index_put(image)
+        return image
+
     async def list_images(self) -> list[GeneratedImage]:
         return await asyncio.to_thread(self._list_sync)
 
@@ -362,6 +423,21 @@ class GalleryImageStore:
             cache_dir=self.thumbnails_dir,
             sha256=image.sha256,
         )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{max(1, round(n / 1024))} KB"
+
+
+def _import_problem(message: str) -> str:
+    """What ``inspect_image`` refused, in the seller's words."""
+    if message.startswith("image too large"):
+        return f"too many pixels (the limit is {MAX_IMAGE_PIXELS / 1e6:g} megapixels)"
+    if message.startswith("unsupported image format"):
+        return message.replace("unsupported image format", "not a PNG, JPEG or WebP image:")
+    if message == "empty image data":
+        return "the file is empty"
+    return "damaged or not an image (it cannot be decoded)"
 
 
 def _safe_part(text: str, limit: int = 40) -> str:

@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from pod_studio.adapters.marketplaces import export as export_module
-from pod_studio.adapters.marketplaces.export import ExportMarketplace, folder_name
+from pod_studio.adapters.marketplaces.export import (
+    ExportMarketplace,
+    folder_name,
+    readable_folder_name,
+)
 from pod_studio.domain.errors import APIError, ValidationError
 from pod_studio.domain.marketplace import (
     ListingSpec,
@@ -24,6 +28,8 @@ from pod_studio.domain.marketplace import (
 )
 
 DESIGN_BYTES = b"\x89PNG\r\n\x1a\n pretend print file"
+# the listing's folder is named by its title, one per idempotency key
+FOLDER = readable_folder_name("Retro Sunset T-Shirt", "job42-tee")
 
 
 def _spec(tmp_path: Path, idem_key: str = "job42-tee", **changes: object) -> ListingSpec:
@@ -82,15 +88,15 @@ async def test_create_writes_a_complete_folder(tmp_path: Path, root: Path) -> No
     listing = await market.create_listing(spec)
 
     assert listing.platform == "export"
-    assert listing.remote_id == "job42-tee"
+    assert listing.remote_id == FOLDER
     assert listing.status is ListingStatus.DRAFT
     assert listing.title == spec.title
-    assert listing.url == (root / "job42-tee").resolve().as_uri()
+    assert listing.url == (root / FOLDER).resolve().as_uri()
     assert listing.external_ids == {"idem_key": "job42-tee"}
     assert listing.created_at is not None
-    assert _visible(root) == ["job42-tee"]
+    assert _visible(root) == [FOLDER]
 
-    folder = root / "job42-tee"
+    folder = root / FOLDER
     assert sorted(p.name for p in folder.iterdir()) == ["design.png", "listing.csv", "listing.json"]
     assert (folder / "design.png").read_bytes() == DESIGN_BYTES
 
@@ -101,8 +107,8 @@ async def test_create_writes_a_complete_folder(tmp_path: Path, root: Path) -> No
     assert data["description"] == spec.description
     assert data["tags"] == ["t-shirt", "retro", "sunset"]
     assert data["variants"] == [
-        {"variant_id": 18100, "price": "19.99", "enabled": True},
-        {"variant_id": 18101, "price": "21.90", "enabled": False},
+        {"variant_id": 18100, "color": "", "size": "", "price": "19.99", "enabled": True},
+        {"variant_id": 18101, "color": "", "size": "", "price": "21.90", "enabled": False},
     ]
     assert data["placement"] == {"x": 0.5, "y": 0.45, "scale": 0.9, "angle": 0}
     assert data["design"] == {"file": "design.png", "sha256": spec.design_sha256}
@@ -143,12 +149,12 @@ async def test_second_create_returns_the_first_listing(tmp_path: Path, root: Pat
     first = await market.create_listing(_spec(tmp_path))
     second = await market.create_listing(_spec(tmp_path, title="A different title"))
     assert second == first
-    assert _visible(root) == ["job42-tee"]
-    data = json.loads((root / "job42-tee" / "listing.json").read_text(encoding="utf-8"))
+    assert _visible(root) == [FOLDER]
+    data = json.loads((root / FOLDER / "listing.json").read_text(encoding="utf-8"))
     assert data["title"] == "Retro Sunset T-Shirt"
     # A second adapter instance (an app restart) sees the same folder.
     assert await ExportMarketplace(root).create_listing(_spec(tmp_path)) == first
-    assert _visible(root) == ["job42-tee"]
+    assert _visible(root) == [FOLDER]
 
 
 @pytest.mark.asyncio
@@ -157,7 +163,7 @@ async def test_concurrent_creates_make_one_folder(tmp_path: Path, root: Path) ->
     spec = _spec(tmp_path)
     results = await asyncio.gather(*(market.create_listing(spec) for _ in range(5)))
     assert len({r.remote_id for r in results}) == 1
-    assert _visible(root) == ["job42-tee"]
+    assert _visible(root) == [FOLDER]
 
 
 @pytest.mark.asyncio
@@ -169,15 +175,15 @@ async def test_crash_leftovers_are_cleaned_on_the_next_call(tmp_path: Path, root
     assert not leftover.exists()
 
     listing = await market.create_listing(_spec(tmp_path))
-    assert listing.remote_id == "job42-tee"
-    assert _visible(root) == ["job42-tee"]
+    assert listing.remote_id == FOLDER
+    assert _visible(root) == [FOLDER]
 
 
 @pytest.mark.asyncio
 async def test_damaged_listing_folder_is_moved_aside_and_recreated(
     tmp_path: Path, root: Path
 ) -> None:
-    folder = root / "job42-tee"
+    folder = root / FOLDER
     folder.mkdir(parents=True)
     (folder / "listing.json").write_text("{ not json", encoding="utf-8")
     market = ExportMarketplace(root)
@@ -185,11 +191,11 @@ async def test_damaged_listing_folder_is_moved_aside_and_recreated(
     assert await market.find_existing("job42-tee") is None
     names = _visible(root)
     assert len(names) == 1
-    assert names[0].startswith("job42-tee.corrupt-")
+    assert names[0].startswith(f"{FOLDER}.corrupt-")
     assert (root / names[0] / "listing.json").read_text(encoding="utf-8") == "{ not json"
 
     await market.create_listing(_spec(tmp_path))
-    assert (root / "job42-tee" / "listing.json").is_file()
+    assert (root / FOLDER / "listing.json").is_file()
 
 
 @pytest.mark.asyncio
@@ -237,7 +243,7 @@ async def test_unsafe_keys_get_distinct_portable_folders(tmp_path: Path, root: P
     listings = [await market.create_listing(_spec(tmp_path, idem_key=k)) for k in keys]
     names = [listing.remote_id for listing in listings]
     assert len(set(names)) == len(keys)
-    assert names[1] == "shop_a_b"
+    assert all(n.startswith("retro-sunset-t-shirt-") for n in names)  # named by the title
     for name in names:
         assert "/" not in name
         assert ":" not in name
@@ -292,3 +298,27 @@ async def test_health_check(tmp_path: Path, root: Path) -> None:
     ok, detail = await ExportMarketplace(blocker / "exports").health_check()
     assert not ok
     assert "not writable" in detail
+
+
+@pytest.mark.asyncio
+async def test_rows_name_colour_and_size_and_old_folders_are_still_found(
+    tmp_path: Path, root: Path
+) -> None:
+    market = ExportMarketplace(root)
+    variants = (
+        VariantPrice(variant_id=1, price=Decimal("19.99"), options={"Color": "Black", "Size": "M"}),
+        VariantPrice(variant_id=2, price=Decimal("21.99"), options={"Color": "Navy", "Size": "XL"}),
+    )
+    listing = await market.create_listing(_spec(tmp_path, variants=variants))
+    text = (root / listing.remote_id / "listing.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["color"], r["size"], r["price"]) for r in rows] == [
+        ("Black", "M", "19.99"),
+        ("Navy", "XL", "21.99"),
+    ]
+    # a folder an earlier version named by the key alone is still this key's listing
+    (root / listing.remote_id).rename(root / folder_name("job42-tee"))
+    found = await market.find_existing("job42-tee")
+    assert found is not None and found.remote_id == folder_name("job42-tee")
+    again = await market.create_listing(_spec(tmp_path, variants=variants))
+    assert again.remote_id == found.remote_id and len(_visible(root)) == 1

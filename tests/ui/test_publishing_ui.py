@@ -122,7 +122,7 @@ def test_publish_two_designs_as_tee_and_hoodie_to_export(qtbot: Any, app_ctl: An
     )
     assert "• export: draft created" in _tooltip(model, first.image_id)
     export_dir = app_ctl.studio_parts.core.paths.data_dir / "export"
-    assert len(list(export_dir.glob("pod-*/listing.json"))) == 4
+    assert len(list(export_dir.glob("*/listing.json"))) == 4
     publish_rows = [r for r in window.queue_dock.model.rows() if r.kind == "publish"]
     assert len(publish_rows) == 4 and {r.state for r in publish_rows} == {"succeeded"}
     assert {r.label for r in publish_rows} == {
@@ -182,7 +182,7 @@ def test_publish_again_retries_a_failed_listing_and_skips_a_published_one(
     _publish(qtbot, panel, ["Classic T-shirt"])
     assert panel.message_label.text() == "1 already created as draft(s) (nothing to do)"
     export_dir = app_ctl.studio_parts.core.paths.data_dir / "export"
-    assert len(list(export_dir.glob("pod-*/listing.json"))) == 1
+    assert len(list(export_dir.glob("*/listing.json"))) == 1
 
 
 def test_statistics_count_each_listing_once(qtbot: Any, app_ctl: Any) -> None:
@@ -362,7 +362,7 @@ def test_the_listing_editor_shows_checks_and_publishes_the_sellers_words(
         timeout=30000,
     )
     export_dir = app_ctl.studio_parts.core.paths.data_dir / "export"
-    (listing_file,) = export_dir.glob("pod-*/listing.json")
+    (listing_file,) = export_dir.glob("*/listing.json")
     listing = json.loads(listing_file.read_text(encoding="utf-8"))
     assert listing["title"] == "Desert Sunset Ride T-Shirt"
     assert listing["tags"][:3] == ["70s", "sunset", "desert"]

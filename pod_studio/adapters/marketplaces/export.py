@@ -24,6 +24,7 @@ import re
 import shutil
 import tempfile
 import time
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ LISTING_SCHEMA_VERSION = 1
 TMP_PREFIX = ".tmp-"
 _SAFE_RE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_SLUG = 80
+_MAX_TITLE_SLUG = 60
 _CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Names Windows refuses as files or folders.
 _RESERVED = frozenset(
@@ -59,8 +61,19 @@ def folder_name(idem_key: str) -> str:
     slug = _SAFE_RE.sub("_", idem_key).strip("._") or "listing"
     if slug == idem_key and len(slug) <= _MAX_SLUG and slug.lower() not in _RESERVED:
         return slug
-    digest = hashlib.sha256(idem_key.encode("utf-8")).hexdigest()[:12]
-    return f"{slug[:_MAX_SLUG]}-{digest}"
+    return f"{slug[:_MAX_SLUG]}-{_key_digest(idem_key)}"
+
+
+def _key_digest(idem_key: str) -> str:
+    return hashlib.sha256(idem_key.encode("utf-8")).hexdigest()[:12]
+
+
+def readable_folder_name(title: str, idem_key: str) -> str:
+    """``Retro Sunset T-Shirt`` -> ``retro-sunset-t-shirt-<hash12 of the key>``: a folder the
+    seller can find by its listing's title, still one per idempotency key."""
+    words = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", words.lower()).strip("-")[:_MAX_TITLE_SLUG].rstrip("-")
+    return f"{slug or 'listing'}-{_key_digest(idem_key)}"
 
 
 def _csv_cell(value: str) -> str:
@@ -179,9 +192,21 @@ class ExportMarketplace:
             log.warning("moved damaged export folder %s aside to %s: %s", folder, target, exc)
             return None
 
+    def _folder_for_key(self, idem_key: str) -> Path:
+        """The folder of ``idem_key``'s listing: named by its title (``<title>-<hash12>``), or
+        by the key alone (folders written before titles named them)."""
+        legacy = self.root_dir / folder_name(idem_key)
+        if legacy.is_dir() or not self.root_dir.is_dir():
+            return legacy
+        suffix = f"-{_key_digest(idem_key)}"
+        for entry in os.scandir(self.root_dir):
+            if entry.name.endswith(suffix) and not entry.name.startswith(TMP_PREFIX):
+                return Path(entry.path)
+        return legacy
+
     def _find_sync(self, idem_key: str) -> RemoteListing | None:
         self._recover()
-        folder = self.root_dir / folder_name(idem_key)
+        folder = self._folder_for_key(idem_key)
         data = self._read_listing(folder)
         if data is None:
             return None
@@ -213,7 +238,7 @@ class ExportMarketplace:
                 service=SERVICE,
                 retryable=False,
             ) from exc
-        name = folder_name(spec.idem_key)
+        name = readable_folder_name(spec.title, spec.idem_key)
         final = self.root_dir / name
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name[:40]}-", dir=self.root_dir))
         self._active_tmp.add(tmp.name)
@@ -267,7 +292,13 @@ class ExportMarketplace:
             "print_provider_id": spec.print_provider_id,
             "currency": spec.currency,
             "variants": [
-                {"variant_id": v.variant_id, "price": str(v.price), "enabled": v.enabled}
+                {
+                    "variant_id": v.variant_id,
+                    "color": v.options.get("Color", ""),
+                    "size": v.options.get("Size", ""),
+                    "price": str(v.price),
+                    "enabled": v.enabled,
+                }
                 for v in spec.variants
             ],
             "print_position": spec.print_position,
@@ -286,6 +317,8 @@ class ExportMarketplace:
                 "description",
                 "tags",
                 "variant_id",
+                "color",
+                "size",
                 "price",
                 "currency",
                 "enabled",
@@ -302,6 +335,8 @@ class ExportMarketplace:
                     _csv_cell(spec.description),
                     _csv_cell(", ".join(spec.tags)),
                     v.variant_id,
+                    _csv_cell(v.options.get("Color", "")),
+                    _csv_cell(v.options.get("Size", "")),
                     str(v.price),
                     spec.currency,
                     "true" if v.enabled else "false",

@@ -304,11 +304,34 @@ async def _wait_pid_gone(pid: int, create_time: float | None, within: float) -> 
     return True
 
 
-def _kill_leftovers(pgid: int | None) -> None:
+def _live_members(pgid: int) -> list[int]:
+    """Pids of the group's processes that still run (a zombie has ended: only its parent, or
+    init, can reap it)."""
+    found: list[int] = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                found.append(proc.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+async def _kill_leftovers(pgid: int | None, within: float = 5.0) -> None:
+    """Kill what is left of the server's process group, and wait (bounded) until it has
+    ended, so that a stop leaves nothing behind when it returns."""
     if pgid is None or _WINDOWS or not _group_alive(pgid):
         return
     log.warning("process group %s outlived its leader; killing it", pgid)
     _signal_group(pgid, pgid, _SIGKILL)
+    deadline = time.monotonic() + within
+    while await asyncio.to_thread(_live_members, pgid):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            log.warning("process group %s still runs %.0f s after SIGKILL", pgid, within)
+            return
+        # Polling: the members are not our children, so there is nothing to wait on.
+        await asyncio.sleep(min(0.05, left))
 
 
 # --- the state file --------------------------------------------------------------------------
@@ -393,7 +416,7 @@ async def stop_recorded(
             _signal_group(record.pid, record.pgid, _SIGKILL)
             how = f"did not stop on SIGINT or SIGTERM; killed after {terminate_timeout:g} s"
             await _wait_pid_gone(record.pid, record.create_time, 5.0)
-    _kill_leftovers(record.pgid)
+    await _kill_leftovers(record.pgid)
     _remove_record(state_dir, record.pid)
     lines = _read_log_tail(record.log_file)
     return describe_exit(None, lines, requested=True, note=f"ComfyUI (pid {record.pid}) {how}")
@@ -1047,7 +1070,7 @@ class ComfyUIProcess:
                 how = "did not stop on SIGINT or SIGTERM; killed"
                 _signal_group(run.pid, run.pgid, _SIGKILL)
                 await run.wait(10.0)
-        _kill_leftovers(run.pgid)
+        await _kill_leftovers(run.pgid)
         return how
 
     async def _drain(self, run: _Run) -> None:

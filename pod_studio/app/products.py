@@ -123,6 +123,13 @@ def _label(key: str) -> str:
 
 
 def _problem(key: str, message: str) -> FieldProblem:
+    """The problem with the field's name first, and not twice ("Price of 2XL: 'abc' is not a
+    number", not "Price of 2XL: price of size 2XL 'abc' …")."""
+    size = key.partition(":")[2]
+    for prefix in (f"price of size {size} ", f"cost of {size} ", "base price ", "shipping cost "):
+        if message.startswith(prefix):
+            message = message.removeprefix(prefix)
+            break
     return FieldProblem(key, f"{_label(key)}: {message}")
 
 

@@ -127,7 +127,11 @@ class ProductsEditor(QWidget):
         self.sizes_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         header = self.sizes_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.sizes_table.setMinimumHeight(150)
+        row_height = self.fontMetrics().height() + 10
+        self.sizes_table.verticalHeader().setDefaultSectionSize(row_height)
+        # six sizes (S-3XL) fit without a scroll bar
+        self.sizes_table.setMinimumHeight(row_height * 7 + 8)
+        self.sizes_table.setMaximumHeight(row_height * 9 + 8)
         self.sizes_table.setToolTip(
             self.tr(
                 "Price: leave empty to sell the size at the base price. Your cost: what the "

@@ -182,3 +182,27 @@ def test_a_bad_cost_is_named_and_refused(qtbot: Any, app_ctl: Any) -> None:
     assert "Shipping per item" in editor.template_error_label.text()
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
     assert not app_ctl.studio_parts.core.paths.settings_file.exists()
+
+
+def test_products_tab_fits_the_dialog_with_the_real_style_sheet(qtbot: Any, app_ctl: Any) -> None:
+    from pathlib import Path
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    old = app.styleSheet()
+    app.setStyleSheet(Path("resources/style.qss").read_text(encoding="utf-8"))
+    try:
+        _window, dialog, editor = _open(qtbot, app_ctl)
+        dialog.show()
+        qtbot.waitUntil(lambda: editor.form_area.viewport().width() > 0)
+        assert dialog.width() <= 1280 and dialog.height() <= 800
+        assert editor.templates_list.width() >= 120
+        assert editor.name_edit.width() >= 250
+        assert editor.blueprint_edit.width() >= 80 and editor.provider_edit.width() >= 80
+        # all six tee sizes are visible at once, without a horizontal scroll bar
+        assert not editor.sizes_table.verticalScrollBar().isVisible()
+        assert not editor.form_area.horizontalScrollBar().isVisible()
+    finally:
+        app.setStyleSheet(old)

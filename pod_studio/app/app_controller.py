@@ -87,6 +87,8 @@ class AppController(QObject):
             studio.save_settings,
             runner=ctx.runner,
             test_connection=studio.test_comfyui,
+            costs_getter=studio.seller_costs,
+            costs_saver=studio.save_seller_costs,
             parent=self,
         )
         self.workflow = WorkflowController(ctx.runner, studio.open_workflow, parent=self)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.runner import TaskRunner
+from pod_studio.domain.costs import SellerCosts
 from pod_studio.domain.models import GeneratedImage
 from pod_studio.domain.ports import ImageStore
 from pod_studio.domain.pricing import ProfitLine
@@ -71,6 +72,12 @@ class Studio(Protocol):
         ...
 
     def product_templates(self) -> list[ProductTemplate]: ...
+
+    def seller_costs(self) -> SellerCosts:
+        """The seller's own provider costs per template and size."""
+        ...
+
+    async def save_seller_costs(self, costs: SellerCosts) -> None: ...
 
     async def list_platforms(self) -> list[PlatformChoice]: ...
 

@@ -19,6 +19,7 @@ import pydantic
 from PySide6.QtCore import QObject, Signal
 
 from pod_studio.app.runner import TaskRunner
+from pod_studio.domain.costs import SellerCosts
 from pod_studio.domain.errors import user_message
 from pod_studio.domain.views import WorkflowReport
 
@@ -76,11 +77,15 @@ class SettingsController(QObject):
         *,
         runner: TaskRunner,
         test_connection: Callable[[str], Awaitable[str]] | None = None,
+        costs_getter: Callable[[], SellerCosts] | None = None,
+        costs_saver: Callable[[SellerCosts], Awaitable[None]] | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._get = settings_getter
         self._save = settings_saver
+        self._get_costs = costs_getter
+        self._save_costs = costs_saver
         self._runner = runner
         self._test_connection = test_connection
         self._saves: set[asyncio.Task[None]] = set()
@@ -92,8 +97,17 @@ class SettingsController(QObject):
     def current(self) -> Any:
         return self._get()
 
-    def update(self, **changes: Any) -> list[str]:
-        """Validate ``changes`` against the current settings and save them in the background.
+    @property
+    def can_save_costs(self) -> bool:
+        return self._save_costs is not None
+
+    def seller_costs(self) -> SellerCosts:
+        """The seller's cost table (empty when this setup keeps none)."""
+        return self._get_costs() if self._get_costs is not None else SellerCosts()
+
+    def update(self, *, seller_costs: SellerCosts | None = None, **changes: Any) -> list[str]:
+        """Validate ``changes`` against the current settings and save them in the background
+        (with ``seller_costs``, the cost table first, then the settings).
 
         Returns the validation problems ([] when the save was started).
         """
@@ -104,16 +118,18 @@ class SettingsController(QObject):
             message = _pydantic_message(exc)
             self.sig_settings_failed.emit(message)
             return [message]
-        self._spawn_save(new)
+        self._spawn_save(new, seller_costs)
         return []
 
-    def _spawn_save(self, settings: Any) -> None:
-        task = self._runner.spawn(self._do_save(settings), name="settings-save")
+    def _spawn_save(self, settings: Any, costs: SellerCosts | None = None) -> None:
+        task = self._runner.spawn(self._do_save(settings, costs), name="settings-save")
         self._saves.add(task)
         task.add_done_callback(self._saves.discard)
 
-    async def _do_save(self, settings: Any) -> None:
+    async def _do_save(self, settings: Any, costs: SellerCosts | None = None) -> None:
         try:
+            if costs is not None and self._save_costs is not None:
+                await self._save_costs(costs)
             await self._save(settings)
         except Exception as exc:  # noqa: BLE001 - shown in the settings dialog
             log.warning("saving settings failed: %s", exc)

@@ -30,11 +30,14 @@ from pod_studio.adapters.storage.ledger import SqliteJobLedger
 from pod_studio.adapters.storage.paths import AppPaths, app_paths
 from pod_studio.adapters.storage.resources import default_workflow_path
 from pod_studio.adapters.storage.secrets import Redactor, default_secret_store
+from pod_studio.adapters.storage.seller_costs import JsonSellerCostStore
 from pod_studio.adapters.storage.settings_store import SettingsStore
 from pod_studio.adapters.storage.stats_store import JsonStatsStore
+from pod_studio.domain.costs import SellerCosts
 from pod_studio.domain.errors import PodStudioError, WorkflowError, user_message
 from pod_studio.domain.events import BatchFinished, Event, EventSink, PublishDone
 from pod_studio.domain.models import GeneratedImage, ServerProblem
+from pod_studio.domain.ports import SellerCostStore
 from pod_studio.domain.pricing import ProfitLine
 from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.settings import AppSettings, SecretName, SecretStorePort
@@ -267,6 +270,8 @@ class Core:
     # servers given on the command line (or demo mode) win over the settings' servers
     _servers_pinned: bool = False
     _templates: list[ProductTemplate] | None = None
+    # the seller's own provider costs per template and size (Settings → Products)
+    seller_cost_store: SellerCostStore | None = None
     printify: PrintifyClient | None = None
     printify_problem: str = ""
     shopify: ShopifyClient | None = None
@@ -716,6 +721,16 @@ class Core:
             self._templates = list(self.publishing.templates.values())
         return list(self._templates)
 
+    def seller_costs(self) -> SellerCosts:
+        """The seller's cost table as the profit preview uses it."""
+        return self.publishing.seller_costs
+
+    async def save_seller_costs(self, costs: SellerCosts) -> None:
+        """Write the seller's cost table (atomically) and use it in the next preview."""
+        if self.seller_cost_store is not None:
+            await asyncio.to_thread(self.seller_cost_store.save, costs)
+        self.publishing.seller_costs = costs
+
     async def open_workflow(self, path: str) -> WorkflowReport:
         """Load the workflow at ``path``, check it against the first server, and keep it in
         the settings (a workflow that does not load is refused and nothing changes)."""
@@ -902,12 +917,14 @@ def build_core(
             template = load_template(None)
     store = GalleryImageStore(paths.images_dir, thumbnails_dir=paths.thumbnails_dir)
     ledger = SqliteJobLedger(paths.ledger_file)
+    seller_cost_store = JsonSellerCostStore(paths.seller_costs_file)
     publishing = build_publish_service(
         {"export": build_export_marketplace(settings, paths)},
         load_product_templates(settings),
         sink=sink,
         paths=paths,
     )
+    publishing.seller_costs = seller_cost_store.load()
     orchestrator = Orchestrator(
         ledger,
         generators,
@@ -934,6 +951,7 @@ def build_core(
         orchestrator=orchestrator,
         secrets=_registered(secrets),
         publishing=publishing,
+        seller_cost_store=seller_cost_store,
         client_options=client_options,
         comfyui_options=dict(comfyui_options or {}),
         _servers_pinned=servers is not None,

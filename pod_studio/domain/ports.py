@@ -7,6 +7,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from pod_studio.domain.costs import SellerCosts
 from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec, ListingCopy, ServerInfo
 
 T = TypeVar("T")
@@ -137,3 +138,15 @@ class PassthroughGuard:
         bucket: str | None = None,
     ) -> T:
         return await fn()
+
+
+class SellerCostStore(Protocol):
+    """Where the seller's own cost table is kept (blocking file I/O: call from a thread)."""
+
+    def load(self) -> SellerCosts:
+        """The saved table (empty when there is none; a corrupt file is moved aside)."""
+        ...
+
+    def save(self, costs: SellerCosts) -> None:
+        """Write the table atomically."""
+        ...

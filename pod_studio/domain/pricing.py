@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -157,6 +158,13 @@ def price_for(template: ProductTemplate, size: str) -> Decimal:
     return validate_price(rule.size_overrides.get(size, rule.base))
 
 
+class CostSource(StrEnum):
+    """Where a cost in the profit preview came from."""
+
+    CATALOG = "catalog"  # learned from the platform (a created draft, the shipping API)
+    ENTERED = "entered"  # typed by the seller in Settings → Products
+
+
 class ProfitLine(BaseModel):
     """One variant's price, provider cost, shipping and what is left."""
 
@@ -171,6 +179,8 @@ class ProfitLine(BaseModel):
     margin: Decimal  # profit / price, 4 decimals (0.2512 = 25.12 %)
     below_cost: bool  # the price does not cover cost + shipping
     currency: str = DEFAULT_CURRENCY
+    cost_source: CostSource = CostSource.CATALOG
+    shipping_source: CostSource | None = None  # None: no shipping cost known (0 shown)
 
 
 def _size_of(variant: str, sizes: list[str]) -> str:

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from pod_studio.domain.cache_port import PersistentCachePort
+from pod_studio.domain.costs import SellerCosts, merge_costs, merge_shipping
 from pod_studio.domain.errors import (
     PodStudioError,
     PodTimeoutError,
@@ -462,6 +463,7 @@ class PublishService:
         max_print_file_bytes: int = MAX_PRINT_FILE_BYTES,
         concurrency: int = DEFAULT_CONCURRENCY,
         cost_book: CostBook | None = None,
+        seller_costs: SellerCosts | None = None,
     ) -> None:
         self.marketplaces = dict(marketplaces)
         self.templates = dict(templates)
@@ -474,6 +476,8 @@ class PublishService:
         self.concurrency = max(1, concurrency)
         self._file_locks: dict[Path, asyncio.Lock] = {}
         self.cost_book = cost_book
+        # the seller's own costs (Settings → Products), used where the catalog knows none
+        self.seller_costs = seller_costs or SellerCosts()
 
     def set_marketplace(
         self,
@@ -890,19 +894,23 @@ class PublishService:
         platform: str = "printify",
     ) -> list[ProfitLine]:
         """Price - provider cost - first-item shipping per offered variant, flagging prices
-        below cost. Variants whose cost the catalog does not know are left out. ``design`` is
+        below cost. A cost the catalog knows (learned from a created draft) wins, else the
+        seller's entered cost (``seller_costs``); variants with neither are left out. ``design`` is
         accepted for the publish panel's convenience; costs do not depend on it."""
         del design
         tpl = self._template(template) if isinstance(template, str) else template
         catalog = self.catalog_for(platform)
         matches, _missing = match_variants(tpl, await catalog.variants(tpl))
-        shipping = await catalog.shipping_cost(tpl)
-        pairs = [(m.variant.title, m.variant.cost) for m in matches if m.variant.cost is not None]
-        if not pairs:
+        entered = self.seller_costs.for_template(tpl.name)
+        merged = merge_costs([(m.variant.title, m.size, m.variant.cost) for m in matches], entered)
+        if not merged:
             return []
-        return pricing_profit_preview(
-            tpl, [(label, cost) for label, cost in pairs if cost is not None], shipping or 0
-        )
+        shipping, shipping_source = merge_shipping(await catalog.shipping_cost(tpl), entered)
+        lines = pricing_profit_preview(tpl, [(c.variant, c.cost) for c in merged], shipping)
+        return [
+            line.model_copy(update={"cost_source": c.source, "shipping_source": shipping_source})
+            for line, c in zip(lines, merged, strict=True)
+        ]
 
     # --- the headless batch ----------------------------------------------------------------
 

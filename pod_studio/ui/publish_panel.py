@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from pod_studio.app.publishing import PublishController, PublishRequest
 from pod_studio.domain.models import GeneratedImage, ListingCopy
-from pod_studio.domain.pricing import ProfitLine
+from pod_studio.domain.pricing import CostSource, ProfitLine
 from pod_studio.domain.views import PlatformChoice
 from pod_studio.ui.listing_editor import ListingEditor
 from pod_studio.ui.widgets import RED
@@ -288,6 +288,10 @@ class PublishPanel(QDialog):
                     item.setTextAlignment(
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
+                if c == 3 and line.cost_source is CostSource.ENTERED:
+                    item.setToolTip(self.tr("Your cost from Settings → Products"))
+                elif c == 4 and line.shipping_source is CostSource.ENTERED:
+                    item.setToolTip(self.tr("Your shipping cost from Settings → Products"))
                 if line.below_cost:
                     item.setForeground(QBrush(RED))
                     item.setToolTip(
@@ -372,7 +376,8 @@ class PublishPanel(QDialog):
         self._profit_problems.pop(template, None)
         if not lines:
             self._profit_problems[template] = self.tr(
-                "no provider costs known (connect Printify in Settings to see them)"
+                "no provider costs known: enter yours in Settings → Products, or create a "
+                "Printify draft (its costs are then used)"
             )
         self._refresh_profit_table()
 

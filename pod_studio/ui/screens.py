@@ -41,6 +41,8 @@ def grab_all(window: MainWindow, out_dir: Path | str) -> list[Path]:
         dock.setVisible(was_visible)
     settings = window.open_settings()
     paths.append(_save(settings, out / "settings_dialog.png"))
+    settings.tabs.setCurrentWidget(settings.products_tab)
+    paths.append(_save(settings, out / "settings_products.png"))
     settings.close()
     about = window.open_about()
     paths.append(_save(about, out / "about_box.png"))

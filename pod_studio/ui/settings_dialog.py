@@ -1,6 +1,7 @@
 """UI layer: SettingsDialog — General (ComfyUI servers, concurrency, defaults, workflow,
 desktop: notifications, sound, close to tray),
-Printify (token, shop, test, auto-publish) and Products (templates and their base prices).
+Printify (token, shop, test, auto-publish) and Products (the template editor and the seller's
+costs, ``ProductsEditor``).
 
 Non-modal (``open()``). URLs are checked as they are added; "Test connection", the shop list
 and the workflow import run in the background through their controllers; Save validates the
@@ -13,9 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -31,17 +31,16 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSystemTrayIcon,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from pod_studio.app.generation import MAX_SIDE, MAX_VARIATIONS, MIN_SIDE, SIDE_STEP
-from pod_studio.app.publishing import PrintifyController, templates_with_prices
+from pod_studio.app.publishing import PrintifyController
 from pod_studio.app.settings import SettingsController, WorkflowController, validate_server_url
 from pod_studio.domain.products import ProductTemplate
+from pod_studio.ui.products_editor import ProductsEditor
 
 
 def _attr(obj: Any, name: str, default: Any) -> Any:
@@ -247,40 +246,11 @@ class SettingsDialog(QDialog):
         self.auto_publish_check.setChecked(bool(_attr(settings, "auto_publish", False)))
 
     def _build_products_widgets(self) -> None:
-        headers = [self.tr("Template"), self.tr("Product"), self.tr("Sizes"),
-                   self.tr("Base price")]  # fmt: skip
-        self.templates_table = QTableWidget(len(self.templates), len(headers), self)
-        self.templates_table.setObjectName("templates_table")
-        self.templates_table.setHorizontalHeaderLabels(headers)
-        self.templates_table.verticalHeader().setVisible(False)
-        self.templates_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.templates_table.horizontalHeader().setStretchLastSection(True)
-        self.templates_table.setColumnWidth(0, 170)
-        self.templates_table.setColumnWidth(1, 90)
-        self.templates_table.setColumnWidth(2, 170)
-        for row, template in enumerate(self.templates):
-            cells = [template.name, template.product_label, ", ".join(template.sizes)]
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                self.templates_table.setItem(row, col, item)
-            price = QTableWidgetItem(str(template.price.base))
-            price.setToolTip(
-                self.tr("Price of every size without its own price (%1); double-click to edit")
-                .replace("%1", template.price.currency)
-            )  # fmt: skip
-            self.templates_table.setItem(row, 3, price)
-        self.templates_note = QLabel(self)
-        self.templates_note.setObjectName("templates_note_label")
-        self.templates_note.setWordWrap(True)
-        self.templates_note.setStyleSheet("color: #7a808a;")
-        self.templates_note.setText(
-            self.tr(
-                "Double-click a base price to change it. Larger sizes keep their own prices. "
-                "The publish panel shows the profit per variant."
-            )
-            if self.templates
-            else self.tr("No product templates are available.")
+        self.products_editor = ProductsEditor(
+            self.templates,
+            self.controller.seller_costs(),
+            self,
+            can_save_costs=self.controller.can_save_costs,
         )
 
     def _build_layout(self) -> None:
@@ -296,11 +266,7 @@ class SettingsDialog(QDialog):
         self.printify_tab.setObjectName("settings_printify_tab")
         self._build_printify(self.printify_tab)
         self.tabs.addTab(self.printify_tab, self.tr("Printify"))
-        self.products_tab = QWidget(self.tabs)
-        self.products_tab.setObjectName("settings_products_tab")
-        p_layout = QVBoxLayout(self.products_tab)
-        p_layout.addWidget(self.templates_table, 1)
-        p_layout.addWidget(self.templates_note)
+        self.products_tab = self.products_editor
         self.tabs.addTab(self.products_tab, self.tr("Products"))
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.error_label)
@@ -449,16 +415,6 @@ class SettingsDialog(QDialog):
                 "close_to_tray": self.close_to_tray_check.isChecked(),
             },
         }
-
-    def edited_prices(self) -> dict[str, str]:
-        """Template name -> the base price typed, for the rows whose price changed."""
-        out: dict[str, str] = {}
-        for row, template in enumerate(self.templates):
-            item = self.templates_table.item(row, 3)
-            text = item.text().strip() if item is not None else ""
-            if text != str(template.price.base):
-                out[template.name] = text
-        return out
 
     def _selected_or_first_url(self) -> str:
         item = self.servers_list.currentItem()
@@ -615,17 +571,22 @@ class SettingsDialog(QDialog):
             self.error_label.setText(self.tr("Add at least one ComfyUI server."))
             return
         changes = self.changes()
-        prices = self.edited_prices()
-        if prices:
-            templates, template_problems = templates_with_prices(self.templates, prices)
-            if template_problems:
-                self.tabs.setCurrentWidget(self.products_tab)
-                self.error_label.setText("\n".join(template_problems))
-                return
-            changes["product_templates"] = templates
+        plan = self.products_editor.save_plan()
+        if plan.problems:
+            self.tabs.setCurrentWidget(self.products_tab)
+            name = self.products_editor.selected_name().strip()
+            self.error_label.setText(
+                self.tr("Product template “%1” needs fixing before Save (see above).")
+                .replace("%1", name)
+                if name
+                else self.tr("Keep at least one product template.")
+            )  # fmt: skip
+            return
+        if plan.templates is not None:
+            changes["product_templates"] = plan.templates
         if self.token_edit.text().strip() and self.printify is not None:
             self._on_save_token_clicked()
-        problems = self.controller.update(**changes)
+        problems = self.controller.update(seller_costs=plan.costs, **changes)
         if problems:
             self.error_label.setText("\n".join(problems))
             return

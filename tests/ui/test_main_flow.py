@@ -208,6 +208,7 @@ def test_grab_all_writes_pngs(qtbot: Any, app_ctl: Any, tmp_path: Path) -> None:
     paths = grab_all(window, tmp_path / "shots")
     names = {p.name for p in paths}
     assert {"main_window.png", "breakers_dock.png", "settings_dialog.png"} <= names
+    assert "settings_products.png" in names
     assert all(p.stat().st_size > 0 for p in paths)
 
 

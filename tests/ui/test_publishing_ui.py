@@ -305,8 +305,11 @@ def test_printify_settings_test_what_is_typed_and_keep_the_token_out_of_the_sett
 
     # Products page: raise the tee's base price
     dialog.tabs.setCurrentWidget(dialog.products_tab)
-    row = next(r for r, t in enumerate(dialog.templates) if t.name == "Classic T-shirt")
-    dialog.templates_table.item(row, 3).setText("21.50")
+    editor = dialog.products_editor
+    row = next(r for r, d in enumerate(editor.drafts) if d.name == "Classic T-shirt")
+    editor.templates_list.setCurrentRow(row)
+    editor.base_price_edit.setText("21.50")
+    editor.base_price_edit.textEdited.emit("21.50")
     with qtbot.waitSignal(app_ctl.settings.sig_settings_saved, timeout=10000):
         qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
     saved = load_settings(studio.core.paths)[0]
@@ -323,9 +326,12 @@ def test_printify_settings_test_what_is_typed_and_keep_the_token_out_of_the_sett
 def test_products_page_refuses_a_bad_price(qtbot: Any, app_ctl: Any) -> None:
     window = _window(qtbot, app_ctl)
     dialog = window.open_settings()
-    dialog.templates_table.item(0, 3).setText("-4")
+    editor = dialog.products_editor
+    editor.base_price_edit.setText("-4")
+    editor.base_price_edit.textEdited.emit("-4")
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
-    assert "greater than zero" in dialog.error_label.text()
+    assert "Base price" in editor.template_error_label.text()
+    assert "greater than zero" in editor.template_error_label.text()
     assert dialog.tabs.currentWidget() is dialog.products_tab
     assert not app_ctl.studio_parts.core.paths.settings_file.exists()  # nothing was saved
 

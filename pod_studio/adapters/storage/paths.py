@@ -28,6 +28,11 @@ class AppPaths:
         return self.config_dir / "settings.json"
 
     @property
+    def seller_costs_file(self) -> Path:
+        """The seller's own provider costs per template and size (Settings → Products)."""
+        return self.config_dir / "seller_costs.json"
+
+    @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
 

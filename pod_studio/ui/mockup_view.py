@@ -9,15 +9,16 @@ The design's pixels come as a small PNG from the controller (made off the GUI th
 
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
@@ -93,7 +94,7 @@ class MockupCanvas(QWidget):
         self.spec = spec
         self.image: QImage | None = None
         self.message = self.tr("Loading the design…")
-        self.setMinimumSize(140, 120)
+        self.setMinimumSize(120, 90)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def sizeHint(self) -> QSize:
@@ -192,11 +193,16 @@ class MockupCanvas(QWidget):
             painter.rotate(p.angle)
             painter.drawImage(QRectF(-width / 2, -height / 2, width, height), self.image)
             painter.restore()
-        elif self.message:
-            painter.setPen(QColor("#d8d8d8") if dark else QColor("#6b7079"))
-            painter.drawText(
-                area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.message
-            )
+        else:
+            hatch = QColor(255, 255, 255, 60) if dark else QColor(40, 60, 90, 40)
+            painter.fillRect(area, QBrush(hatch, Qt.BrushStyle.BDiagPattern))
+            if self.message:
+                painter.setPen(QColor("#6b7079"))
+                line = QRectF(0, self.height() - 16, self.width(), 16)
+                text = self.fontMetrics().elidedText(
+                    self.message, Qt.TextElideMode.ElideRight, self.width() - 8
+                )
+                painter.drawText(line, Qt.AlignmentFlag.AlignCenter, text)
         pen = QPen(QColor(255, 255, 255, 170) if dark else QColor(40, 60, 90, 150), 1)
         pen.setStyle(Qt.PenStyle.DashLine)
         painter.setPen(pen)
@@ -250,17 +256,20 @@ class MockupCard(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.setSpacing(4)
-        self.title_label = QLabel(f"<b>{spec.template}</b>", self)
+        # the product and the colour it is shown in, on one line: the drawing gets the height
+        self.title_label = QLabel(
+            f"<b>{escape(spec.template)}</b> "
+            f"<span style='color:#7a808a'>· {escape(spec.colour)}</span>",
+            self,
+        )
         self.title_label.setObjectName("mockup_title_label")
         self.title_label.setAlignment(Qt.AlignmentFlag.AlignHCenter)
         self.canvas = MockupCanvas(spec, self)
-        self.colour_label = QLabel(
-            self.tr("%1 in %2").replace("%1", spec.product_label).replace("%2", spec.colour),
-            self,
+        self.title_label.setToolTip(
+            self.tr("%1 in %2, the template's first colour")
+            .replace("%1", spec.product_label)
+            .replace("%2", spec.colour)
         )
-        self.colour_label.setObjectName("mockup_colour_label")
-        self.colour_label.setAlignment(Qt.AlignmentFlag.AlignHCenter)
-        self.colour_label.setStyleSheet("color: #7a808a;")
         self.dpi_label = QLabel(spec.dpi_text(), self)
         self.dpi_label.setObjectName("mockup_dpi_label")
         self.dpi_label.setAlignment(Qt.AlignmentFlag.AlignHCenter)
@@ -270,7 +279,6 @@ class MockupCard(QFrame):
         self.dpi_label.setStyleSheet(f"color: {self.dpi_colour.name()}; font-weight: 600;")
         layout.addWidget(self.title_label)
         layout.addWidget(self.canvas, 1)
-        layout.addWidget(self.colour_label)
         layout.addWidget(self.dpi_label)
 
 
@@ -307,14 +315,11 @@ class MockupPreview(QWidget):
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setStyleSheet("color: #7a808a;")
         layout.addWidget(self.empty_label)
-        self.cards_scroll = QScrollArea(self)
-        self.cards_scroll.setWidgetResizable(True)
-        self.cards_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self._grid_host = QWidget(self.cards_scroll)
+        # the cards share the tab's height (no scrolling: a seller offers a few products)
+        self._grid_host = QWidget(self)
         self._grid = QGridLayout(self._grid_host)
         self._grid.setContentsMargins(0, 0, 0, 0)
-        self.cards_scroll.setWidget(self._grid_host)
-        layout.addWidget(self.cards_scroll, 1)
+        layout.addWidget(self._grid_host, 1)
         self.note_label = QLabel(
             self.tr(
                 "Drawn on each product's usual front print area (dashed) as the template "
@@ -332,10 +337,16 @@ class MockupPreview(QWidget):
         i = self.design_combo.currentIndex()
         return self.designs[i] if 0 <= i < len(self.designs) else None
 
+    def has_image(self) -> bool:
+        """The current design's pixels are here (the mockups show it)."""
+        design = self.current_design()
+        return design is not None and design.image_id in self._images
+
     def set_specs(self, specs: list[MockupSpec]) -> None:
         """Show one card per spec (the chosen products, for the current design)."""
         for card in self.cards:
             self._grid.removeWidget(card)
+            card.hide()  # not painted again while its deletion waits for the event loop
             card.deleteLater()
         self.cards = []
         for i, spec in enumerate(specs):
@@ -343,7 +354,7 @@ class MockupPreview(QWidget):
             self.cards.append(card)
             self._grid.addWidget(card, i // self.COLUMNS, i % self.COLUMNS)
         self.empty_label.setVisible(not specs)
-        self.cards_scroll.setVisible(bool(specs))
+        self._grid_host.setVisible(bool(specs))
         self._apply_image()
 
     def set_design_image(self, image_id: str, data: bytes) -> None:

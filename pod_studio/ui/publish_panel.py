@@ -277,6 +277,7 @@ class PublishPanel(QDialog):
         if self._low_dpi_armed:  # the choice changed: ask again on the next click
             self._low_dpi_armed = False
             self.message_label.clear()
+            self.message_label.setToolTip("")
         self.listing_editor.set_chosen_templates(self.chosen_templates())
         words_ok = not self.listing_editor.problems()
         ok = bool(self.designs and self.chosen_templates() and self.chosen_platforms())
@@ -434,11 +435,13 @@ class PublishPanel(QDialog):
         self.message_label.setStyleSheet(f"color: {AMBER.name()}; font-weight: 600;")
         self.message_label.setText(
             self.tr("⚠ %n listing(s) will print soft or blurred", "", len(low))
-            + f" ({', '.join(products)}, "
-            + self.tr("down to %1 DPI").replace("%1", f"{worst:.0f}")
-            + self.tr(
-                "). See Preview; upscale the design for a sharp print, or click again to "
-                "publish as it is."
+            + self.tr(" (down to %1 DPI): see Preview. Click again to publish anyway.").replace(
+                "%1", f"{worst:.0f}"
+            )
+        )
+        self.message_label.setToolTip(
+            self.tr("Low resolution on: %1. Upscale the design for a sharp print.").replace(
+                "%1", ", ".join(products)
             )
         )
         self.tabs.setCurrentWidget(self.preview_page)

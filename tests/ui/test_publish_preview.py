@@ -3,15 +3,17 @@ product with its effective DPI, and the low-DPI question before publishing."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QApplication
 
 from pod_studio.ui.main_window import MainWindow
 from pod_studio.ui.mockup_view import MockupCard, garment_colour
 from pod_studio.ui.publish_panel import PublishPanel
+from pod_studio.ui.screens import grab_all
 from pod_studio.ui.widgets import AMBER, RED
 from tests.ui._helpers import shot, use_style
 from tests.ui.test_publishing_ui import _approve_and_open_panel, _generate, _window
@@ -46,7 +48,8 @@ def test_the_preview_shows_one_mockup_per_chosen_product(qtbot: Any, app_ctl: An
     (hoodie,) = _cards(panel)
     assert hoodie.spec.template == "Pullover Hoodie"
     assert hoodie.spec.colour == "Black"  # the template's first colour
-    assert hoodie.colour_label.text() == "Hoodie in Black"
+    assert "Black" in hoodie.title_label.text()
+    assert hoodie.title_label.toolTip().startswith("Hoodie in Black")
 
     # the design's pixels arrive from the worker thread and are drawn into the print area
     qtbot.waitUntil(lambda: _cards(panel)[0].canvas.image is not None, timeout=10000)
@@ -84,7 +87,7 @@ def test_a_128_px_design_fails_and_publishing_asks_first(qtbot: Any, app_ctl: An
     assert panel.publish_button.text() == "Publish anyway (low DPI)"
     assert panel.publish_button.isEnabled()
     assert panel.tabs.currentWidget() is panel.preview_page
-    assert "Classic T-shirt" in panel.message_label.text()
+    assert "Classic T-shirt" in panel.message_label.toolTip()
     assert "8 DPI" in panel.message_label.text()
     assert not panel.isModal()
 
@@ -130,3 +133,48 @@ def test_screenshot_of_the_preview_tab(qtbot: Any, app_ctl: Any) -> None:
         assert path.stat().st_size > 10_000
     finally:
         app.setStyleSheet("")
+
+
+def test_grab_all_shoots_the_preview_of_an_approved_design(
+    qtbot: Any, app_ctl: Any, tmp_path: Path
+) -> None:
+    window, panel = _open(qtbot, app_ctl, 1024)
+    panel.close()
+    paths = grab_all(window, tmp_path / "shots")
+    assert (tmp_path / "shots" / "publish_preview.png") in paths
+    assert (tmp_path / "shots" / "publish_preview.png").stat().st_size > 10_000
+
+
+def test_every_shape_draws_its_print_area_inside_the_product(qtbot: Any) -> None:
+    from pod_studio.app.mockups import MockupShape, mockup_spec
+    from pod_studio.domain.models import GeneratedImage
+    from pod_studio.domain.products import PriceRule, ProductTemplate
+    from pod_studio.ui.mockup_view import MockupCanvas
+
+    design = GeneratedImage(
+        image_id="d1", job_id="j1", prompt="p", seed=1, width=2048, height=2048, file="/x.png",
+        sha256="0" * 64, server="s", prompt_id="p1", seconds=1.0,
+    )  # fmt: skip
+    shapes = {"t-shirt": MockupShape.TEE, "hoodie": MockupShape.HOODIE, "mug": MockupShape.MUG}
+    shapes["poster"] = MockupShape.OTHER
+    for product_type, shape in shapes.items():
+        template = ProductTemplate(
+            name=product_type, product_type=product_type, blueprint_id=1, print_provider_id=1,
+            colors=["Heather Grey"], sizes=["One size"], price=PriceRule(base="10.00"),
+        )  # fmt: skip
+        spec = mockup_spec(design, template)
+        assert spec.shape is shape
+        canvas = MockupCanvas(spec)
+        qtbot.addWidget(canvas)
+        canvas.resize(220, 200)
+        image = QImage(32, 32, QImage.Format.Format_ARGB32)
+        image.fill(QColor("red"))
+        canvas.set_image(image)
+        assert not canvas.grab().isNull()
+        area = canvas.print_area_rect()
+        assert canvas.rect().toRectF().contains(area)
+        w, h = spec.area
+        assert abs(area.height() / area.width() - h / w) < 0.01
+    # an 11 oz mug's wrap is narrow: 2048 px print at ~248 DPI
+    mug = mockup_spec(design, template.model_copy(update={"product_type": "mug"}))
+    assert round(mug.dpi) == 248 and not mug.low_resolution

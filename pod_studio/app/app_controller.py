@@ -66,6 +66,7 @@ class AppController(QObject):
             list_templates=studio.product_templates,
             list_platforms=studio.list_platforms,
             profit_preview=studio.profit_preview,
+            thumbnail=studio.thumbnail,
             parent=self,
         )
         self.printify = PrintifyController(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from pod_studio.app.context import (
     SettingsGetter,
     TestPrintify,
 )
+from pod_studio.app.mockups import MockupSpec, mockup_spec
 from pod_studio.app.runner import TaskRunner
 from pod_studio.domain.errors import PodStudioError, user_message
 from pod_studio.domain.events import PublishStepChanged
@@ -193,6 +194,9 @@ class PublishController(QObject):
     sig_publish_message(str text): what the publish did, for the seller ("2 listing(s)
         queued; 1 failed listing(s) retried; 1 already published (nothing to do)").
     sig_publish_failed(str message)
+    sig_design_image_ready(str image_id, bytes png): a downscaled copy of the design for the
+        preview mockups (read and scaled off the GUI thread).
+    sig_design_image_failed(str image_id, str message)
     """
 
     sig_platforms_loaded = Signal(list)
@@ -201,6 +205,8 @@ class PublishController(QObject):
     sig_publish_enqueued = Signal(list)
     sig_publish_message = Signal(str)
     sig_publish_failed = Signal(str)
+    sig_design_image_ready = Signal(str, bytes)
+    sig_design_image_failed = Signal(str, str)
 
     def __init__(
         self,
@@ -211,9 +217,12 @@ class PublishController(QObject):
         list_templates: ListTemplates | None = None,
         list_platforms: ListPlatforms | None = None,
         profit_preview: ProfitPreview | None = None,
+        thumbnail: Callable[[GeneratedImage], bytes] | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
+        self._thumbnail = thumbnail
+        self._design_images: dict[str, bytes] = {}
         self._runner = runner
         self._orch = orchestrator
         self._settings = settings_getter
@@ -278,6 +287,39 @@ class PublishController(QObject):
             self.sig_profit_failed.emit(image.image_id, name, user_message(exc))
             return
         self.sig_profit_loaded.emit(image.image_id, name, list(lines))
+
+    def mockups(self, image: GeneratedImage, templates: Sequence[str]) -> list[MockupSpec]:
+        """How ``image`` sits on each of ``templates`` (no file read: sizes are known)."""
+        by_name = {t.name: t for t in self.templates()}
+        return [mockup_spec(image, by_name[n]) for n in templates if n in by_name]
+
+    def load_design_image(self, image: GeneratedImage) -> bool:
+        """A small PNG of the design for the mockups, made off the GUI thread
+        (``sig_design_image_ready``; at once when already made)."""
+        cached = self._design_images.get(image.image_id)
+        if cached is not None:
+            self.sig_design_image_ready.emit(image.image_id, cached)
+            return True
+        if self._thumbnail is None:
+            self.sig_design_image_failed.emit(image.image_id, "no preview of the design here")
+            return False
+        self._runner.spawn(
+            self._load_design_image(self._thumbnail, image),
+            name=f"mockup-{image.image_id[:8]}",
+        )
+        return True
+
+    async def _load_design_image(
+        self, thumbnail: Callable[[GeneratedImage], bytes], image: GeneratedImage
+    ) -> None:
+        try:
+            data = await asyncio.to_thread(thumbnail, image)
+        except Exception as exc:  # noqa: BLE001 - the mockup shows the print area only
+            log.info("no preview image of %s: %s", image.file, exc)
+            self.sig_design_image_failed.emit(image.image_id, user_message(exc))
+            return
+        self._design_images[image.image_id] = data
+        self.sig_design_image_ready.emit(image.image_id, data)
 
     def publish(self, request: PublishRequest) -> list[str]:
         """Queue one publish job per design × template × platform; returns the problems."""

@@ -23,6 +23,18 @@ FAIL_DPI = 60
 WARN_DPI = 300
 ASPECT_WARN_DELTA = 0.10
 
+# A product's usual front print area in pixels at 300 DPI, for when the catalog's placeholders
+# are not at hand (the publish panel's preview): Printify's common tee and hoodie fronts, an
+# 11 oz mug's wrap. The publish itself uses the variant's own placeholder.
+TYPICAL_PRINT_AREAS: dict[str, tuple[int, int]] = {
+    "t-shirt": (4500, 5400),
+    "sweatshirt": (4500, 5400),
+    "tank top": (4500, 5400),
+    "hoodie": (4500, 5700),
+    "mug": (2475, 1155),
+}
+DEFAULT_PRINT_AREA = TYPICAL_PRINT_AREAS["t-shirt"]
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,6 +92,28 @@ def effective_dpi(image_width: int, placeholder_width: int, scale: float = 1.0) 
     return image_width / printed_inches
 
 
+def typical_print_area(product_type: str) -> tuple[int, int]:
+    """The usual front print area (px) of ``product_type`` ("t-shirt", "hoodie", "mug", ...)."""
+    key = product_type.strip().casefold()
+    if key in TYPICAL_PRINT_AREAS:
+        return TYPICAL_PRINT_AREAS[key]
+    if "mug" in key:
+        return TYPICAL_PRINT_AREAS["mug"]
+    if "hood" in key:
+        return TYPICAL_PRINT_AREAS["hoodie"]
+    return DEFAULT_PRINT_AREA
+
+
+def dpi_badge(dpi: float) -> PreflightBadge:
+    """How a print at ``dpi`` will look: FAIL below 60 (blurred), WARN below 150 (soft),
+    PASS otherwise (300 prints sharpest, 150 is fine for garments)."""
+    if dpi < FAIL_DPI:
+        return PreflightBadge.FAIL
+    if dpi < SOFT_DPI:
+        return PreflightBadge.WARN
+    return PreflightBadge.PASS
+
+
 def preflight(
     image_info: ImageInfo | PrintFileInfo,
     placeholder: tuple[int, int],
@@ -110,12 +144,13 @@ def preflight(
     warns: list[str] = []
 
     dpi = effective_dpi(design.width, pw, scale)
-    if dpi < FAIL_DPI:
+    level = dpi_badge(dpi)
+    if level is PreflightBadge.FAIL:
         fails.append(
             f"Resolution too low: {dpi:.0f} DPI at this size (needs at least {FAIL_DPI}, "
             f"ideally {WARN_DPI}). Use a larger design or upscale it in ComfyUI."
         )
-    elif dpi < SOFT_DPI:
+    elif level is PreflightBadge.WARN:
         warns.append(
             f"Resolution is {dpi:.0f} DPI at this size: the print will look soft. Upscale the "
             f"design in ComfyUI (an upscale-model node) for {WARN_DPI} DPI."

@@ -32,12 +32,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pod_studio.app.mockups import MockupSpec
 from pod_studio.app.publishing import PublishController, PublishRequest
 from pod_studio.domain.models import GeneratedImage, ListingCopy
 from pod_studio.domain.pricing import CostSource, ProfitLine
 from pod_studio.domain.views import PlatformChoice
 from pod_studio.ui.listing_editor import ListingEditor
-from pod_studio.ui.widgets import RED
+from pod_studio.ui.mockup_view import MockupPreview
+from pod_studio.ui.widgets import AMBER, RED
 
 SaveListing = Callable[[str, ListingCopy | None], None]
 
@@ -69,6 +71,7 @@ class PublishPanel(QDialog):
         self._profit: dict[str, list[ProfitLine]] = {}
         self._profit_problems: dict[str, str] = {}
         self._requested: set[str] = set()
+        self._low_dpi_armed = False  # the seller was told about low DPI; the next click publishes
         self.setObjectName("publish_panel")
         self.setWindowTitle(self.tr("Publish designs"))
         self.setModal(False)
@@ -158,6 +161,8 @@ class PublishPanel(QDialog):
         p_layout.addWidget(self.profit_warning)
         p_layout.addWidget(self.profit_status)
 
+        self.preview_page = MockupPreview(self.designs, self)
+
         self.message_label = QLabel(self)
         self.message_label.setObjectName("publish_message_label")
         self.message_label.setWordWrap(True)
@@ -181,6 +186,7 @@ class PublishPanel(QDialog):
         self.tabs.setObjectName("publish_tabs")
         self.tabs.addTab(self.listing_editor, self.tr("Listing texts"))
         self.tabs.addTab(prices_box, self.tr("Prices and profit per variant"))
+        self.tabs.addTab(self.preview_page, self.tr("Preview"))
         layout.addWidget(self.tabs, 1)
         bottom = QHBoxLayout()
         bottom.addWidget(self.message_label, 1)
@@ -190,7 +196,10 @@ class PublishPanel(QDialog):
         self._connect_signals()
         self._update_state()
         self._refresh_profit_table()
+        self._refresh_preview()
         controller.load_platforms()
+        if self.designs:
+            controller.load_design_image(self.designs[0])
 
     def _connect_signals(self) -> None:
         c = self.controller
@@ -200,6 +209,9 @@ class PublishPanel(QDialog):
         c.sig_publish_enqueued.connect(self._on_controller_publish_enqueued)
         c.sig_publish_message.connect(self._on_controller_publish_message)
         c.sig_publish_failed.connect(self._on_controller_publish_failed)
+        c.sig_design_image_ready.connect(self._on_controller_design_image_ready)
+        c.sig_design_image_failed.connect(self._on_controller_design_image_failed)
+        self.preview_page.sig_design_wanted.connect(self._on_preview_design_wanted)
         for check in self.template_checks.values():
             check.toggled.connect(self._on_template_toggled)
         self.draft_radio.toggled.connect(self._on_mode_toggled)
@@ -251,7 +263,21 @@ class PublishPanel(QDialog):
             for r in range(self.profit_table.rowCount())
         ]
 
+    def low_dpi_products(self) -> list[tuple[GeneratedImage, MockupSpec]]:
+        """(design, product) pairs of the request that will print soft or blurred."""
+        names = self.chosen_templates()
+        return [
+            (design, spec)
+            for design in self.designs
+            for spec in self.controller.mockups(design, names)
+            if spec.low_resolution
+        ]
+
     def _update_state(self) -> None:
+        if self._low_dpi_armed:  # the choice changed: ask again on the next click
+            self._low_dpi_armed = False
+            self.message_label.clear()
+            self.message_label.setToolTip("")
         self.listing_editor.set_chosen_templates(self.chosen_templates())
         words_ok = not self.listing_editor.problems()
         ok = bool(self.designs and self.chosen_templates() and self.chosen_platforms())
@@ -265,6 +291,11 @@ class PublishPanel(QDialog):
         self.publish_button.setText(verb if jobs else self.tr("Publish"))
         if not self.controller.available:
             self.message_label.setText(self.tr("Publishing is not available in this setup."))
+
+    def _refresh_preview(self) -> None:
+        design = self.preview_page.current_design()
+        specs = [] if design is None else self.controller.mockups(design, self.chosen_templates())
+        self.preview_page.set_specs(specs)
 
     def _refresh_profit_table(self) -> None:
         names = self.chosen_templates()
@@ -328,6 +359,7 @@ class PublishPanel(QDialog):
             self.controller.load_profit(self.designs[0], wanted)
         self._update_state()
         self._refresh_profit_table()
+        self._refresh_preview()
 
     @Slot()
     def _on_mode_toggled(self) -> None:
@@ -386,8 +418,47 @@ class PublishPanel(QDialog):
         self._profit_problems[template] = message
         self._refresh_profit_table()
 
+    @Slot(object)
+    def _on_preview_design_wanted(self, design: GeneratedImage) -> None:
+        self._refresh_preview()
+        self.controller.load_design_image(design)
+
+    @Slot(str, bytes)
+    def _on_controller_design_image_ready(self, image_id: str, data: bytes) -> None:
+        self.preview_page.set_design_image(image_id, data)
+
+    @Slot(str, str)
+    def _on_controller_design_image_failed(self, image_id: str, message: str) -> None:
+        self.preview_page.set_design_problem(image_id, message)
+
+    def _ask_about_low_dpi(self, low: list[tuple[GeneratedImage, MockupSpec]]) -> None:
+        """Say which products will print soft; the next click on the button publishes."""
+        self._low_dpi_armed = True
+        worst = min(spec.dpi for _d, spec in low)
+        products = sorted({spec.template for _d, spec in low})
+        self.publish_button.setText(self.tr("Publish anyway (low DPI)"))
+        self.message_label.setStyleSheet(f"color: {AMBER.name()}; font-weight: 600;")
+        self.message_label.setText(
+            self.tr("⚠ %n listing(s) will print soft or blurred", "", len(low))
+            + self.tr(" (down to %1 DPI): see Preview. Click again to publish anyway.").replace(
+                "%1", f"{worst:.0f}"
+            )
+        )
+        self.message_label.setToolTip(
+            self.tr("Low resolution on: %1. Upscale the design for a sharp print.").replace(
+                "%1", ", ".join(products)
+            )
+        )
+        self.tabs.setCurrentWidget(self.preview_page)
+
     @Slot()
     def _on_publish_clicked(self) -> None:
+        if not self._low_dpi_armed:
+            low = self.low_dpi_products()
+            if low:
+                self._ask_about_low_dpi(low)
+                return
+        self._low_dpi_armed = False
         request = self.request()
         self.save_listings()
         problems = self.controller.publish(request)

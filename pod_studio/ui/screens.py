@@ -1,7 +1,8 @@
 """UI layer: screenshots of the main window, each dock and each dialog (for reviews and docs).
 
 ``grab_all(window, out_dir)`` renders widgets with ``QWidget.grab()`` (works offscreen) and
-saves PNGs; dialogs are opened non-modally, grabbed and closed again.
+saves PNGs; dialogs are opened non-modally, grabbed and closed again (the publish panel on its
+Preview tab when a design is approved).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import QWidget
 
 from pod_studio.ui.image_viewer import ImageViewerDialog
 from pod_studio.ui.main_window import MainWindow
+from pod_studio.ui.publish_panel import PublishPanel
 
 
 def _save(widget: QWidget, path: Path) -> Path:
@@ -53,7 +55,29 @@ def grab_all(window: MainWindow, out_dir: Path | str) -> list[Path]:
         _wait_for_image(viewer)
         paths.append(_save(viewer, out / "image_viewer.png"))
         viewer.close()
+    approved = [i for i in images if i.approved is True]
+    if approved:
+        panel = window.open_publish_panel(approved[:1])
+        for check in panel.template_checks.values():
+            check.setChecked(True)
+        panel.tabs.setCurrentWidget(panel.preview_page)
+        _wait_for_mockups(panel)
+        paths.append(_save(panel, out / "publish_preview.png"))
+        panel.close()
     return paths
+
+
+def _wait_for_mockups(panel: PublishPanel, timeout_ms: int = 3000) -> None:
+    """Let the preview get the design's pixels (at most ``timeout_ms``)."""
+    if panel.preview_page.has_image():
+        return
+    loop = QEventLoop()
+    panel.controller.sig_design_image_ready.connect(loop.quit)
+    panel.controller.sig_design_image_failed.connect(loop.quit)
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    panel.controller.sig_design_image_ready.disconnect(loop.quit)
+    panel.controller.sig_design_image_failed.disconnect(loop.quit)
 
 
 def _wait_for_image(viewer: ImageViewerDialog, timeout_ms: int = 3000) -> None:

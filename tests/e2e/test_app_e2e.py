@@ -145,6 +145,10 @@ def test_generate_in_the_window_lands_in_gallery_and_survives_restart(
     panel.resize(760, 640)
     _shot(panel, "07_publish_panel")
     qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
+    # far too small to print: the panel asks first (Preview shows why), the second click goes
+    assert panel.publish_button.text() == "Publish anyway (low DPI)"
+    _shot(panel, "07b_publish_preview_low_dpi")
+    qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(
         lambda: all(
             gallery.model.publish_lines(i).get("export", "").startswith("failed — ")
@@ -231,6 +235,8 @@ def test_a_1024_px_design_is_published_to_the_export_folder(
         check.setChecked(name == "Classic T-shirt")
     panel.platform_checks["export"].setChecked(True)
     panel.live_radio.setChecked(True)
+    qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
+    assert panel.publish_button.text() == "Publish anyway (low DPI)"  # 68 DPI on a tee
     qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(
         lambda: gallery.model.publish_lines(image.image_id).get("export") == "published",

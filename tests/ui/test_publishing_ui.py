@@ -68,10 +68,18 @@ def _approve_and_open_panel(qtbot: Any, window: MainWindow, ids: list[str]) -> P
     return panel
 
 
+def _confirm_low_dpi(qtbot: Any, panel: PublishPanel) -> None:
+    """The test designs are small: the first click on Publish asks about their low DPI."""
+    if panel.low_dpi_products():
+        qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
+        assert panel.publish_button.text() == "Publish anyway (low DPI)"
+
+
 def _publish(qtbot: Any, panel: PublishPanel, templates: list[str]) -> None:
     for name, check in panel.template_checks.items():
         check.setChecked(name in templates)
     panel.platform_checks["export"].setChecked(True)
+    _confirm_low_dpi(qtbot, panel)
     with qtbot.waitSignal(panel.controller.sig_publish_message, timeout=10000):
         qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
 
@@ -110,6 +118,7 @@ def test_publish_two_designs_as_tee_and_hoodie_to_export(qtbot: Any, app_ctl: An
     assert panel.publish_button.isEnabled()
     assert panel.publish_button.text() == "Create 4 draft(s)"
 
+    _confirm_low_dpi(qtbot, panel)
     with qtbot.waitSignal(app_ctl.publishing.sig_publish_enqueued, timeout=10000) as queued:
         qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
     assert len(queued.args[0]) == 4
@@ -361,6 +370,7 @@ def test_the_listing_editor_shows_checks_and_publishes_the_sellers_words(
     editor.tags_edit.setText("70s, sunset, desert")
     assert not editor.problems_label.isVisible() and panel.publish_button.isEnabled()
 
+    _confirm_low_dpi(qtbot, panel)
     with qtbot.waitSignal(panel.controller.sig_publish_message, timeout=10000):
         qtbot.mouseClick(panel.publish_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(

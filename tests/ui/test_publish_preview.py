@@ -54,6 +54,8 @@ def test_the_preview_shows_one_mockup_per_chosen_product(qtbot: Any, app_ctl: An
     # the design's pixels arrive from the worker thread and are drawn into the print area
     qtbot.waitUntil(lambda: _cards(panel)[0].canvas.image is not None, timeout=10000)
     canvas = hoodie.canvas
+    # the card is laid out when the event loop gets to it
+    qtbot.waitUntil(lambda: canvas.print_area_rect().width() > 40, timeout=5000)
     area = canvas.print_area_rect()
     assert area.width() > 40 and area.height() > area.width()  # a portrait front print
     assert canvas.rect().toRectF().contains(area)

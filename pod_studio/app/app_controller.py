@@ -67,6 +67,7 @@ class AppController(QObject):
             list_platforms=studio.list_platforms,
             profit_preview=studio.profit_preview,
             thumbnail=studio.thumbnail,
+            upscale=studio.upscale_design,
             parent=self,
         )
         self.printify = PrintifyController(

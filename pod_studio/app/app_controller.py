@@ -70,6 +70,7 @@ class AppController(QObject):
             upscale=studio.upscale_design,
             parent=self,
         )
+        self.publishing.sig_upscaled.connect(self.gallery.apply_updated)
         self.printify = PrintifyController(
             ctx.runner,
             save_secret=studio.save_secret,

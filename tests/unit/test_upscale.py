@@ -4,6 +4,7 @@ result is kept as the design's print file and the DPI is judged from its pixels.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -184,3 +185,35 @@ async def test_errors_are_clear_and_nothing_is_lost(
         assert after.print_size == (4500, 4500)
     finally:
         await offline.aclose()
+
+
+@pytest.mark.asyncio
+async def test_store_keeps_one_print_file_and_old_records_load(
+    design: tuple[GalleryImageStore, GeneratedImage],
+) -> None:
+    store, image = design
+
+    def png(size: tuple[int, int]) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", size, (9, 9, 9)).save(out, "PNG")
+        return out.getvalue()
+
+    first = await store.set_print_file(image.image_id, png((2048, 2048)))
+    second = await store.set_print_file(image.image_id, png((4096, 4096)))
+    assert second.print_size == (4096, 4096) and second.print_path == second.print_file
+    assert first.print_file != second.print_file
+    assert not await asyncio.to_thread(Path(first.print_file or "").exists)  # replaced
+    with pytest.raises(ValidationError):
+        await store.set_print_file(image.image_id, b"not an image")
+    # a record written before print files existed loads, printing the design itself
+    sidecar = store.images_dir / f"{image.image_id}.json"
+    record = json.loads(await asyncio.to_thread(sidecar.read_text))
+    for key in ("print_file", "print_width", "print_height"):
+        record.pop(key)
+    old = GeneratedImage.model_validate(record)
+    assert old.print_file is None and old.print_path == old.file
+    assert old.print_size == (1024, 1024)
+    # trashing a design takes its print file along
+    await store.move_to_trash(image.image_id)
+    trash = store.images_dir / "trash"
+    assert await asyncio.to_thread((trash / Path(second.print_file or "").name).exists)

@@ -67,8 +67,10 @@ class AppController(QObject):
             list_platforms=studio.list_platforms,
             profit_preview=studio.profit_preview,
             thumbnail=studio.thumbnail,
+            upscale=studio.upscale_design,
             parent=self,
         )
+        self.publishing.sig_upscaled.connect(self.gallery.apply_updated)
         self.printify = PrintifyController(
             ctx.runner,
             save_secret=studio.save_secret,

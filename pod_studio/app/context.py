@@ -36,6 +36,7 @@ SettingsGetter = Callable[[], Any]
 Preflight = Callable[[GeneratedImage, str], tuple[str, list[str]]]
 ListTemplates = Callable[[], list[ProductTemplate]]
 ProfitPreview = Callable[[GeneratedImage, str], Awaitable[Sequence[ProfitLine]]]
+UpscaleDesign = Callable[[GeneratedImage, Sequence[str]], Awaitable[GeneratedImage]]
 SaveSecret = Callable[[str, str], Awaitable[None]]
 DescribeSecrets = Callable[[], str]
 # (base URL, token) typed in the dialog, or None for the saved ones
@@ -86,6 +87,12 @@ class Studio(Protocol):
     ) -> Sequence[ProfitLine]: ...
 
     async def list_checkpoints(self) -> list[str]: ...
+
+    async def upscale_design(
+        self, image: GeneratedImage, template_names: Sequence[str]
+    ) -> GeneratedImage:
+        """Upscale the design on a ComfyUI server into its print file (300 DPI on the widest
+        of the templates); the updated design."""
 
     async def test_comfyui(self, url: str) -> str:
         """A one-line description of the server at ``url`` (raises a PodStudioError)."""

@@ -372,6 +372,14 @@ class GalleryController(QObject):
         if problem:
             self.sig_load_failed.emit(problem)
 
+    @Slot(object)
+    def apply_updated(self, image: GeneratedImage) -> None:
+        """A design changed elsewhere (an upscaled print file): keep the new record, judge
+        its print quality again (``sig_image_updated``)."""
+        self._images[image.image_id] = image
+        self._badges.pop(image.image_id, None)
+        self.sig_image_updated.emit(image)
+
     def set_listing(self, image_id: str, listing: ListingCopy | None) -> None:
         """Store the seller's words for a design's listings (``sig_image_updated``)."""
         self.runner.spawn(self._set_listing(image_id, listing), name=f"listing-{image_id[:8]}")

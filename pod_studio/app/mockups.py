@@ -1,9 +1,9 @@
 """App layer: what the publish panel's preview draws for a design on a product.
 
 :func:`mockup_spec` is pure and cheap (no file IO): the design's pixel size comes with the
-``GeneratedImage``, the print area is the product's usual front area
-(:func:`pod_studio.domain.preflight.typical_print_area`), and the effective DPI and its level
-come from the same preflight rules that badge the gallery cards.
+``GeneratedImage`` (the upscaled print file's, when it has one), the print area is the
+product's usual front area (:func:`pod_studio.domain.preflight.typical_print_area`), and
+the effective DPI and its level come from the same preflight rules that badge the gallery cards.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class MockupSpec:
 
 def mockup_spec(image: GeneratedImage, template: ProductTemplate) -> MockupSpec:
     area = typical_print_area(template.product_type)
-    dpi = effective_dpi(image.width, area[0], template.placement.scale)
+    size = image.print_size  # an upscaled print file, when the design has one
+    dpi = effective_dpi(size[0], area[0], template.placement.scale)
     return MockupSpec(
         template=template.name,
         product_label=template.product_label,
@@ -94,7 +95,7 @@ def mockup_spec(image: GeneratedImage, template: ProductTemplate) -> MockupSpec:
         colour=template.colors[0],
         area=area,
         placement=template.placement,
-        design_size=(image.width, image.height),
+        design_size=size,
         dpi=round(dpi, 1),
         level=dpi_badge(dpi),
     )

@@ -31,6 +31,7 @@ from pod_studio.app.context import (
     SaveSecret,
     SettingsGetter,
     TestPrintify,
+    UpscaleDesign,
 )
 from pod_studio.app.mockups import MockupSpec, mockup_spec
 from pod_studio.app.runner import TaskRunner
@@ -197,6 +198,8 @@ class PublishController(QObject):
     sig_design_image_ready(str image_id, bytes png): a downscaled copy of the design for the
         preview mockups (read and scaled off the GUI thread).
     sig_design_image_failed(str image_id, str message)
+    sig_upscaled(GeneratedImage image): the design with its new upscaled print file.
+    sig_upscale_failed(str message): why an upscale did not happen (the design is unchanged).
     """
 
     sig_platforms_loaded = Signal(list)
@@ -207,6 +210,8 @@ class PublishController(QObject):
     sig_publish_failed = Signal(str)
     sig_design_image_ready = Signal(str, bytes)
     sig_design_image_failed = Signal(str, str)
+    sig_upscaled = Signal(object)
+    sig_upscale_failed = Signal(str)
 
     def __init__(
         self,
@@ -218,9 +223,12 @@ class PublishController(QObject):
         list_platforms: ListPlatforms | None = None,
         profit_preview: ProfitPreview | None = None,
         thumbnail: Callable[[GeneratedImage], bytes] | None = None,
+        upscale: UpscaleDesign | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
+        self._upscale = upscale
+        self._upscaling: set[str] = set()
         self._thumbnail = thumbnail
         self._design_images: dict[str, bytes] = {}
         self._runner = runner
@@ -320,6 +328,41 @@ class PublishController(QObject):
             return
         self._design_images[image.image_id] = data
         self.sig_design_image_ready.emit(image.image_id, data)
+
+    @property
+    def can_upscale(self) -> bool:
+        return self._upscale is not None
+
+    def is_upscaling(self, image_id: str) -> bool:
+        return image_id in self._upscaling
+
+    def upscale(self, image: GeneratedImage, templates: Sequence[str]) -> bool:
+        """Upscale ``image`` on ComfyUI for 300 DPI on the widest of ``templates``, off the GUI
+        thread (``sig_upscaled`` / ``sig_upscale_failed``); False when it cannot start."""
+        if self._upscale is None:
+            self.sig_upscale_failed.emit("Upscaling needs a ComfyUI server; none is set up.")
+            return False
+        if image.image_id in self._upscaling:
+            return False
+        self._upscaling.add(image.image_id)
+        self._runner.spawn(
+            self._run_upscale(self._upscale, image, list(templates)),
+            name=f"upscale-{image.image_id[:8]}",
+        )
+        return True
+
+    async def _run_upscale(
+        self, upscale: UpscaleDesign, image: GeneratedImage, templates: list[str]
+    ) -> None:
+        try:
+            updated = await upscale(image, templates)
+        except Exception as exc:  # noqa: BLE001 - shown in the panel; the design is unchanged
+            log.warning("upscale of %s failed: %s", image.image_id, exc)
+            self._upscaling.discard(image.image_id)
+            self.sig_upscale_failed.emit(user_message(exc))
+            return
+        self._upscaling.discard(image.image_id)
+        self.sig_upscaled.emit(updated)
 
     def publish(self, request: PublishRequest) -> list[str]:
         """Queue one publish job per design × template × platform; returns the problems."""

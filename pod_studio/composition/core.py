@@ -691,7 +691,7 @@ class Core:
         template = self.publishing.templates.get(template_name)
         scale = template.placement.scale if template is not None else 1.0
         garment = template is None or template.product_type in ("t-shirt", "hoodie", "sweatshirt")
-        info = read_image_info(Path(image.file))
+        info = read_image_info(Path(image.print_path))
         result = preflight(
             info, DEFAULT_PRINT_AREA, MAX_PRINT_FILE_BYTES, scale=scale, garment=garment
         )
@@ -764,6 +764,23 @@ class Core:
         if not self.generators:
             return []
         return await self.generators[0].checkpoints()
+
+    async def upscale_design(
+        self, image: GeneratedImage, template_names: Sequence[str]
+    ) -> GeneratedImage:
+        """Upscale ``image`` on a ComfyUI server for 300 DPI on the widest of the templates
+        and keep the result as its print file (``services.upscale``); the updated design."""
+        from pod_studio.adapters.storage.images import MAX_IMAGE_PIXELS
+        from pod_studio.services.upscale import upscale_design
+
+        by_name = {t.name: t for t in self.product_templates()}
+        templates = [by_name[n] for n in template_names if n in by_name]
+        # servers the queue would use now first (breaker closed, checks passed), then the rest
+        eligible = {s.url for s in self.orchestrator.servers() if s.eligible}
+        servers = sorted(self.generators, key=lambda g: g.url not in eligible)
+        return await upscale_design(
+            image, templates, servers, self.store, max_pixels=MAX_IMAGE_PIXELS
+        )
 
     async def test_comfyui(self, url: str) -> str:
         """What answers at ``url`` (the typed value, not the saved one), in one line."""

@@ -149,6 +149,23 @@ class GeneratedImage(Frozen):
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     approved: bool | None = None
     listing: ListingCopy | None = None  # the seller's words, edited in the publish panel
+    # An upscaled copy made for printing (absolute path) and its pixel size; the design keeps
+    # its id, prompt and hash. Publishing prints this file when it is set.
+    print_file: str | None = None
+    print_width: int | None = None
+    print_height: int | None = None
+
+    @property
+    def print_path(self) -> str:
+        """The file a print is made from: the upscaled print file, else the design."""
+        return self.print_file or self.file
+
+    @property
+    def print_size(self) -> tuple[int, int]:
+        """The pixel size of :attr:`print_path`."""
+        if self.print_file and self.print_width and self.print_height:
+            return self.print_width, self.print_height
+        return self.width, self.height
 
 
 class DeviceInfo(Frozen):

@@ -79,6 +79,30 @@ class ImageGenerator(Protocol):
         """Delete ``prompt_id`` from the queue, or interrupt it if it is running."""
 
 
+@runtime_checkable
+class ImageUpscaler(Protocol):
+    """A ComfyUI server that takes an uploaded design through an upscale graph."""
+
+    @property
+    def url(self) -> str: ...
+
+    async def upscale_models(self) -> list[str]:
+        """Upscale model files the server offers (empty: none, or no such node)."""
+
+    async def upload_image(self, data: bytes, filename: str, *, subfolder: str = "") -> str:
+        """Put ``data`` in the server's input folder; the name a ``LoadImage`` node takes."""
+
+    async def run(
+        self, graph: dict[str, Any], *, prompt_id: str, on_update: UpdateCallback
+    ) -> RunResult: ...
+
+
+class PrintFileStore(Protocol):
+    """Where a design's upscaled print file is kept (beside the design, same id)."""
+
+    async def set_print_file(self, image_id: str, data: bytes) -> GeneratedImage: ...
+
+
 class ImageStore(Protocol):
     """Where finished images and their metadata live (the gallery, or a --out folder)."""
 

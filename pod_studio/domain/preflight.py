@@ -10,6 +10,7 @@ adds pixels, not detail: a print file is judged by the source it was made from.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -193,3 +194,24 @@ def _size(n: int) -> str:
     if n >= 1024:
         return f"{n / 1024:.0f} KB"
     return f"{n} bytes"
+
+
+def upscale_target(
+    size: tuple[int, int], print_widths: list[float], max_pixels: int, max_side: int = 16384
+) -> tuple[int, int]:
+    """The pixel size that prints ``size`` at 300 DPI on the widest of ``print_widths``
+    (print-area width x placement scale, px at 300 DPI), aspect kept, within ``max_pixels``
+    and ``max_side``. Never smaller than ``size``."""
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ValueError(f"size must be positive pixels, got {size}")
+    wanted = max([width, *(math.ceil(w) for w in print_widths)])
+    factor = wanted / width
+    limit = min(math.sqrt(max_pixels / (width * height)), max_side / width, max_side / height)
+    factor = max(1.0, min(factor, limit))
+    target_w = max(width, math.floor(width * factor))
+    target_h = max(height, math.floor(height * factor))
+    while target_w * target_h > max_pixels and target_w > width:
+        target_w -= 1
+        target_h = max(height, math.floor(target_w * height / width))
+    return target_w, target_h

@@ -162,6 +162,33 @@ EXTRA: dict[str, dict[str, Any]] = {
     },
 }
 
+EXTRA["UpscaleModelLoader"] = {
+    "input": {"required": {"model_name": [[], {}]}},
+    "input_order": {"required": ["model_name"]},
+    "output": ["UPSCALE_MODEL"],
+    "output_is_list": [False],
+    "output_name": ["UPSCALE_MODEL"],
+    "name": "UpscaleModelLoader",
+    "display_name": "Load Upscale Model",
+    "description": "",
+    "python_module": "comfy_extras.nodes_upscale_model",
+    "category": "loaders",
+    "output_node": False,
+}
+EXTRA["ImageUpscaleWithModel"] = {
+    "input": {"required": {"upscale_model": ["UPSCALE_MODEL"], "image": ["IMAGE"]}},
+    "input_order": {"required": ["upscale_model", "image"]},
+    "output": ["IMAGE"],
+    "output_is_list": [False],
+    "output_name": ["IMAGE"],
+    "name": "ImageUpscaleWithModel",
+    "display_name": "Upscale Image (using Model)",
+    "description": "",
+    "python_module": "comfy_extras.nodes_upscale_model",
+    "category": "image/upscaling",
+    "output_node": False,
+}
+
 MODEL_FOLDERS = [
     "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
     "style_models", "embeddings", "diffusers", "vae_approx", "controlnet", "gligen",
@@ -218,12 +245,19 @@ class NodeSpec:
     hidden: dict[str, str] = field(default_factory=dict)
 
 
-def object_info_entry(name: str, checkpoints: Sequence[str], input_dir: Path) -> dict[str, Any]:
+def object_info_entry(
+    name: str,
+    checkpoints: Sequence[str],
+    input_dir: Path,
+    upscale_models: Sequence[str] = (),
+) -> dict[str, Any]:
     """The ``/object_info`` entry for ``name``, with its dynamic choice lists filled in."""
     base = RECORDED.get(name) or EXTRA[name]
     entry = copy.deepcopy(base)
     if name == "CheckpointLoaderSimple":
         entry["input"]["required"]["ckpt_name"][0] = list(checkpoints)
+    elif name == "UpscaleModelLoader":
+        entry["input"]["required"]["model_name"][0] = list(upscale_models)
     elif name == "LoadImage":
         entry["input"]["required"]["image"][0] = list_input_images(input_dir)
     return entry
@@ -469,6 +503,34 @@ async def _load_image(ctx: NodeContext, inputs: dict[str, Any]) -> tuple[Outputs
     return ([image], [mask]), None
 
 
+def model_scale(name: str) -> int:
+    """The factor an upscale model's file name announces ("4x-UltraSharp", "RealESRGAN_x2")."""
+    match = re.search(r"(?:^|[^a-z0-9])(\d)x|x(\d)(?:[^0-9]|$)", name.lower())
+    if match is None:
+        return 4
+    return max(1, int(match.group(1) or match.group(2)))
+
+
+async def _upscale_model_loader(ctx: NodeContext, inputs: dict[str, Any]) -> tuple[Outputs, UI]:
+    name = str(inputs["model_name"])
+    return ({"upscale_model": name, "scale": model_scale(name)},), None
+
+
+async def _image_upscale_with_model(ctx: NodeContext, inputs: dict[str, Any]) -> tuple[Outputs, UI]:
+    model = inputs["upscale_model"]
+    if not isinstance(model, dict) or "scale" not in model:
+        raise NodeError("expected an UPSCALE_MODEL", "TypeError")
+    scale = int(model["scale"])
+    images = _images(inputs["image"])
+    out = []
+    for index, img in enumerate(images):
+        await ctx.progress(index, len(images), None)
+        size = (img.width * scale, img.height * scale)
+        out.append(await asyncio.to_thread(img.resize, size, Image.Resampling.LANCZOS))
+    await ctx.progress(len(images), len(images), None)
+    return (out,), None
+
+
 async def _get_image_size(ctx: NodeContext, inputs: dict[str, Any]) -> tuple[Outputs, UI]:
     images = _images(inputs["image"])
     width, height = images[0].size
@@ -503,6 +565,8 @@ NODES: dict[str, NodeSpec] = {
         NodeSpec("ImageBlur", _image_blur),
         NodeSpec("ImageScale", _image_scale),
         NodeSpec("LoadImage", _load_image),
+        NodeSpec("UpscaleModelLoader", _upscale_model_loader),
+        NodeSpec("ImageUpscaleWithModel", _image_upscale_with_model),
         NodeSpec("GetImageSize", _get_image_size, hidden={"unique_id": "UNIQUE_ID"}),
     )
 }

@@ -310,6 +310,7 @@ class ComfyUISandbox:
         rng_seed: int = 0,
         output_dir: Path | None = None,
         checkpoints: list[str] | None = None,
+        upscale_models: list[str] | None = None,
         device_name: str = "Sandbox GPU (simulated)",
         vram_total: int = 24 * 1024**3,
     ) -> None:
@@ -324,6 +325,8 @@ class ComfyUISandbox:
         self.hang_seconds = 30.0
         self.slow_seconds = 0.0
         self.checkpoints = list(DEFAULT_CHECKPOINTS if checkpoints is None else checkpoints)
+        # files in models/upscale_models (none by default: a stock install ships none)
+        self.upscale_models = list(upscale_models or [])
         self.device_name = device_name
         self.vram_total = vram_total
         self.request_counts: collections.Counter[str] = collections.Counter()
@@ -1079,7 +1082,7 @@ class ComfyUISandbox:
         )
 
     def _node_info(self, class_type: str) -> dict[str, Any]:
-        return object_info_entry(class_type, self.checkpoints, self.input_dir)
+        return object_info_entry(class_type, self.checkpoints, self.input_dir, self.upscale_models)
 
     def _image_exists(self, name: str) -> bool:
         return resolve_input_image(name, self._dirs()) is not None
@@ -1191,6 +1194,8 @@ class ComfyUISandbox:
         folder = request.match_info["folder"]
         if folder not in MODEL_FOLDERS:
             return web.Response(status=404)
+        if folder == "upscale_models":
+            return web.json_response(list(self.upscale_models))
         return web.json_response(list(self.checkpoints) if folder == "checkpoints" else [])
 
     async def _view(self, request: web.Request) -> web.StreamResponse:

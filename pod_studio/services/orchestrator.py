@@ -242,7 +242,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                     task = PublishTask(
                         job_id=job_id,
                         design_id=design.image_id,
-                        design_path=design.file,
+                        design_path=design.print_path,  # the upscaled print file, if any
                         design_sha256=design.sha256,
                         prompt=design.prompt,
                         template_name=template_name,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -305,7 +306,7 @@ class Design(_Frozen):
     def from_image(cls, image: GeneratedImage) -> Design:
         return cls(
             design_id=image.image_id,
-            path=Path(image.file),
+            path=Path(image.print_path),  # the upscaled print file, if any
             sha256=image.sha256,
             prompt=image.prompt,
         )
@@ -429,6 +430,17 @@ def _read_info(sidecar: Path, print_file: Path) -> PrintFileInfo | None:
     except (OSError, ValueError, PydanticValidationError):
         return None
     return info
+
+
+def _print_stem(task: PublishTask) -> str:
+    """The cache name of a task's print files: the design's hash, plus the source file's
+    name when it is not the design itself (an upscaled print file keeps the design's hash
+    and id, and names its own content)."""
+    stem = task.design_sha256[:24]
+    name = Path(task.design_path).name
+    if Path(name).stem == task.design_id:
+        return stem
+    return f"{stem}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _short(prompt: str, limit: int = 40) -> str:
@@ -756,7 +768,7 @@ class PublishService:
 
     async def _print_file(self, task: PublishTask, area: tuple[int, int]) -> PrintFileInfo:
         w, h = area
-        target = self.work_dir / f"{task.design_sha256[:24]}-{w}x{h}.png"
+        target = self.work_dir / f"{_print_stem(task)}-{w}x{h}.png"
         sidecar = target.with_suffix(".json")
         lock = self._file_locks.setdefault(target, asyncio.Lock())
         async with lock:

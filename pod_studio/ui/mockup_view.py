@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
@@ -288,9 +289,11 @@ class MockupPreview(QWidget):
     Signals:
     sig_design_wanted(GeneratedImage): show this design; the panel asks its controller for
         the design's pixels and calls ``set_design_image``.
+    sig_upscale_wanted(GeneratedImage): the seller clicked Upscale for the current design.
     """
 
     sig_design_wanted = Signal(object)
+    sig_upscale_wanted = Signal(object)
     COLUMNS = 3
 
     def __init__(self, designs: list[GeneratedImage], parent: QWidget | None = None) -> None:
@@ -305,10 +308,25 @@ class MockupPreview(QWidget):
         self.design_combo = QComboBox(self)
         self.design_combo.setObjectName("preview_design_combo")
         for design in self.designs:
-            prompt = design.prompt if len(design.prompt) <= 60 else design.prompt[:59] + "…"
-            self.design_combo.addItem(f"{prompt} ({design.width}×{design.height})")
+            self.design_combo.addItem(self._combo_text(design))
         self.design_combo.setVisible(len(self.designs) > 1)
         top.addWidget(self.design_combo, 1)
+        # below the print warning level on a chosen product: upscale it on ComfyUI
+        self.upscale_label = QLabel(self)
+        self.upscale_label.setObjectName("preview_upscale_label")
+        self.upscale_label.setWordWrap(True)
+        self.upscale_label.setVisible(False)
+        top.addWidget(self.upscale_label, 1)
+        self.upscale_button = QPushButton(self.tr("Upscale"), self)
+        self.upscale_button.setObjectName("preview_upscale_button")
+        self.upscale_button.setToolTip(
+            self.tr(
+                "Upscale the design on your ComfyUI server for 300 DPI on the largest chosen "
+                "product; the upscaled copy becomes its print file."
+            )
+        )
+        self.upscale_button.setVisible(False)
+        top.addWidget(self.upscale_button)
         layout.addLayout(top)
         self.empty_label = QLabel(self.tr("Choose a product to see the design on it."), self)
         self.empty_label.setObjectName("preview_empty_label")
@@ -332,6 +350,39 @@ class MockupPreview(QWidget):
         self.note_label.setStyleSheet("color: #7a808a;")
         layout.addWidget(self.note_label)
         self.design_combo.currentIndexChanged.connect(self._on_design_combo_changed)
+        self.upscale_button.clicked.connect(self._on_upscale_clicked)
+
+    def _combo_text(self, design: GeneratedImage) -> str:
+        prompt = design.prompt if len(design.prompt) <= 60 else design.prompt[:59] + "…"
+        w, h = design.print_size
+        return f"{prompt} ({w}×{h})"
+
+    def replace_design(self, design: GeneratedImage) -> None:
+        """The same design with new data (an upscaled print file): cards follow its size."""
+        for i, known in enumerate(self.designs):
+            if known.image_id == design.image_id:
+                self.designs[i] = design
+                self.design_combo.setItemText(i, self._combo_text(design))
+
+    def set_upscale_state(self, *, offered: bool, busy: bool) -> None:
+        """Show Upscale when the design prints soft (``offered``), "Upscaling…" (disabled)
+        while it runs."""
+        self.upscale_button.setVisible(offered or busy)
+        self.upscale_button.setEnabled(offered and not busy)
+        self.upscale_button.setText(self.tr("Upscaling…") if busy else self.tr("Upscale"))
+
+    def show_upscale_message(self, message: str, *, error: bool) -> None:
+        """What the last upscale did (an error in red), or nothing."""
+        colour = RED if error else GREEN
+        self.upscale_label.setStyleSheet(f"color: {colour.name()};")
+        self.upscale_label.setText(message)
+        self.upscale_label.setVisible(bool(message))
+
+    @Slot()
+    def _on_upscale_clicked(self) -> None:
+        design = self.current_design()
+        if design is not None:
+            self.sig_upscale_wanted.emit(design)
 
     def current_design(self) -> GeneratedImage | None:
         i = self.design_combo.currentIndex()

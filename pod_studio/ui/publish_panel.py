@@ -72,6 +72,7 @@ class PublishPanel(QDialog):
         self._profit_problems: dict[str, str] = {}
         self._requested: set[str] = set()
         self._low_dpi_armed = False  # the seller was told about low DPI; the next click publishes
+        self._upscaling: set[str] = set()  # design ids being upscaled from this panel
         self.setObjectName("publish_panel")
         self.setWindowTitle(self.tr("Publish designs"))
         self.setModal(False)
@@ -211,7 +212,10 @@ class PublishPanel(QDialog):
         c.sig_publish_failed.connect(self._on_controller_publish_failed)
         c.sig_design_image_ready.connect(self._on_controller_design_image_ready)
         c.sig_design_image_failed.connect(self._on_controller_design_image_failed)
+        c.sig_upscaled.connect(self._on_controller_upscaled)
+        c.sig_upscale_failed.connect(self._on_controller_upscale_failed)
         self.preview_page.sig_design_wanted.connect(self._on_preview_design_wanted)
+        self.preview_page.sig_upscale_wanted.connect(self._on_preview_upscale_wanted)
         for check in self.template_checks.values():
             check.toggled.connect(self._on_template_toggled)
         self.draft_radio.toggled.connect(self._on_mode_toggled)
@@ -296,6 +300,9 @@ class PublishPanel(QDialog):
         design = self.preview_page.current_design()
         specs = [] if design is None else self.controller.mockups(design, self.chosen_templates())
         self.preview_page.set_specs(specs)
+        busy = design is not None and design.image_id in self._upscaling
+        offered = self.controller.can_upscale and any(s.low_resolution for s in specs)
+        self.preview_page.set_upscale_state(offered=offered, busy=busy)
 
     def _refresh_profit_table(self) -> None:
         names = self.chosen_templates()
@@ -430,6 +437,42 @@ class PublishPanel(QDialog):
     @Slot(str, str)
     def _on_controller_design_image_failed(self, image_id: str, message: str) -> None:
         self.preview_page.set_design_problem(image_id, message)
+
+    @Slot(object)
+    def _on_preview_upscale_wanted(self, design: GeneratedImage) -> None:
+        if design.image_id in self._upscaling:
+            return
+        self.preview_page.show_upscale_message("", error=False)
+        self._upscaling.add(design.image_id)  # before: a refusal is signalled at once
+        self.controller.upscale(design, self.chosen_templates())
+        self._refresh_preview()
+
+    @Slot(object)
+    def _on_controller_upscaled(self, design: GeneratedImage) -> None:
+        if not any(d.image_id == design.image_id for d in self.designs):
+            return
+        self._upscaling.discard(design.image_id)
+        self.designs = [design if d.image_id == design.image_id else d for d in self.designs]
+        self.preview_page.replace_design(design)
+        w, h = design.print_size
+        self.preview_page.show_upscale_message(
+            self.tr("Upscaled to %1×%2 px: this is the print file now.")
+            .replace("%1", str(w))
+            .replace("%2", str(h)),
+            error=False,
+        )
+        self._refresh_preview()
+        self._update_state()  # a low-DPI question asked before no longer stands
+
+    @Slot(str)
+    def _on_controller_upscale_failed(self, message: str) -> None:
+        if not self._upscaling:
+            return
+        self._upscaling.clear()
+        self.preview_page.show_upscale_message(
+            self.tr("Upscale failed: %1").replace("%1", message), error=True
+        )
+        self._refresh_preview()
 
     def _ask_about_low_dpi(self, low: list[tuple[GeneratedImage, MockupSpec]]) -> None:
         """Say which products will print soft; the next click on the button publishes."""

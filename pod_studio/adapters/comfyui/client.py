@@ -107,6 +107,8 @@ _CANCEL_TIMEOUT = 10.0
 # The gallery refuses images above 40 MP (adapters/storage/images.py); /view stops reading as
 # soon as the image header says so instead of downloading the whole file first.
 MAX_VIEW_PIXELS = 40_000_000
+# GET /features: max_upload_size (stock ComfyUI: 100 MiB)
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 
 
 def default_workflow_path() -> Path:
@@ -185,6 +187,23 @@ class _Run:
     def node_class(self, node_id: str) -> str:
         node = self.graph.get(node_id)
         return str(node.get("class_type", "")) if isinstance(node, dict) else ""
+
+
+def _choices(data: dict[str, Any], node: str, field_name: str) -> list[str]:
+    """The choice list of a combo input in an ``/object_info`` entry: ``[[...], {...}]``, or
+    the newer ``["COMBO", {"options": [...]}]``."""
+    info = data.get(node)
+    spec: Any = None
+    if isinstance(info, dict):
+        inputs = info.get("input")
+        if isinstance(inputs, dict) and isinstance(inputs.get("required"), dict):
+            spec = inputs["required"].get(field_name)
+    if isinstance(spec, list) and spec:
+        if isinstance(spec[0], list):
+            return [str(x) for x in spec[0]]
+        if len(spec) > 1 and isinstance(spec[1], dict) and isinstance(spec[1].get("options"), list):
+            return [str(x) for x in spec[1]["options"]]
+    return []
 
 
 class _Finished(Exception):
@@ -462,22 +481,56 @@ class ComfyUIClient:
         data = await self._get_json("object_info", "/object_info/CheckpointLoaderSimple")
         if not isinstance(data, dict):
             raise not_comfyui(self._url, "checkpoints", "/object_info/... is not an object")
-        info = data.get("CheckpointLoaderSimple")
-        spec: Any = None
-        if isinstance(info, dict):
-            inputs = info.get("input")
-            if isinstance(inputs, dict) and isinstance(inputs.get("required"), dict):
-                spec = inputs["required"].get("ckpt_name")
-        if isinstance(spec, list) and spec:
-            if isinstance(spec[0], list):
-                return [str(x) for x in spec[0]]
-            if (
-                len(spec) > 1
-                and isinstance(spec[1], dict)
-                and isinstance(spec[1].get("options"), list)
-            ):
-                return [str(x) for x in spec[1]["options"]]
-        return []
+        return _choices(data, "CheckpointLoaderSimple", "ckpt_name")
+
+    async def upscale_models(self) -> list[str]:
+        """Upscale model files the server offers (``UpscaleModelLoader.model_name``); empty
+        when it has none or does not know the node."""
+        data = await self._get_json("object_info", "/object_info/UpscaleModelLoader")
+        if not isinstance(data, dict):
+            raise not_comfyui(self._url, "upscale_models", "/object_info/... is not an object")
+        return _choices(data, "UpscaleModelLoader", "model_name")
+
+    async def upload_image(self, data: bytes, filename: str, *, subfolder: str = "") -> str:
+        """``POST /upload/image`` (multipart, ``type=input``, ``overwrite=true``), like the
+        ComfyUI front end; returns the name a ``LoadImage`` node takes ("sub/name.png").
+        Overwriting makes a retry land on the same file, so the call is retried freely."""
+        if not data:
+            raise ValidationError("upload_image: no image data", service=SERVICE)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ValidationError(
+                f"upload_image: {len(data):,} bytes is above ComfyUI's upload limit",
+                service=SERVICE,
+                user_message="The design is larger than ComfyUI accepts for an upload "
+                f"({MAX_UPLOAD_BYTES // (1024 * 1024)} MB).",
+            )
+        fields = {"type": "input", "overwrite": "true"}
+        if subfolder:
+            fields["subfolder"] = subfolder
+
+        def handle(response: httpx.Response) -> str:
+            if response.status_code == 400:
+                raise ValidationError(
+                    f"upload_image: ComfyUI at {self._url} refused the upload of {filename} "
+                    "(HTTP 400)",
+                    service=SERVICE,
+                    user_message=f"ComfyUI at {self._url} refused the design's upload.",
+                )
+            reply = self._json("upload_image")(response)
+            name = reply.get("name") if isinstance(reply, dict) else None
+            if not isinstance(name, str) or not name:
+                raise not_comfyui(self._url, "upload_image", "the upload reply has no name")
+            folder = reply.get("subfolder") if isinstance(reply, dict) else ""
+            return f"{folder}/{name}" if isinstance(folder, str) and folder else name
+
+        return await self._call(
+            "upload_image",
+            "POST",
+            "/upload/image",
+            handle,
+            files={"image": (filename, data, "image/png")},
+            data=fields,
+        )
 
     async def queue_length(self) -> int:
         """Prompts queued or running on the server (``GET /prompt``)."""

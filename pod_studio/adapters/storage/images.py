@@ -335,7 +335,20 @@ class GalleryImageStore:
                 log.warning("skipping %s: its image file %s is missing", sidecar.name, file.name)
                 return None
             image = image.model_copy(update={"file": str(local.resolve())})
-        return image
+        return self._located_print_file(image)
+
+    def _located_print_file(self, image: GeneratedImage) -> GeneratedImage:
+        """The record with its print file found beside it (a moved folder), or without one
+        when the file is gone (the design prints from its own file again)."""
+        if not image.print_file or Path(image.print_file).exists():
+            return image
+        local = self.images_dir / Path(image.print_file).name
+        if local.exists():
+            return image.model_copy(update={"print_file": str(local.resolve())})
+        log.warning("design %s: its print file is missing; printing the design", image.image_id)
+        return image.model_copy(
+            update={"print_file": None, "print_width": None, "print_height": None}
+        )
 
     def _list_sync(self) -> list[GeneratedImage]:
         if not self.images_dir.is_dir():
@@ -359,7 +372,7 @@ class GalleryImageStore:
                     log.warning("skipping design %s: its image file is missing", image.image_id)
                     continue
                 image = image.model_copy(update={"file": str(local.resolve())})
-            images.append(image)
+            images.append(self._located_print_file(image))
         return images
 
     async def set_approved(self, image_id: str, approved: bool | None) -> GeneratedImage:
@@ -388,6 +401,37 @@ class GalleryImageStore:
         self._index_put(image)
         return image
 
+    async def set_print_file(self, image_id: str, data: bytes) -> GeneratedImage:
+        """Keep ``data`` (verified PNG/JPEG/WebP bytes, written as they are: no DPI tag is
+        added) as the design's print file ``<image_id>.print-<hash>.<ext>`` beside it; the
+        design keeps its id, file and hash. A previous print file is removed."""
+        async with self._lock:
+            return await asyncio.to_thread(self._print_file_sync, image_id, data)
+
+    def _print_file_sync(self, image_id: str, data: bytes) -> GeneratedImage:
+        sidecar = self._sidecar(image_id)
+        image = self._read_sidecar(sidecar) if sidecar.exists() else None
+        if image is None:
+            raise ValidationError(f"no image {image_id}", service="images")
+        facts = inspect_image(data)
+        path = self.images_dir / f"{image_id}.print-{facts.sha256[:12]}.{facts.extension}"
+        atomic_write_bytes(path, data)
+        old = image.print_file
+        updated = self._update_sync(
+            image_id,
+            {
+                "print_file": str(path.resolve()),
+                "print_width": facts.width,
+                "print_height": facts.height,
+            },
+        )
+        if old and Path(old).resolve() != path.resolve():
+            try:
+                Path(old).unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not remove the old print file %s: %s", Path(old).name, exc)
+        return updated
+
     TRASH_NAME = "trash"
 
     async def move_to_trash(self, image_id: str) -> None:
@@ -402,9 +446,10 @@ class GalleryImageStore:
         trash = self.images_dir / self.TRASH_NAME
         trash.mkdir(parents=True, exist_ok=True)
         if image is not None:
-            file = Path(image.file)
-            if file.exists():
-                file.replace(trash / file.name)
+            for name in (image.file, image.print_file):
+                file = Path(name) if name else None
+                if file is not None and file.exists():
+                    file.replace(trash / file.name)
         if sidecar.exists():
             sidecar.replace(trash / sidecar.name)
         db = self._connect()

@@ -68,6 +68,8 @@ class AppController(QObject):
             profit_preview=studio.profit_preview,
             thumbnail=studio.thumbnail,
             upscale=studio.upscale_design,
+            platform_mockups=studio.printify_mockups,
+            bridge=ctx.bridge,
             parent=self,
         )
         self.publishing.sig_upscaled.connect(self.gallery.apply_updated)

@@ -45,6 +45,8 @@ TestPrintify = Callable[[str | None, str | None], Awaitable[str]]
 
 
 ListPlatforms = Callable[[], Awaitable[list[PlatformChoice]]]
+# (design sha256, template name) -> the platform's own mockup images
+PlatformMockups = Callable[[str, str], Awaitable[list[bytes]]]
 
 
 class Studio(Protocol):
@@ -85,6 +87,11 @@ class Studio(Protocol):
     async def profit_preview(
         self, image: GeneratedImage, template_name: str
     ) -> Sequence[ProfitLine]: ...
+
+    async def printify_mockups(self, design_sha256: str, template_name: str) -> list[bytes]:
+        """Printify's own mockup images (JPEG/PNG bytes) of this design as this product, once
+        its Printify draft exists; ``[]`` before."""
+        ...
 
     async def list_checkpoints(self) -> list[str]: ...
 

@@ -20,13 +20,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pydantic
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, Slot
 
 from pod_studio.app.context import (
     DescribeSecrets,
     ListPlatforms,
     ListShops,
     ListTemplates,
+    PlatformMockups,
     ProfitPreview,
     SaveSecret,
     SettingsGetter,
@@ -45,6 +46,7 @@ from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.settings import SecretName
 
 if TYPE_CHECKING:
+    from pod_studio.app.bridge import QtEventBridge
     from pod_studio.services.orchestrator import Orchestrator
 
 log = logging.getLogger(__name__)
@@ -200,6 +202,10 @@ class PublishController(QObject):
     sig_design_image_failed(str image_id, str message)
     sig_upscaled(GeneratedImage image): the design with its new upscaled print file.
     sig_upscale_failed(str message): why an upscale did not happen (the design is unchanged).
+    sig_platform_mockups_loaded(str image_id, str template, list[bytes] images): Printify's own
+        mockups of the design as that product (JPEG/PNG bytes), once its draft exists; asked
+        for with ``load_platform_mockups`` and fetched again when the draft is created.
+        Nothing is emitted while there are none (or on failure: logged).
     """
 
     sig_platforms_loaded = Signal(list)
@@ -212,6 +218,7 @@ class PublishController(QObject):
     sig_design_image_failed = Signal(str, str)
     sig_upscaled = Signal(object)
     sig_upscale_failed = Signal(str)
+    sig_platform_mockups_loaded = Signal(str, str, list)
 
     def __init__(
         self,
@@ -224,9 +231,19 @@ class PublishController(QObject):
         profit_preview: ProfitPreview | None = None,
         thumbnail: Callable[[GeneratedImage], bytes] | None = None,
         upscale: UpscaleDesign | None = None,
+        platform_mockups: PlatformMockups | None = None,
+        bridge: QtEventBridge | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
+        self._platform_mockups = platform_mockups
+        # (image id, template) -> the design, for the mockups asked for and not had yet
+        self._mockups_wanted: dict[tuple[str, str], GeneratedImage] = {}
+        self._mockups: dict[tuple[str, str], list[bytes]] = {}
+        self._mockups_loading: set[tuple[str, str]] = set()
+        self._mockups_again: set[tuple[str, str]] = set()  # the draft came during a fetch
+        if bridge is not None:
+            bridge.sig_publish_step_changed.connect(self._on_bridge_publish_step_changed)
         self._upscale = upscale
         self._upscaling: set[str] = set()
         self._thumbnail = thumbnail
@@ -328,6 +345,60 @@ class PublishController(QObject):
             return
         self._design_images[image.image_id] = data
         self.sig_design_image_ready.emit(image.image_id, data)
+
+    def load_platform_mockups(self, image: GeneratedImage, templates: Sequence[str]) -> bool:
+        """Printify's own mockups of ``image`` on each of ``templates``, fetched off the GUI
+        thread (``sig_platform_mockups_loaded``, at once when already had). Those not made yet
+        are fetched again when Printify's draft of them is created."""
+        if self._platform_mockups is None:
+            return False
+        for name in templates:
+            key = (image.image_id, name)
+            cached = self._mockups.get(key)
+            if cached:
+                self.sig_platform_mockups_loaded.emit(image.image_id, name, list(cached))
+                continue
+            self._mockups_wanted[key] = image
+            self._fetch_platform_mockups(key, image)
+        return True
+
+    def _fetch_platform_mockups(self, key: tuple[str, str], image: GeneratedImage) -> None:
+        if self._platform_mockups is None:
+            return
+        if key in self._mockups_loading:
+            self._mockups_again.add(key)
+            return
+        self._mockups_loading.add(key)
+        self._runner.spawn(
+            self._load_platform_mockups(self._platform_mockups, key, image),
+            name=f"printify-mockups-{image.image_id[:8]}",
+        )
+
+    async def _load_platform_mockups(
+        self, fetch: PlatformMockups, key: tuple[str, str], image: GeneratedImage
+    ) -> None:
+        images: list[bytes] = []
+        try:
+            images = list(await fetch(image.sha256, key[1]))
+        except Exception as exc:  # noqa: BLE001 - the card keeps saying they come later
+            log.info("no Printify mockups of %s as %s: %s", image.image_id, key[1], exc)
+        self._mockups_loading.discard(key)
+        if images:
+            self._mockups[key] = images
+            self.sig_platform_mockups_loaded.emit(key[0], key[1], list(images))
+        if key in self._mockups_again:
+            self._mockups_again.discard(key)
+            self._fetch_platform_mockups(key, image)
+
+    @Slot(object)
+    def _on_bridge_publish_step_changed(self, event: PublishStepChanged) -> None:
+        if event.platform != "printify" or event.state not in ("create:done", "create:skipped"):
+            return
+        key = (event.design_id, event.product)
+        self._mockups.pop(key, None)  # a new draft: its mockups are new
+        image = self._mockups_wanted.get(key)
+        if image is not None:
+            self._fetch_platform_mockups(key, image)
 
     @property
     def can_upscale(self) -> bool:

@@ -812,6 +812,25 @@ class Core:
     async def profit_preview(self, image: GeneratedImage, template_name: str) -> list[ProfitLine]:
         return list(await self.publishing.profit_preview(image, template_name))
 
+    async def printify_mockups(self, design_sha256: str, template_name: str) -> list[bytes]:
+        """Printify's own mockup images of this design as this product (at most a few), once
+        its Printify draft exists; ``[]`` before (no job yet, or not created yet)."""
+        from pod_studio.adapters.marketplaces.mockup_images import download_mockups
+        from pod_studio.domain.jobs import StepStatus, idempotency_key
+        from pod_studio.domain.orchestration import publish_job_id
+
+        client = self.printify
+        if client is None or not design_sha256 or not template_name:
+            return []
+        key = idempotency_key(design_sha256, template_name, "printify")
+        job = await self.ledger.get_job(publish_job_id(key))
+        step = job.step("create") if job is not None else None
+        if step is None or step.state is not StepStatus.DONE or not step.remote_ref:
+            return []
+        listing = await client.get_listing(step.remote_ref)
+        # a plain client of its own: the API token never goes to the image host
+        return await download_mockups(listing.images, service="printify")
+
     def describe_secrets(self) -> str:
         return str(self.secrets.describe())
 

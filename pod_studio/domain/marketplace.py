@@ -187,6 +187,7 @@ class RemoteListing(_Value):
     url: str | None = None
     external_ids: dict[str, str] = Field(default_factory=dict)
     created_at: datetime | None = None
+    images: tuple[str, ...] = ()  # the platform's own mockup URLs (default first), if it has any
 
 
 class Placeholder(_Value):

@@ -9,6 +9,12 @@ the rate stays the same, but a limit is hit (and recovers) ``1/time_scale`` time
 
 Fault knobs: ``fail_next``, ``rate_limit_next``, ``commit_then_timeout_next`` (the create is
 stored, then the reply hangs or the connection drops), ``malformed_next``, ``slow_seconds``.
+Mockups: each product's ``images`` point at
+``{mockup_host}/mockup/{product_id}/{variant_id}/{n}/x.jpg`` as Printify's do; ``mockup_host``
+is the sandbox itself unless told otherwise (for example
+``https://images.printify.com``), and the sandbox serves those paths without a token as small
+JPEGs of the variant's colour with the uploaded design on it, so they load offline.
+
 Observations: ``request_counts``, ``creates_per_key``, ``status_429_count``, ``products``,
 ``uploads``.
 
@@ -175,6 +181,7 @@ class PrintifySandbox:
         fault_kinds: Iterable[str] = ("500", "503", "429", "reset", "timeout", "reset_after"),
         rng_seed: int = 0,
         clock: Callable[[], float] | None = None,
+        mockup_host: str | None = None,
     ) -> None:
         if publish_mode not in ("native", "custom"):
             raise ValueError("publish_mode must be 'native' or 'custom'")
@@ -204,6 +211,8 @@ class PrintifySandbox:
         self.min_effective_dpi = min_effective_dpi
         self.slow_seconds = slow_seconds
         self.hang_seconds = hang_seconds
+        # the origin of the mockup URLs; None = this sandbox (its /mockup/... route)
+        self.mockup_host = mockup_host.rstrip("/") if mockup_host else None
         # Random faults on every route: "500", "503", "429" (Retry-After: 1), "reset" (the
         # connection dropped before handling), "timeout" (no answer for ``hang_seconds``),
         # "reset_after" (handled, then the connection dropped: a create that landed unseen).
@@ -231,11 +240,13 @@ class PrintifySandbox:
         self._areas_in: dict[str, list[Any]] = {}
         self.uploads: dict[str, dict[str, Any]] = {}
         self.upload_accounts: dict[str, str] = {}  # image id -> the token that uploaded it
+        self.upload_data: dict[str, bytes] = {}  # image id -> its bytes (drawn on the mockups)
         self.archived_uploads: set[str] = set()
         self.publish_failures: dict[str, str] = {}
         self._published: dict[str, asyncio.Event] = {}
 
         self.request_counts: Counter[str] = Counter()
+        self.mockup_requests_with_auth = 0
         self.creates_per_key: Counter[str] = Counter()
         self.status_429_count = 0
 
@@ -326,6 +337,7 @@ class PrintifySandbox:
         r.add_post(base + "/{product_id}/publishing_succeeded.json", self._publishing_succeeded)
         r.add_post(base + "/{product_id}/publishing_failed.json", self._publishing_failed)
         r.add_post(base + "/{product_id}/unpublish.json", self._unpublish)
+        r.add_get("/mockup/{product_id}/{variant_id}/{n}/{name}", self._mockup_image)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -418,6 +430,11 @@ class PrintifySandbox:
     async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         template = self._template(request)
         self.request_counts[template] += 1
+        if request.path.startswith("/mockup/"):
+            # the image host: public URLs, no token, no API rate buckets
+            if request.headers.get("Authorization"):
+                self.mockup_requests_with_auth += 1
+            return await handler(request)
         if self.slow_seconds > 0:
             await self._pause(self.slow_seconds)
         if self.require_user_agent and not request.headers.get("User-Agent", "").strip():
@@ -685,6 +702,7 @@ class PrintifySandbox:
         }
         self.uploads[image_id] = record
         self.upload_accounts[image_id] = _ACCOUNT.get()
+        self.upload_data[image_id] = data
         return web.json_response(record)
 
     async def _fetch_url(self, url: str) -> bytes | web.Response:
@@ -897,7 +915,9 @@ class PrintifySandbox:
             "options": _options([catalog[v["id"]] for v in variants_out]),
             "variants": variants_out,
             "images": _mockups(
-                product_id, [catalog[v["id"]] for v in variants_out if v["is_enabled"]]
+                self.mockup_host or self.base_url,
+                product_id,
+                [catalog[v["id"]] for v in variants_out if v["is_enabled"]],
             ),
             "created_at": previous["created_at"] if previous else now,
             "updated_at": now,
@@ -984,6 +1004,30 @@ class PrintifySandbox:
             holders_out.append({"position": position, "images": images_out})
         covered.update(vids)
         return {"variant_ids": list(vids), "placeholders": holders_out, "background": "#ffffff"}
+
+    # ------------------------------------------------------------------ mockups
+
+    async def _mockup_image(self, request: web.Request) -> web.Response:
+        product = self.products.get(request.match_info["product_id"])
+        try:
+            variant_id = int(request.match_info["variant_id"])
+        except ValueError:
+            variant_id = -1
+        variant = next(
+            (v for v in (product or {}).get("variants", []) if v["id"] == variant_id), None
+        )
+        if product is None or variant is None:
+            return web.Response(status=404, text="Not Found")
+        color_id = variant["options"][0]
+        hexcode = next((h for cid, h in COLOR_OPTIONS.values() if cid == color_id), "#ffffff")
+        design = b""
+        for area in product.get("print_areas", []):
+            if variant_id in area["variant_ids"]:
+                for holder in area["placeholders"]:
+                    for img in holder["images"]:
+                        design = design or self.upload_data.get(img["id"], b"")
+        body = await asyncio.to_thread(_mockup_jpeg, hexcode, design)
+        return web.Response(body=body, content_type="image/jpeg")
 
     # ------------------------------------------------------------------ publishing
 
@@ -1088,7 +1132,7 @@ def _options(variants: list[SandboxVariant]) -> list[dict[str, Any]]:
     ]
 
 
-def _mockups(product_id: str, variants: list[SandboxVariant]) -> list[dict[str, Any]]:
+def _mockups(host: str, product_id: str, variants: list[SandboxVariant]) -> list[dict[str, Any]]:
     by_color: dict[str, list[int]] = {}
     for v in variants:
         by_color.setdefault(v.color, []).append(v.id)
@@ -1096,13 +1140,31 @@ def _mockups(product_id: str, variants: list[SandboxVariant]) -> list[dict[str, 
     for n, (_, ids) in enumerate(by_color.items()):
         images.append(
             {
-                "src": f"https://images.printify.com/mockup/{product_id}/{ids[0]}/{n + 1}/x.jpg",
+                "src": f"{host}/mockup/{product_id}/{ids[0]}/{n + 1}/x.jpg",
                 "variant_ids": ids,
                 "position": "front",
                 "is_default": n == 0,
             }
         )
     return images
+
+
+def _mockup_jpeg(hexcode: str, design: bytes, size: int = 480) -> bytes:
+    """A small mockup: the garment colour with the design on its chest (plain if unreadable)."""
+    from PIL import Image, UnidentifiedImageError
+
+    canvas = Image.new("RGB", (size, size), hexcode)
+    if design:
+        try:
+            with Image.open(io.BytesIO(design)) as art:
+                art.thumbnail((size * 2 // 5, size * 2 // 5))
+                rgba = art.convert("RGBA")
+                canvas.paste(rgba, ((size - rgba.width) // 2, size // 4), rgba)
+        except (UnidentifiedImageError, OSError, ValueError):
+            pass
+    out = io.BytesIO()
+    canvas.save(out, "JPEG", quality=80)
+    return out.getvalue()
 
 
 def _image_info(data: bytes) -> tuple[str, int, int] | None:

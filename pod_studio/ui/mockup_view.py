@@ -12,15 +12,27 @@ from __future__ import annotations
 from html import escape
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QIcon,
+    QImage,
+    QPainter,
+    QPainterPath,
+    QPaintEvent,
+    QPen,
+    QPixmap,
+)
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -247,7 +259,11 @@ class MockupCanvas(QWidget):
 
 
 class MockupCard(QFrame):
-    """A mockup with the product's name, its colour and the design's DPI on it."""
+    """A mockup with the product's name, its colour and the design's DPI on it, and under
+    it Printify's own mockups once its draft exists (click one to enlarge it)."""
+
+    THUMB = 56
+    ENLARGED = 720
 
     def __init__(self, spec: MockupSpec, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -281,6 +297,85 @@ class MockupCard(QFrame):
         layout.addWidget(self.title_label)
         layout.addWidget(self.canvas, 1)
         layout.addWidget(self.dpi_label)
+        # Printify's own renders of this product, once its draft exists
+        self.platform_label = QLabel(self.tr("Printify's mockups appear after its draft is made"))
+        self.platform_label.setObjectName("mockup_platform_label")
+        self.platform_label.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        self.platform_label.setWordWrap(True)
+        self.platform_label.setStyleSheet("color: #7a808a;")
+        self._strip = QHBoxLayout()
+        self._strip.setSpacing(4)
+        self._strip.addStretch(1)
+        self._strip.addStretch(1)
+        self.platform_thumbs: list[QToolButton] = []
+        self._platform_images: list[QImage] = []
+        self.enlarged: QDialog | None = None
+        layout.addWidget(self.platform_label)
+        layout.addLayout(self._strip)
+
+    def set_platform_mockups(self, images: list[bytes]) -> None:
+        """Show these mockup images (JPEG/PNG bytes) as a strip of thumbnails."""
+        for button in self.platform_thumbs:
+            self._strip.removeWidget(button)
+            button.deleteLater()
+        self.platform_thumbs = []
+        self._platform_images = [i for i in (QImage.fromData(d) for d in images) if not i.isNull()]
+        for n, image in enumerate(self._platform_images):
+            button = QToolButton(self)
+            button.setObjectName(f"mockup_platform_thumb_{n}")
+            button.setIcon(
+                QIcon(
+                    QPixmap.fromImage(
+                        image.scaled(
+                            self.THUMB,
+                            self.THUMB,
+                            Qt.AspectRatioMode.KeepAspectRatio,
+                            Qt.TransformationMode.SmoothTransformation,
+                        )
+                    )
+                )
+            )
+            button.setIconSize(QSize(self.THUMB, self.THUMB))
+            button.setAutoRaise(True)
+            button.setToolTip(self.tr("Click to enlarge"))
+            button.clicked.connect(lambda _checked=False, i=n: self.enlarge(i))
+            self._strip.insertWidget(1 + n, button)
+            self.platform_thumbs.append(button)
+        if self._platform_images:
+            self.platform_label.setText(self.tr("Printify's mockups"))
+        else:
+            self.platform_label.setText(
+                self.tr("Printify's mockups appear after its draft is made")
+            )
+
+    def enlarge(self, index: int) -> None:
+        """One of Printify's mockups, large, in a window of its own (non-modal)."""
+        if not 0 <= index < len(self._platform_images):
+            return
+        image = self._platform_images[index]
+        if self.enlarged is None:
+            self.enlarged = QDialog(self)
+            self.enlarged.setObjectName("mockup_platform_enlarged")
+            self.enlarged.setWindowTitle(
+                self.tr("Printify's mockup — %1").replace("%1", self.spec.template)
+            )
+            box = QVBoxLayout(self.enlarged)
+            big = QLabel(self.enlarged)
+            big.setObjectName("mockup_platform_big_label")
+            big.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            box.addWidget(big)
+        big_label = self.enlarged.findChild(QLabel, "mockup_platform_big_label")
+        assert isinstance(big_label, QLabel)
+        pixmap = QPixmap.fromImage(image)
+        if pixmap.width() > self.ENLARGED or pixmap.height() > self.ENLARGED:
+            pixmap = pixmap.scaled(
+                self.ENLARGED,
+                self.ENLARGED,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        big_label.setPixmap(pixmap)
+        self.enlarged.open()
 
 
 class MockupPreview(QWidget):
@@ -303,6 +398,7 @@ class MockupPreview(QWidget):
         self.cards: list[MockupCard] = []
         self._images: dict[str, QImage] = {}
         self._problems: dict[str, str] = {}
+        self._platform: dict[tuple[str, str], list[bytes]] = {}
         layout = QVBoxLayout(self)
         top = QHBoxLayout()
         self.design_combo = QComboBox(self)
@@ -420,10 +516,24 @@ class MockupPreview(QWidget):
         self._problems[image_id] = message
         self._apply_image()
 
+    def set_platform_mockups(self, image_id: str, template: str, images: list[bytes]) -> None:
+        """Printify's own mockups of a design on a product (shown on that card when the
+        design is the one shown)."""
+        self._platform[(image_id, template)] = list(images)
+        design = self.current_design()
+        if design is not None and design.image_id == image_id:
+            for card in self.cards:
+                if card.spec.template == template:
+                    card.set_platform_mockups(list(images))
+
     def _apply_image(self) -> None:
         design = self.current_design()
         if design is None:
             return
+        for card in self.cards:
+            found = self._platform.get((design.image_id, card.spec.template))
+            if found is not None or card.platform_thumbs:
+                card.set_platform_mockups(found or [])
         image = self._images.get(design.image_id)
         problem = self._problems.get(design.image_id, "")
         for card in self.cards:

@@ -214,6 +214,7 @@ class PublishPanel(QDialog):
         c.sig_design_image_failed.connect(self._on_controller_design_image_failed)
         c.sig_upscaled.connect(self._on_controller_upscaled)
         c.sig_upscale_failed.connect(self._on_controller_upscale_failed)
+        c.sig_platform_mockups_loaded.connect(self._on_controller_platform_mockups_loaded)
         self.preview_page.sig_design_wanted.connect(self._on_preview_design_wanted)
         self.preview_page.sig_upscale_wanted.connect(self._on_preview_upscale_wanted)
         for check in self.template_checks.values():
@@ -300,6 +301,9 @@ class PublishPanel(QDialog):
         design = self.preview_page.current_design()
         specs = [] if design is None else self.controller.mockups(design, self.chosen_templates())
         self.preview_page.set_specs(specs)
+        if design is not None and specs:
+            # Printify's own mockups of drafts made already (and of those made later)
+            self.controller.load_platform_mockups(design, [s.template for s in specs])
         busy = design is not None and design.image_id in self._upscaling
         offered = self.controller.can_upscale and any(s.low_resolution for s in specs)
         self.preview_page.set_upscale_state(offered=offered, busy=busy)
@@ -433,6 +437,12 @@ class PublishPanel(QDialog):
     @Slot(str, bytes)
     def _on_controller_design_image_ready(self, image_id: str, data: bytes) -> None:
         self.preview_page.set_design_image(image_id, data)
+
+    @Slot(str, str, list)
+    def _on_controller_platform_mockups_loaded(
+        self, image_id: str, template: str, images: list[bytes]
+    ) -> None:
+        self.preview_page.set_platform_mockups(image_id, template, images)
 
     @Slot(str, str)
     def _on_controller_design_image_failed(self, image_id: str, message: str) -> None:

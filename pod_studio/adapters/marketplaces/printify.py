@@ -27,6 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -653,6 +654,7 @@ class PrintifyClient:
                 url=handle if handle.startswith(("http://", "https://")) else None,
                 external_ids=ext_ids,
                 created_at=datetime.fromisoformat(created) if created else None,
+                images=_mockup_urls(product.get("images")),
             )
 
         return _parse(build, "product")
@@ -1125,3 +1127,17 @@ def _names_unknown_image(exc: ValidationError) -> bool:
     .images.N.id``)."""
     text = " ".join([exc.message, *exc.details])
     return bool(re.search(r"images\.\d+\.id", text))
+
+
+def _mockup_urls(images: Any) -> tuple[str, ...]:
+    """The http(s) ``src`` of each product image, the default one first, duplicates dropped."""
+    if not isinstance(images, list):
+        return ()
+    entries = [i for i in images if isinstance(i, dict) and isinstance(i.get("src"), str)]
+    entries.sort(key=lambda i: not i.get("is_default"))  # stable: Printify's order otherwise
+    out: list[str] = []
+    for entry in entries:
+        src = entry["src"].strip()
+        if urlsplit(src).scheme in ("http", "https") and src not in out:
+            out.append(src)
+    return tuple(out)

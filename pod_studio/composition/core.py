@@ -287,6 +287,7 @@ class Core:
     _started: bool = False
     _lock: FileLock | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def template(self) -> WorkflowTemplate:
@@ -602,6 +603,8 @@ class Core:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         await self._close_comfyui_server()
         try:
             await self.orchestrator.aclose()
@@ -641,7 +644,16 @@ class Core:
         if self._started:
             for gen in new:
                 await gen.start()
-        for gen in old:
+        if old:
+            # The old connections close in the background: a slow websocket close handshake
+            # must not hold up the settings save (aclose waits for them).
+            task = asyncio.create_task(self._retire(old), name="retire-comfyui-clients")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    @staticmethod
+    async def _retire(generators: Sequence[Any]) -> None:
+        for gen in generators:
             with contextlib.suppress(Exception):
                 await gen.aclose()
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 from PySide6.QtCore import Qt
 
 from pod_studio.ui.publish_panel import PublishPanel
@@ -42,6 +42,10 @@ def test_upscale_makes_a_sharp_print_file_that_the_export_uses(qtbot: Any, app_c
     assert "4500×4500" in panel.preview_page.upscale_label.text()
     with Image.open(design.print_file) as im:
         assert im.size == (4500, 4500)
+        upscaled = im.convert("RGB").resize((64, 64))
+    with Image.open(design.file) as im:  # the same picture, only larger
+        original = im.convert("RGB").resize((64, 64))
+    assert max(ImageStat.Stat(ImageChops.difference(upscaled, original)).mean) < 8
     # the gallery has the new record too (a later panel prints from the print file)
     qtbot.waitUntil(lambda: any(i.print_file for i in app_ctl.gallery.images()), timeout=5000)
 

@@ -20,7 +20,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pydantic
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QBuffer, QIODevice, QObject, Qt, Signal, Slot
+from PySide6.QtGui import QImage
 
 from pod_studio.app.context import (
     DescribeSecrets,
@@ -186,6 +187,31 @@ def check_publish(request: PublishRequest) -> list[str]:
     if not request.platforms:
         problems.append("choose at least one platform")
     return problems
+
+
+MOCKUP_THUMB_PX = 480
+
+
+def _thumbnail_bytes(images: Sequence[bytes]) -> list[bytes]:
+    """Each image at most ``MOCKUP_THUMB_PX`` a side, as PNG; unreadable ones are left out.
+    QImage is reentrant, so this runs in a worker thread."""
+    out: list[bytes] = []
+    for data in images:
+        image = QImage.fromData(data)
+        if image.isNull():
+            continue
+        if max(image.width(), image.height()) > MOCKUP_THUMB_PX:
+            image = image.scaled(
+                MOCKUP_THUMB_PX,
+                MOCKUP_THUMB_PX,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        buffer = QBuffer()
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        image.save(buffer, b"PNG")
+        out.append(bytes(buffer.data().data()))
+    return out
 
 
 class PublishController(QObject):
@@ -379,7 +405,8 @@ class PublishController(QObject):
     ) -> None:
         images: list[bytes] = []
         try:
-            images = list(await fetch(image.sha256, key[1]))
+            # shrunk in a worker: a platform's full-size renders are not decoded on the GUI thread
+            images = await asyncio.to_thread(_thumbnail_bytes, await fetch(image.sha256, key[1]))
         except Exception as exc:  # noqa: BLE001 - the card keeps saying they come later
             log.info("no Printify mockups of %s as %s: %s", image.image_id, key[1], exc)
         self._mockups_loading.discard(key)

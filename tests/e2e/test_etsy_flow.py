@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,25 +48,32 @@ def _manifest(folder: Path) -> Path:
     return manifest
 
 
+def _set_up_etsy(sandbox: EtsySandbox, **changes: Any) -> MemorySecretStore:
+    """Settings that point Etsy at the sandbox (saved), and a secret store with its app keys."""
+    settings = AppSettings().with_changes(
+        etsy={
+            "base_url": sandbox.base_url,
+            "auth_base_url": sandbox.base_url,
+            "connect_url": f"{sandbox.base_url}/oauth/connect",
+            "redirect_port": 0,
+            "shipping_profile_id": 234107945503,
+            "taxonomy_id": 482,
+        },
+        **changes,
+    )
+    SettingsStore(app_paths().ensure().settings_file).save(settings)
+    secrets = MemorySecretStore()
+    secrets.set(SecretName.ETSY_KEYSTRING, "sandboxkeystring")
+    secrets.set(SecretName.ETSY_SHARED_SECRET, "sandboxsecret")
+    return secrets
+
+
 @pytest.mark.asyncio
 async def test_connect_then_publish_an_etsy_listing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with EtsySandbox(per_second=1000) as sandbox:
-        settings = AppSettings().with_changes(
-            etsy={
-                "base_url": sandbox.base_url,
-                "auth_base_url": sandbox.base_url,
-                "connect_url": f"{sandbox.base_url}/oauth/connect",
-                "redirect_port": 0,
-                "shipping_profile_id": 234107945503,
-                "taxonomy_id": 482,
-            }
-        )
-        SettingsStore(app_paths().ensure().settings_file).save(settings)
-        secrets = MemorySecretStore()
-        secrets.set(SecretName.ETSY_KEYSTRING, "sandboxkeystring")
-        secrets.set(SecretName.ETSY_SHARED_SECRET, "sandboxsecret")
+        secrets = _set_up_etsy(sandbox)
         designs, _problems = read_manifest(_manifest(tmp_path))
         async with open_core(secrets=secrets) as core:
             assert {p: ok for p, ok, _r in core.platforms()}["etsy"] is False
@@ -96,22 +104,8 @@ async def _connected_core_publish(
     tmp_path: Path, sandbox: EtsySandbox, printify: PrintifySandbox, printify_url: str
 ) -> list[bool]:
     """Connect Etsy, then publish one design to Printify only (through the engine)."""
-    settings = AppSettings().with_changes(
-        printify={"base_url": printify_url},
-        etsy={
-            "base_url": sandbox.base_url,
-            "auth_base_url": sandbox.base_url,
-            "connect_url": f"{sandbox.base_url}/oauth/connect",
-            "redirect_port": 0,
-            "shipping_profile_id": 234107945503,
-            "taxonomy_id": 482,
-        },
-    )
-    SettingsStore(app_paths().ensure().settings_file).save(settings)
-    secrets = MemorySecretStore()
+    secrets = _set_up_etsy(sandbox, printify={"base_url": printify_url})
     secrets.set(SecretName.PRINTIFY_TOKEN, PRINTIFY_TOKEN)
-    secrets.set(SecretName.ETSY_KEYSTRING, "sandboxkeystring")
-    secrets.set(SecretName.ETSY_SHARED_SECRET, "sandboxsecret")
     designs, _problems = read_manifest(_manifest(tmp_path))
     async with open_core(secrets=secrets) as core:
         assert await core.connect_etsy(_browser)

@@ -209,7 +209,7 @@ def _thumbnail_bytes(images: Sequence[bytes]) -> list[bytes]:
             )
         buffer = QBuffer()
         buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        image.save(buffer, b"PNG")
+        image.save(buffer, "PNG")  # type: ignore[call-overload]  # the stubs say bytes; PySide takes str
         out.append(bytes(buffer.data().data()))
     return out
 

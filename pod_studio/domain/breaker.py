@@ -1,6 +1,8 @@
 """Domain layer: the circuit breaker state machine (pure, synchronous, clock injected).
 
-CLOSED -> OPEN after ``failure_threshold`` counted failures within ``window_seconds``;
+CLOSED -> OPEN once, within ``window_seconds``, there are at least ``failure_threshold``
+counted failures AND they are at least ``failure_rate`` of the calls that ended there (a busy
+server with sporadic faults keeps serving; a dead one fails every call and opens at once);
 OPEN -> HALF_OPEN once ``reset_timeout`` has passed (checked lazily in ``admit``);
 HALF_OPEN admits exactly one probe: its success closes the breaker, its failure re-opens it.
 
@@ -54,15 +56,19 @@ def _positive(name: str, value: float) -> None:
 class BreakerConfig:
     """When a breaker opens and how long it stays open.
 
-    ``failure_threshold`` counted failures within ``window_seconds`` open the breaker; it
-    lets one probe through after ``reset_timeout`` seconds; a probe taking longer than
-    ``probe_timeout`` seconds counts as failed.
+    ``failure_threshold`` counted failures within ``window_seconds`` open the breaker when
+    they are at least ``failure_rate`` of the calls that ended in that window (1.0: only
+    when every call failed; the default 0.5 is the usual failure-rate rule, so one fault in
+    three on a busy server does not stop the work); it lets one probe through after
+    ``reset_timeout`` seconds; a probe taking longer than ``probe_timeout`` seconds counts
+    as failed.
     """
 
     failure_threshold: int = 5
     window_seconds: float = 60.0
     reset_timeout: float = 30.0
     probe_timeout: float = 20.0
+    failure_rate: float = 0.5
 
     def __post_init__(self) -> None:
         threshold = self.failure_threshold
@@ -71,6 +77,9 @@ class BreakerConfig:
         _positive("window_seconds", self.window_seconds)
         _positive("reset_timeout", self.reset_timeout)
         _positive("probe_timeout", self.probe_timeout)
+        _positive("failure_rate", self.failure_rate)
+        if self.failure_rate > 1:
+            raise ValueError(f"failure_rate must be at most 1, got {self.failure_rate!r}")
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,7 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._generation = 0
         self._failures: deque[float] = deque()
+        self._successes: deque[float] = deque()  # within the window, for the failure rate
         self._success_count = 0
         self._total_failures = 0
         self._opened_at = 0.0
@@ -263,9 +273,13 @@ class CircuitBreaker:
 
     def record_success(self, admission: Admission) -> None:
         self._success_count += 1
+        now = self._clock()
+        self._successes.append(now)
+        self._prune(now)
         if self._is_current_probe(admission):
             self._probe_started = None
             self._failures.clear()
+            self._successes.clear()
             self._transition(BreakerState.CLOSED)
 
     def record_failure(self, admission: Admission, exc: BaseException) -> None:
@@ -285,7 +299,10 @@ class CircuitBreaker:
             return  # a late result from before the last transition: counted, not acted upon
         self._failures.append(now)
         self._prune(now)
-        if len(self._failures) >= self.config.failure_threshold:
+        failures = len(self._failures)
+        if failures < self.config.failure_threshold:
+            return
+        if failures >= self.config.failure_rate * (failures + len(self._successes)):
             self._open(now)
 
     def release(self, admission: Admission) -> None:
@@ -296,6 +313,7 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Back to CLOSED with clean counters (the seller pressed "reset")."""
         self._failures.clear()
+        self._successes.clear()
         self._success_count = 0
         self._total_failures = 0
         self._probe_started = None
@@ -324,6 +342,8 @@ class CircuitBreaker:
         horizon = now - self.config.window_seconds
         while self._failures and self._failures[0] <= horizon:
             self._failures.popleft()
+        while self._successes and self._successes[0] <= horizon:
+            self._successes.popleft()
 
     def _open(self, now: float) -> None:
         self._opened_at = now

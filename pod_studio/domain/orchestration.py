@@ -131,6 +131,15 @@ class PromptLookup(Protocol):
     async def fetch_image(self, ref: ImageRef) -> bytes: ...
 
 
+@runtime_checkable
+class FollowLag(Protocol):
+    """How late a ComfyUI client may notice that a prompt finished (``ComfyUIClient``)."""
+
+    def follow_lag(self) -> float:
+        """0 while the live channel is up; the polling interval while it is down."""
+        ...
+
+
 # --- the queue view ----------------------------------------------------------------------------
 
 

@@ -17,7 +17,8 @@ class RunUpdate(BaseModel):
     """A live update from a running prompt, passed to ``ImageGenerator.run``'s callback.
 
     ``kind`` is one of: "submitted", "started", "executing", "progress", "preview",
-    "cached", "resubmitted", "reconnecting".
+    "cached", "resubmitted", "reconnecting", "finished" (the server is done with the prompt;
+    its images are being fetched).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -162,6 +162,8 @@ class BreakerSettings(_Section):
     failure_threshold: int = Field(default=5, ge=1, le=1000)
     window_seconds: float = Field(default=60.0, gt=0, le=86400)
     reset_timeout: float = Field(default=30.0, gt=0, le=86400)
+    # the share of the window's calls that must have failed too (see BreakerConfig)
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
 
 
 # Options POD Studio sets itself on the ComfyUI command line.

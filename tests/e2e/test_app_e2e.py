@@ -257,17 +257,20 @@ def test_faults_open_the_breaker_the_dock_counts_down_and_the_probe_closes_it(
     settings = AppSettings().with_changes(
         retry={"comfyui": RetryPolicySettings(max_retries=3, initial_delay=0.05, max_delay=0.1)},
         breakers={
-            "comfyui": BreakerSettings(failure_threshold=2, window_seconds=30, reset_timeout=1.5)
+            "comfyui": BreakerSettings(
+                failure_threshold=2, window_seconds=30, reset_timeout=1.5, failure_rate=0.25
+            )
         },
     )
     app = _make_app(qtbot, sandbox, settings)
     window = app.window
     qtbot.waitUntil(lambda: window.app.connection.state() == "connected", timeout=10000)
     comfy: ComfyUISandbox = sandbox.server
-    # Downloading the image (an idempotent GET) fails twice: retried, then the breaker opens
-    # and the queue moves the job off the server until a probe closes it again. (A failed
-    # POST /prompt is not retried blindly: the queue schedules the job for later instead.)
-    sandbox.call(lambda: comfy.fail_next(2, 503, path_prefix="/view"))
+    # Downloading the image (an idempotent GET) fails on every attempt: retried, then the
+    # breaker opens (a quarter of its window's calls failed) and the queue waits for a probe
+    # to close it again. (A failed POST /prompt is not retried blindly: the queue schedules
+    # the job for later instead.)
+    sandbox.call(lambda: comfy.fail_next(4, 503, path_prefix="/view"))
     window.prompt_editor.width_spin.setValue(128)
     window.prompt_editor.height_spin.setValue(128)
     window.prompt_editor.prompts_edit.setPlainText("a lighthouse at dusk")

@@ -78,6 +78,8 @@ def fail(breaker: CircuitBreaker, exc: Exception | None = None) -> None:
         ({"reset_timeout": -1}, "reset_timeout"),
         ({"reset_timeout": math.inf}, "reset_timeout"),
         ({"probe_timeout": 0}, "probe_timeout"),
+        ({"failure_rate": 0}, "failure_rate"),
+        ({"failure_rate": 1.5}, "failure_rate"),
         ({"probe_timeout": "5"}, "probe_timeout"),
     ],
 )
@@ -238,6 +240,47 @@ def test_listener_error_does_not_break_the_breaker() -> None:
     assert transitions == [("closed", "open")]
 
 
+def succeed(breaker: CircuitBreaker) -> None:
+    breaker.record_success(breaker.admit())
+
+
+def test_sporadic_faults_below_the_failure_rate_keep_it_closed() -> None:
+    breaker, clock, transitions = make(threshold=3)
+    for i in range(100):  # three faults in ten calls, more than the threshold in the window
+        clock.advance(0.1)
+        if i % 10 in (2, 5, 8):
+            fail(breaker)
+        else:
+            succeed(breaker)
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.metrics().failure_count == 30
+    assert transitions == []
+
+
+def test_a_server_that_starts_failing_every_call_opens_it_despite_earlier_successes() -> None:
+    breaker, clock, transitions = make(threshold=3)
+    for _ in range(5):
+        succeed(breaker)
+    for _ in range(4):
+        clock.advance(1.0)
+        fail(breaker)
+    assert breaker.state is BreakerState.CLOSED  # 4 of 9 calls failed: below one half
+    clock.advance(1.0)
+    fail(breaker)
+    assert breaker.state is BreakerState.OPEN
+    assert transitions == [("closed", "open")]
+
+
+def test_old_successes_leave_the_window() -> None:
+    breaker, clock, _ = make(threshold=3, window=10.0)
+    for _ in range(20):
+        succeed(breaker)
+    clock.advance(11.0)
+    for _ in range(3):
+        fail(breaker)
+    assert breaker.state is BreakerState.OPEN
+
+
 # --- property test -----------------------------------------------------------------------------
 
 ERRORS: list[Exception] = [
@@ -269,6 +312,7 @@ class BreakerMachine(RuleBasedStateMachine):
         self.breaker.add_listener(self._on_transition)
         self.outstanding: list[Admission] = []
         self.closed_failures: list[float] = []  # counted failures of the current closed period
+        self.successes: list[float] = []  # every success since the breaker last closed
         self.closed_generation_admissions: set[int] = set()
         self.last_action = ""
         self.violations: list[str] = []
@@ -284,15 +328,21 @@ class BreakerMachine(RuleBasedStateMachine):
     def _check_transition(self, old: BreakerState, new: BreakerState) -> None:
         now = self.clock.now
         if old is BreakerState.CLOSED and new is BreakerState.OPEN:
-            recent = [t for t in self.closed_failures if t > now - self.WINDOW]
-            assert len(recent) >= self.THRESHOLD, "opened without enough failures in the window"
+            assert self._over_limits(now), "opened below the failure count or rate"
         if old is BreakerState.HALF_OPEN and new is BreakerState.OPEN:
             assert self.last_action in ("probe failed", "admit"), self.last_action
         if new is BreakerState.CLOSED:
             assert old is BreakerState.HALF_OPEN
             assert self.last_action == "probe succeeded"
             self.closed_failures = []
+            self.successes = []
             self.closed_generation_admissions = set()
+
+    def _over_limits(self, now: float) -> bool:
+        failures = len([t for t in self.closed_failures if t > now - self.WINDOW])
+        successes = len([t for t in self.successes if t > now - self.WINDOW])
+        rate = self.breaker.config.failure_rate
+        return failures >= self.THRESHOLD and failures >= rate * (failures + successes)
 
     @rule()
     def admit(self) -> None:
@@ -314,6 +364,7 @@ class BreakerMachine(RuleBasedStateMachine):
         admission = self.outstanding.pop(data.draw(st.integers(0, len(self.outstanding) - 1)))
         is_current_probe = admission.probe and self.breaker.probe_in_flight
         self.last_action = "probe succeeded" if is_current_probe else "success"
+        self.successes.append(self.clock.now)
         self.breaker.record_success(admission)
 
     @precondition(lambda self: self.outstanding)
@@ -321,14 +372,17 @@ class BreakerMachine(RuleBasedStateMachine):
     def fail(self, data: st.DataObject, error: Exception) -> None:
         admission = self.outstanding.pop(data.draw(st.integers(0, len(self.outstanding) - 1)))
         self.last_action = "probe failed" if admission.probe else "failure"
-        if (
+        counted = (
             counts_as_failure(error)
             and not admission.probe
             and self.breaker.state is BreakerState.CLOSED
             and id(admission) in self.closed_generation_admissions
-        ):
+        )
+        if counted:
             self.closed_failures.append(self.clock.now)
         self.breaker.record_failure(admission, error)
+        if counted and self.breaker.state is BreakerState.CLOSED:
+            assert not self._over_limits(self.clock.now), "stayed closed over the limits"
 
     @precondition(lambda self: self.outstanding)
     @rule(data=st.data())
@@ -364,8 +418,6 @@ class BreakerMachine(RuleBasedStateMachine):
         if m.next_attempt_time is not None:
             assert m.next_attempt_time >= self.clock.now - 1e-9
         assert 0 <= m.failure_count <= m.total_failures
-        if m.state is BreakerState.CLOSED:
-            assert m.failure_count < self.THRESHOLD
         if m.total_failures:
             assert m.last_failure_time is not None and m.last_error
 

@@ -478,7 +478,7 @@ def test_hub_settings_and_guards() -> None:
         "comfyui@10.0.0.2:8188",
         "comfyui@127.0.0.1:8188",
     ]
-    assert snap["retry_budgets"] == {"comfyui": 10.0}
+    assert snap["retry_budgets"] == {"comfyui": 20.0}
 
 
 @pytest.mark.parametrize(

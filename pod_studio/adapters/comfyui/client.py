@@ -28,7 +28,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -102,6 +103,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+# Hedged GETs (see ComfyUIClient._hedged). Tuned with bench.resilience: without them a hung
+# GET cost the whole read timeout (60 s by default) and held its job.
+HEDGE_FIRST, HEDGE_MIN, HEDGE_MAX = 0.5, 0.05, 5.0
 _TERMINAL_TYPES = ("execution_success", "execution_error", "execution_interrupted")
 _CANCEL_TIMEOUT = 10.0
 # The gallery refuses images above 40 MP (adapters/storage/images.py); /view stops reading as
@@ -173,16 +177,20 @@ class _Run:
     graph: dict[str, Any]
     inbox: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     started: float = field(default_factory=time.monotonic)
-    posted: bool = False
+    posted: bool = False  # a POST /prompt went out (it may have landed)
+    accepted: bool = False  # the server answered it: the prompt is on its queue
     finished: bool = False
     cancel_requested: bool = False
     resubmits: int = 0
+    exec_started: float | None = None  # when the server said it started executing it
     images: list[tuple[Any, Any, Any, str]] = field(default_factory=list)  # name, sub, type, node
     cached_nodes: set[str] = field(default_factory=set)
 
     def reset(self) -> None:
         self.images.clear()
         self.cached_nodes.clear()
+        self.accepted = False
+        self.exec_started = None
 
     def node_class(self, node_id: str) -> str:
         node = self.graph.get(node_id)
@@ -271,6 +279,7 @@ class ComfyUIClient:
         self._runs: dict[str, _Run] = {}
         self._current_prompt: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._latency: dict[str, deque[float]] = {}  # operation -> recent GET latencies
 
     # --- properties -------------------------------------------------------------------------
 
@@ -346,7 +355,48 @@ class ComfyUIClient:
                 raise map_transport_error(exc, url=self._url, operation=operation) from exc
             return handle(response)
 
+        if method == "GET":
+            return await self._guard.call(
+                operation, lambda: self._hedged(operation, once), idempotent=idempotent
+            )
         return await self._guard.call(operation, once, idempotent=idempotent)
+
+    def _hedge_delay(self, operation: str) -> float:
+        """When a GET still unanswered gets a twin: four times the operation's median
+        latency of late (0.5 s before it has any), within 50 ms .. 5 s."""
+        seen = sorted(self._latency.get(operation, ()))
+        if not seen:
+            return HEDGE_FIRST
+        return min(HEDGE_MAX, max(HEDGE_MIN, 4 * seen[len(seen) // 2]))
+
+    async def _hedged(self, operation: str, once: Callable[[], Awaitable[T]]) -> T:
+        """A hedged GET: if the first request is slower than usual, a second one goes out and
+        the first answer wins (a GET changes nothing, so two are safe). A hung request then
+        costs a hedge delay, not the read timeout. The breaker and the retry log see one
+        attempt; it fails only if both requests failed."""
+        started = time.monotonic()
+        first = asyncio.ensure_future(once())
+        tasks = [first]
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=self._hedge_delay(operation))
+            if not done:
+                tasks.append(asyncio.ensure_future(once()))
+            error: BaseException | None = None
+            for next_done in asyncio.as_completed(tasks):
+                try:
+                    result = await next_done
+                except Exception as exc:  # noqa: BLE001 - the twin may still answer
+                    error = error or exc
+                    continue
+                samples = self._latency.setdefault(operation, deque(maxlen=16))
+                samples.append(time.monotonic() - started)
+                return result
+            assert error is not None
+            raise error
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _bounded(
         self,
@@ -707,6 +757,7 @@ class ComfyUIClient:
             return handle(response)
 
         data = await self._guard.call("submit", once, idempotent=True)
+        run.accepted = True
         if not isinstance(data, dict) or not isinstance(data.get("prompt_id"), str):
             raise not_comfyui(self._url, "submit", "POST /prompt returned no prompt_id")
         if data["prompt_id"] != run.prompt_id:
@@ -824,12 +875,13 @@ class ComfyUIClient:
                 elif item[0] == "msg":
                     self._handle_message(run, item[1], update)
             except _Finished:
-                return await self._complete(run, None)
+                return await self._complete(run, None, update)
 
     def _handle_message(self, run: _Run, msg: dict[str, Any], update: Callable[..., None]) -> None:
         kind = msg.get("type")
         data: dict[str, Any] = msg["data"]
         if kind == "execution_start":
+            run.exec_started = time.monotonic()
             update("started")
         elif kind == "execution_cached":
             nodes = data.get("nodes")
@@ -888,7 +940,7 @@ class ComfyUIClient:
                 return None
             entry = await self.history_entry(run.prompt_id)  # it may have just finished
         if entry is not None:
-            return await self._complete(run, entry)
+            return await self._complete(run, entry, update)
         if run.cancel_requested:
             raise JobInterruptedError(
                 f"prompt {run.prompt_id} was cancelled",
@@ -953,7 +1005,11 @@ class ComfyUIClient:
             for node_id, output in outputs.items():
                 self._collect(run, str(node_id), output)
 
-    async def _complete(self, run: _Run, entry: dict[str, Any] | None) -> RunResult:
+    async def _complete(
+        self, run: _Run, entry: dict[str, Any] | None, update: Callable[..., None]
+    ) -> RunResult:
+        # the server is done with it: only the downloads are left
+        update("finished", value=self._exec_seconds(run, entry))
         if entry is not None:
             self._history_outcome(run, entry)
         elif not run.images:
@@ -989,6 +1045,32 @@ class ComfyUIClient:
             cached=cached,
             seconds=time.monotonic() - run.started,
         )
+
+    @staticmethod
+    def _exec_seconds(run: _Run, entry: dict[str, Any] | None) -> float:
+        """How long the server took to execute the prompt (0: not known): from the
+        timestamps of its history entry, else from when the socket said it started."""
+        if entry is not None:
+            stamps: dict[str, float] = {}
+            status = entry.get("status")
+            messages = status.get("messages") if isinstance(status, dict) else None
+            for message in messages if isinstance(messages, list) else []:
+                if isinstance(message, list) and len(message) == 2:
+                    kind, data = message
+                    stamp = data.get("timestamp") if isinstance(data, dict) else None
+                    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+                        stamps[str(kind)] = float(stamp)
+            start, end = stamps.get("execution_start"), stamps.get("execution_success")
+            if start is not None and end is not None and end >= start:
+                return (end - start) / 1000.0
+        if run.exec_started is not None:
+            return max(0.0, time.monotonic() - run.exec_started)
+        return 0.0
+
+    def follow_lag(self) -> float:
+        """How late a finished prompt may be noticed: 0 with the socket up (the server says
+        so at once), the longest polling interval while it is down."""
+        return 0.0 if self._listener.is_connected else self._poll_max
 
     async def fetch_image(self, ref: ImageRef) -> bytes:
         """``GET /view`` of a (sanitised) output reference."""
@@ -1059,8 +1141,11 @@ class ComfyUIClient:
         if isinstance(remaining, int) and not isinstance(remaining, bool):
             self.queue_remaining = remaining
             if remaining == 0:
+                # only prompts the server has accepted: one still being submitted (its POST
+                # unanswered or retried) is not missing, just not there yet
                 for run in list(self._runs.values()):
-                    run.inbox.put_nowait(("idle", None))
+                    if run.accepted:
+                        run.inbox.put_nowait(("idle", None))
 
     def _on_ws_binary(self, raw: bytes) -> None:
         frame = parse_frame(raw)

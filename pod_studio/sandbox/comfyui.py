@@ -348,6 +348,11 @@ class ComfyUISandbox:
         render.solid(512, 512, 0x7F7F7F).save(self.input_dir / "example.png")
 
         self._fail_rules: list[list[Any]] = []  # [remaining, status, prefix]
+        self._hang_rules: list[list[Any]] = []  # [remaining, prefix]
+        # /ws answers 404, as behind a proxy that does not pass websockets on
+        self.refuse_websocket = False
+        # the most prompts queued or running at once (how far ahead a client keeps the GPU)
+        self.peak_queue = 0
         self._malformed_rules: list[list[Any]] = []  # [remaining, prefix]
         self._inject: tuple[str, str] | None = None
         # websocket message types never delivered (a fault: e.g. {"executing",
@@ -484,6 +489,10 @@ class ComfyUISandbox:
     def fail_next(self, count: int, status: int = 500, path_prefix: str = "") -> None:
         self._fail_rules.append([count, status, path_prefix])
 
+    def hang_next(self, count: int, path_prefix: str = "") -> None:
+        """The next ``count`` matching requests get no answer for ``hang_seconds``."""
+        self._hang_rules.append([count, path_prefix])
+
     def completed_prompt_ids(self) -> list[str]:
         """The executed prompts that ran to the end (not interrupted, not failed)."""
         return [
@@ -493,8 +502,9 @@ class ComfyUISandbox:
         ]
 
     def clear_faults(self) -> None:
-        """Forget the armed ``fail_next`` / ``malformed_next`` rules."""
+        """Forget the armed ``fail_next`` / ``hang_next`` / ``malformed_next`` rules."""
         self._fail_rules.clear()
+        self._hang_rules.clear()
         self._malformed_rules.clear()
 
     def malformed_next(self, count: int, path_prefix: str = "") -> None:
@@ -562,6 +572,8 @@ class ComfyUISandbox:
 
     async def _put(self, item: QueueItem) -> None:
         self._pending.append(item)
+        queued = len(self._pending) + (1 if self._running is not None else 0)
+        self.peak_queue = max(self.peak_queue, queued)
         await self._queue_updated()
         if self._work is not None:
             self._work.set()
@@ -911,9 +923,14 @@ class ComfyUISandbox:
         if self._origin_forbidden(request):
             return web.Response(status=403)
         garble = False
+        if path == "/ws" and self.refuse_websocket:
+            return web.Response(status=404, text="404: Not Found")
         if path != "/ws":
             if self.slow_seconds > 0:
                 await asyncio.sleep(self.slow_seconds)
+            if self._take_rule(self._hang_rules, path, 1) is not None:
+                await asyncio.sleep(self.hang_seconds)
+                return _trouble()
             fail = self._take_rule(self._fail_rules, path, 2)
             if fail is not None:
                 status = int(fail[1])

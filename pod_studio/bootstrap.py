@@ -35,6 +35,7 @@ from pod_studio.composition.diagnostics import configure_logging, resource_file,
 from pod_studio.domain.errors import user_message
 from pod_studio.ui.main_window import MainWindow
 from pod_studio.ui.theme import apply_style
+from pod_studio.ui.window_extras import QuitAfterFirstPaint
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,8 @@ async def _amain(app: QApplication, args: argparse.Namespace) -> int:
     runner.spawn(core.health.run_periodic(), name="health-checks")
     if args.screenshots:
         runner.spawn(_screenshots(window, Path(args.screenshots)), name="screenshots")
+    if args.exit_after_paint:
+        QuitAfterFirstPaint(window)
     try:
         await controller.wait_closed()
     finally:

@@ -69,6 +69,8 @@ def build_parser() -> StrictParser:
         help="check this install (Qt, modules, database, keyring, images), then exit",
     )
     parser.add_argument("--screenshots", metavar="DIR", help=argparse.SUPPRESS)
+    # print "painted" once the window has painted, then quit (the cold-start benchmark)
+    parser.add_argument("--exit-after-paint", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=StrictParser, title="commands"
     )
@@ -97,7 +99,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if extra:
         # reported by the command's own parser: its usage line and its flags for "did you mean"
         _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command is not None and (args.demo or args.selftest or args.screenshots):
+    gui_only = args.demo or args.selftest or args.screenshots or args.exit_after_paint
+    if args.command is not None and gui_only:
         parser.error("--demo, --selftest and --screenshots go without a command")
     if args.command == "sandbox":
         problem = sandbox.check(args)

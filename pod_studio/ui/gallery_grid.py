@@ -13,6 +13,7 @@ regenerate / publish / import go through the ``GalleryController``.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,15 @@ class GridModel(QAbstractListModel):
 
     def images(self) -> list[GeneratedImage]:
         return [c.image for c in self._cards if c.image is not None]
+
+    def filter_counts(self, hidden: set[str]) -> dict[GalleryFilter, int]:
+        """How many cards each filter shows, leaving out the ``hidden`` keys. Read from the
+        cards directly: the grid asks after every change, during a batch many times a second."""
+        states = Counter(c.state for c in self._cards if c.key not in hidden)
+        return {
+            which: sum(n for state, n in states.items() if matches(which, state))
+            for which in GalleryFilter
+        }
 
     def has_thumbnail(self, image_id: str) -> bool:
         card = self.card(image_id)
@@ -896,15 +906,7 @@ class GalleryGridView(QWidget):
         total = self.model.rowCount()
         self.stack.setCurrentWidget(self.list_view if total else self.empty_label)
         self.count_label.setText(self.tr("%n design(s)", "", shown) if total else "")
-        counts = dict.fromkeys(GalleryFilter, 0)
-        hidden = self.proxy.hidden
-        for row in range(total):
-            index = self.model.index(row)
-            state = index.data(GridModel.StateRole)
-            if index.data(GridModel.KeyRole) in hidden or not isinstance(state, str):
-                continue
-            for which in GalleryFilter:
-                counts[which] += matches(which, CardState(state))
+        counts = self.model.filter_counts(self.proxy.hidden)
         for which, tool in self.filter_buttons.items():
             tool.setText(f"{FILTER_LABELS[which]} ({counts[which]})")
         selected = self.selected_images()

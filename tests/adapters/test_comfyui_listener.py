@@ -183,3 +183,55 @@ async def test_unreachable_server_reports_offline_with_next_attempt() -> None:
     assert len(offline) == len(states) - 1 >= 2
     assert all(at is not None and "Connect call failed" in detail for _, detail, at in offline)
     assert not listener.is_connected
+
+
+class FirstMessageSocket:
+    """Holds the first message until the test releases it; after it, nothing more arrives."""
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+        self.first: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.closed = False
+
+    async def recv(self) -> str | bytes:
+        if not self.first.done():
+            self.waiting.set()
+            return await self.first
+        await asyncio.Event().wait()  # a quiet server
+        raise AssertionError("unreachable")
+
+    async def send(self, message: str) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+@pytest.mark.asyncio
+async def test_closing_as_the_first_message_arrives_still_stops_the_listener() -> None:
+    """Quitting the app right after it opened: the cancel lands in the same loop turn as the
+    server's first message. The listener must stop (on Python 3.11 ``asyncio.wait_for``
+    returns the message instead and the shutdown waits forever)."""
+    sock = FirstMessageSocket()
+
+    async def connect(url: str) -> WsConnection:
+        return sock
+
+    listener = WebsocketListener(
+        "ws://x/ws?clientId=abc",
+        on_text=lambda _m: None,
+        on_binary=lambda _b: None,
+        on_up=lambda: None,
+        on_down=lambda _r: None,
+        on_state=lambda _s, _d, _a: None,
+        connect=connect,
+    )
+    listener.start()
+    await sock.waiting.wait()
+    sock.first.set_result(STATUS)
+    async with asyncio.timeout(5):
+        await listener.aclose()
+    assert not listener.running and sock.closed

@@ -76,6 +76,25 @@ def test_fail_backend_is_unavailable_with_an_explanation(
         store.set("printify_token", SENTINEL)
 
 
+def test_the_keyring_backend_is_chosen_on_first_use_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Choosing the backend takes a while: opening the window does not wait for it."""
+    chosen: list[object] = []
+
+    def get_keyring() -> object:
+        chosen.append(DictKeyring())
+        return chosen[-1]
+
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
+    monkeypatch.setattr(keyring, "get_keyring", get_keyring)
+    store = OsKeyringSecretStore(allowed=ALLOW_DICT)
+    assert chosen == []
+    assert store.available and store.get("printify_token") is None
+    store.set("printify_token", SENTINEL)
+    assert store.get("printify_token") == SENTINEL and len(chosen) == 1
+
+
 def test_plaintext_like_backend_is_refused() -> None:
     store = OsKeyringSecretStore(backend=DictKeyring())  # not in the default allow-list
     assert not store.available

@@ -176,6 +176,34 @@ def test_the_selftest_without_a_display_fails_in_lines(tmp_path: Path) -> None:
     assert keyring.startswith("ok  ") or "POD_PRINTIFY_TOKEN" in keyring
 
 
+def test_the_window_opens_paints_and_shuts_down_from_the_entry_point(tmp_path: Path) -> None:
+    """``--exit-after-paint`` (what the cold-start benchmark times): the real entry opens the
+    window offscreen, says so once it has painted, then leaves through the normal shutdown."""
+    env = _headless_env(tmp_path)
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    proc = _run_app("--exit-after-paint", "--server", "http://127.0.0.1:9", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["painted"]
+
+
+def test_opening_the_window_leaves_out_what_only_demo_mode_and_etsy_sign_in_use() -> None:
+    code = (
+        "import sys; import pod_studio.bootstrap; "
+        "print(sorted(m for m in ('aiohttp', 'pod_studio.sandbox.comfyui') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        check=True,
+    )
+    assert proc.stdout.strip() == "[]"
+
+
 def test_shipped_files_are_found() -> None:
     assert default_workflow_path().is_file()
     assert resource_path("product_templates.json").is_file()

@@ -188,7 +188,10 @@ class WebsocketListener:
         try:
             ws = await self._connect(self._url)
             self.connections_opened += 1
-            first = await asyncio.wait_for(ws.recv(), self._first_timeout)
+            # not wait_for: on 3.11 a cancel that lands as the message arrives is lost there,
+            # and the listener (and the app's shutdown) would wait on the socket forever
+            async with asyncio.timeout(self._first_timeout):
+                first = await ws.recv()
             await ws.send(json.dumps({"type": "feature_flags", "data": FEATURE_FLAGS}))
             self._connected.set()
             was_up = True
@@ -214,8 +217,10 @@ class WebsocketListener:
 
     async def _close_fully(self, ws: WsConnection) -> None:
         try:
-            await asyncio.wait_for(ws.close(), 5.0)
-            await asyncio.wait_for(ws.wait_closed(), 5.0)
+            async with asyncio.timeout(5.0):
+                await ws.close()
+            async with asyncio.timeout(5.0):
+                await ws.wait_closed()
         except (OSError, WebSocketException, builtins.TimeoutError) as exc:
             log.debug("closing the old websocket: %s", exc)
 

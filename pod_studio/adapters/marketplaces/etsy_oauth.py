@@ -31,11 +31,10 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from pod_studio.domain.errors import (
@@ -48,6 +47,9 @@ from pod_studio.domain.errors import (
     ValidationError,
 )
 from pod_studio.domain.settings import SecretName, SecretStorePort
+
+if TYPE_CHECKING:  # aiohttp is imported when a sign-in starts its listener, not at start-up
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,8 @@ class RedirectListener:
 
     async def start(self) -> str:
         """Listen; returns the redirect URI (``http://127.0.0.1:<port>/etsy/callback``)."""
+        from aiohttp import web
+
         self._result = asyncio.get_running_loop().create_future()
         app = web.Application()
         app.router.add_get(CALLBACK_PATH, self._callback)
@@ -167,6 +171,8 @@ class RedirectListener:
         return self.redirect_uri
 
     async def _callback(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         result = self._result
         if result is None or result.done():
             return web.Response(status=410, text="This sign-in link was already used.")
@@ -233,6 +239,8 @@ class RedirectListener:
 
 
 def _html(status: int, title: str, text: str) -> web.Response:
+    from aiohttp import web
+
     return web.Response(
         status=status, text=_PAGE.format(title=title, text=text), content_type="text/html"
     )

@@ -147,9 +147,24 @@ class OsKeyringSecretStore:
     ) -> None:
         self.service = service
         self._allowed = frozenset(allowed)
-        self._backend: object | None = None
-        self.reason = ""
-        self._detect(backend)
+        self._given = backend
+        self._detected = False
+        self._found: object | None = None
+        self._reason = ""
+
+    @property
+    def _backend(self) -> object | None:
+        """The allow-listed backend, looked up on first use: importing keyring and letting it
+        choose a backend takes about 0.1 s, which opening the window need not wait for."""
+        if not self._detected:
+            self._detected = True
+            self._detect(self._given)
+        return self._found
+
+    @property
+    def reason(self) -> str:
+        """Why the OS keyring is unavailable ("" when it is available)."""
+        return "" if self._backend is not None else self._reason
 
     def _detect(self, backend: object | None) -> None:
         import keyring
@@ -160,10 +175,10 @@ class OsKeyringSecretStore:
             try:
                 backend = keyring.core.load_env() or keyring.get_keyring()
             except (ImportError, AttributeError, RuntimeError, ValueError) as exc:
-                self.reason = f"the keyring backend could not be loaded ({exc}). {KEYRING_HELP}"
+                self._reason = f"the keyring backend could not be loaded ({exc}). {KEYRING_HELP}"
                 return
             except keyring.errors.KeyringError as exc:
-                self.reason = f"the keyring failed to start ({exc}). {KEYRING_HELP}"
+                self._reason = f"the keyring failed to start ({exc}). {KEYRING_HELP}"
                 return
         candidates: list[object] = [backend]
         inner = getattr(backend, "backends", None)
@@ -171,11 +186,10 @@ class OsKeyringSecretStore:
             candidates = list(inner)
         for candidate in candidates:
             if backend_name(candidate) in self._allowed:
-                self._backend = candidate
-                self.reason = ""
+                self._found = candidate
                 return
         names = ", ".join(backend_name(c) for c in candidates) or "none"
-        self.reason = f"the keyring backend ({names}) is not a secure OS keyring. {KEYRING_HELP}"
+        self._reason = f"the keyring backend ({names}) is not a secure OS keyring. {KEYRING_HELP}"
         log.info("OS keyring unavailable: backend %s is not allow-listed", names)
 
     @property
@@ -187,19 +201,21 @@ class OsKeyringSecretStore:
         return self._backend is not None
 
     def _require(self) -> object:
-        if self._backend is None:
+        backend = self._backend
+        if backend is None:
             raise SecretStoreError(
                 f"OS keyring unavailable: {self.reason}", user_message=self.reason
             )
-        return self._backend
+        return backend
 
     def get(self, name: str) -> str | None:
         import keyring.errors
 
-        if self._backend is None:
+        backend = self._backend
+        if backend is None:
             return None
         try:
-            value = self._backend.get_password(self.service, name)  # type: ignore[attr-defined]
+            value = backend.get_password(self.service, name)  # type: ignore[attr-defined]
         except keyring.errors.KeyringError as exc:
             log.warning("reading %s from the OS keyring failed: %s", name, type(exc).__name__)
             return None
@@ -232,9 +248,10 @@ class OsKeyringSecretStore:
             ) from None
 
     def describe(self) -> str:
-        if self._backend is None:
+        backend = self._backend
+        if backend is None:
             return f"OS keyring unavailable: {self.reason}"
-        return f"OS keyring ({backend_name(self._backend)})"
+        return f"OS keyring ({backend_name(backend)})"
 
 
 class ChainSecretStore:

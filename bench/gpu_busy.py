@@ -96,9 +96,7 @@ async def run_polling_baseline(jobs: int, seconds: float) -> Figures:
                 graph["6"]["inputs"]["text"] = f"baseline {i}"
                 graph["3"]["inputs"]["seed"] = i
                 async with slots:
-                    pid = (await client.post("/prompt", json={"prompt": graph})).json()[
-                        "prompt_id"
-                    ]
+                    pid = (await client.post("/prompt", json={"prompt": graph})).json()["prompt_id"]
                     delay = 2.0
                     while True:
                         await asyncio.sleep(delay)

@@ -18,28 +18,50 @@ from PySide6.QtCore import QObject, QTimer
 
 
 class MainThreadCollector(QObject):
-    """Disables automatic collection and collects due generations on the GUI thread."""
+    """Disables automatic collection and collects due generations on the GUI thread.
 
-    def __init__(self, parent: QObject | None = None, interval_ms: int = 500) -> None:
+    The timer ticks every ``busy_ms`` while the app allocates; each tick that finds no
+    collection due doubles the wait, up to ``idle_ms``, so an idle window wakes up for this
+    at most once every 5 s. A tick that collects goes back to ``busy_ms``."""
+
+    def __init__(
+        self, parent: QObject | None = None, busy_ms: int = 500, idle_ms: int = 5000
+    ) -> None:
         super().__init__(parent)
         self._thresholds = gc.get_threshold()
         self._gui_thread = threading.get_ident()
+        self._busy_ms, self._idle_ms = busy_ms, max(busy_ms, idle_ms)
         gc.disable()
         self._timer = QTimer(self)
-        self._timer.setInterval(interval_ms)
-        self._timer.timeout.connect(self.collect_due)
+        self._timer.setInterval(busy_ms)
+        self._timer.timeout.connect(self._tick)
         self._timer.start()
+
+    @property
+    def interval_ms(self) -> int:
+        return self._timer.interval()
+
+    def _tick(self) -> None:
+        if self._due() >= 0:
+            self.collect_due()
+            self._timer.setInterval(self._busy_ms)
+        else:
+            self._timer.setInterval(min(self._idle_ms, self._timer.interval() * 2))
+
+    def _due(self) -> int:
+        counts = gc.get_count()
+        due = -1
+        for generation in range(3):
+            if counts[generation] > self._thresholds[generation]:
+                due = generation
+        return due
 
     def collect_due(self) -> int:
         """Collect the oldest generation whose count passed its threshold; returns the number
         of unreachable objects found (0 when nothing was due or off the GUI thread)."""
         if threading.get_ident() != self._gui_thread:
             return 0
-        counts = gc.get_count()
-        due = -1
-        for generation in range(3):
-            if counts[generation] > self._thresholds[generation]:
-                due = generation
+        due = self._due()
         return gc.collect(due) if due >= 0 else 0
 
     def stop(self) -> None:

@@ -38,7 +38,9 @@ async def test_a_hung_download_gets_a_twin_instead_of_waiting_for_the_read_timeo
         async with client:
             assert await client.wait_connected(5)
             sb.hang_next(1, "/view")
-            result = await client.run(default_graph(seed=3), prompt_id=new_id(), on_update=Updates())
+            result = await client.run(
+                default_graph(seed=3), prompt_id=new_id(), on_update=Updates()
+            )
         assert result.images[0][1].startswith(PNG_MAGIC)
         assert sb.request_counts["GET /view"] == 2  # the hung one and its twin
 

@@ -74,10 +74,21 @@ async def _amain(app: QApplication, args: argparse.Namespace) -> int:
     bridge = QtEventBridge()
     core.sink.add(bridge)
     core.hub.breakers.announce()
+    # re-announces open breakers (their "next attempt" moves) while any is not closed:
+    # with all closed it is stopped, so an idle window does not wake up for it
     breaker_refresh = QTimer()
-    breaker_refresh.setInterval(5000)  # idle: at most one wake-up per 5 s
+    breaker_refresh.setObjectName("breaker_refresh")
+    breaker_refresh.setInterval(5000)
     breaker_refresh.timeout.connect(core.hub.breakers.announce_changing)
-    breaker_refresh.start()
+
+    def breakers_changed(_event: object) -> None:
+        if any(m.state.value != "closed" for m in core.hub.breakers.snapshot()):
+            if not breaker_refresh.isActive():
+                breaker_refresh.start()
+        else:
+            breaker_refresh.stop()
+
+    bridge.sig_breaker_changed.connect(breakers_changed)
     controller = AppController(AppContext(runner, bridge, core, demo=demo))
     icon = resource_file("icons", "pod-studio.png")
     if icon is not None:  # before the window: its tray icon is the app's icon

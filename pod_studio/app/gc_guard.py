@@ -33,6 +33,7 @@ class MainThreadCollector(QObject):
         self._busy_ms, self._idle_ms = busy_ms, max(busy_ms, idle_ms)
         gc.disable()
         self._timer = QTimer(self)
+        self._timer.setObjectName("gc_guard")
         self._timer.setInterval(busy_ms)
         self._timer.timeout.connect(self._tick)
         self._timer.start()

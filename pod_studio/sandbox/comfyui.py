@@ -501,6 +501,17 @@ class ComfyUISandbox:
             if entry.get("status", {}).get("completed") is True
         ]
 
+    def interrupted_prompt_ids(self) -> list[str]:
+        """The executed prompts that were interrupted (cancelled mid-run)."""
+        return [
+            pid
+            for pid, entry in self._history.items()
+            if any(
+                isinstance(m, list) and m and m[0] == "execution_interrupted"
+                for m in entry.get("status", {}).get("messages", [])
+            )
+        ]
+
     def clear_faults(self) -> None:
         """Forget the armed ``fail_next`` / ``hang_next`` / ``malformed_next`` rules."""
         self._fail_rules.clear()

@@ -66,3 +66,31 @@ async def test_a_lost_end_of_run_is_caught_when_the_queue_empties(
     result = await client.run(default_graph(), prompt_id=new_id(), on_update=Updates())
     assert result.images
     assert 1 <= polls(slow_sandbox) <= 3, dict(slow_sandbox.request_counts)
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_whole_batch_deletes_the_queued_prompts_before_the_running_one_stops(
+    slow_sandbox: ComfyUISandbox, client: ComfyUIClient
+) -> None:
+    updates = [Updates() for _ in range(4)]
+    tasks = [
+        asyncio.create_task(
+            client.run(default_graph(seed=40 + n), prompt_id=new_id(), on_update=updates[n])
+        )
+        for n in range(4)
+    ]
+    for u in updates:
+        await u.wait("submitted")
+    first = [asyncio.create_task(u.wait("started")) for u in updates]
+    await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in first:
+        waiter.cancel()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    running = slow_sandbox.executed_prompt_ids
+    # only the prompt that was running when the batch stopped ever ran: the three queued
+    # ones went in one delete, before the interrupt could let the next one start
+    assert len(running) == 1, running
+    assert slow_sandbox.request_counts["POST /queue"] == 1
+    assert slow_sandbox.request_counts["POST /interrupt"] == 1

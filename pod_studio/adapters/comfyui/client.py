@@ -214,6 +214,14 @@ def _choices(data: dict[str, Any], node: str, field_name: str) -> list[str]:
     return []
 
 
+@dataclass
+class _CancelBatch:
+    """Prompts to cancel with one look at the queue (see ``ComfyUIClient.cancel``)."""
+
+    ids: set[str]
+    done: asyncio.Future[None]
+
+
 class _Finished(Exception):
     """Internal: the prompt ended successfully (raised out of message handling)."""
 
@@ -280,6 +288,7 @@ class ComfyUIClient:
         self._current_prompt: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._latency: dict[str, deque[float]] = {}  # operation -> recent GET latencies
+        self._cancel_batch: _CancelBatch | None = None
 
     # --- properties -------------------------------------------------------------------------
 
@@ -654,30 +663,66 @@ class ComfyUIClient:
     # --- cancel -----------------------------------------------------------------------------
 
     async def cancel(self, prompt_id: str) -> None:
-        """Delete ``prompt_id`` from the queue, or interrupt it if it is running."""
+        """Delete ``prompt_id`` from the queue, or interrupt it if it is running.
+
+        Cancels that arrive together (a batch stopped at once) go out together: the queued
+        prompts are deleted in one request before the running one is interrupted, so none of
+        them starts (and is interrupted in turn) in between."""
         run = self._runs.get(prompt_id)
         if run is not None:
             run.cancel_requested = True
-        running, pending = await self.queue()
-        if prompt_id in pending:
-            await self._call(
-                "queue_delete",
-                "POST",
-                "/queue",
-                self._empty("queue_delete"),
-                json={"delete": [prompt_id]},
-            )
-            running, _ = await self.queue()  # it may have started meanwhile
-            if run is not None and prompt_id not in running:
-                run.inbox.put_nowait(("deleted", None))
-        if prompt_id in running:
-            await self._call(
-                "interrupt",
-                "POST",
-                "/interrupt",
-                self._empty("interrupt"),
-                json={"prompt_id": prompt_id},
-            )
+        batch = self._cancel_batch
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._cancel_batch = _CancelBatch(set(), loop.create_future())
+            # an awaiter cancelled before the end must not leave the error unretrieved
+            batch.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+            task = asyncio.create_task(self._cancel_many(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        batch.ids.add(prompt_id)
+        await asyncio.shield(batch.done)
+
+    async def _cancel_many(self, batch: _CancelBatch) -> None:
+        try:
+            running, pending = await self.queue()
+            if self._cancel_batch is batch:
+                self._cancel_batch = None  # later cancels make a batch of their own
+            queued = sorted(p for p in batch.ids if p in pending)
+            if queued:
+                await self._call(
+                    "queue_delete",
+                    "POST",
+                    "/queue",
+                    self._empty("queue_delete"),
+                    json={"delete": queued},
+                )
+                running, _ = await self.queue()  # one may have started meanwhile
+                for pid in queued:
+                    run = self._runs.get(pid)
+                    if run is not None and pid not in running:
+                        run.inbox.put_nowait(("deleted", None))
+            for pid in sorted(batch.ids & set(running)):
+                await self._call(
+                    "interrupt",
+                    "POST",
+                    "/interrupt",
+                    self._empty("interrupt"),
+                    json={"prompt_id": pid},
+                )
+        except Exception as exc:  # noqa: BLE001 - handed to every cancel waiting on it
+            if self._cancel_batch is batch:
+                self._cancel_batch = None
+            if not batch.done.done():
+                batch.done.set_exception(exc)
+        except BaseException:
+            if self._cancel_batch is batch:
+                self._cancel_batch = None
+            batch.done.cancel()
+            raise
+        else:
+            if not batch.done.done():
+                batch.done.set_result(None)
 
     async def _cancel_quietly(self, prompt_id: str) -> None:
         try:

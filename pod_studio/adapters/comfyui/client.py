@@ -828,12 +828,18 @@ class ComfyUIClient:
     async def _prompt_known(self, prompt_id: str) -> bool:
         """Is ``prompt_id`` queued, running or in history? (False when that cannot be told.)"""
         try:
-            queue = (await self._bounded("GET", "/queue", "queue")).json()
+            # hedged like every GET: a hung look-up must not hold the submit for a read timeout
+            queue = (
+                await self._hedged("queue", lambda: self._bounded("GET", "/queue", "queue"))
+            ).json()
             for key in ("queue_running", "queue_pending"):
                 for item in queue.get(key, []):
                     if isinstance(item, list) and len(item) > 1 and item[1] == prompt_id:
                         return True
-            history = (await self._bounded("GET", f"/history/{prompt_id}", "history")).json()
+            path = f"/history/{prompt_id}"
+            history = (
+                await self._hedged("history", lambda: self._bounded("GET", path, "history"))
+            ).json()
             return isinstance(history, dict) and prompt_id in history
         except (httpx.HTTPError, ValueError, AttributeError, UpstreamDataError):
             return False

@@ -32,6 +32,7 @@ def run(server: str, designs: int, idle_seconds: float) -> dict[str, object]:
 
     from bench.generation import _Probe
     from pod_studio import bootstrap
+    from pod_studio.app import gc_guard
     from pod_studio.app.app_controller import AppController
     from pod_studio.app.bridge import QtEventBridge
     from pod_studio.app.context import AppContext
@@ -42,6 +43,20 @@ def run(server: str, designs: int, idle_seconds: float) -> dict[str, object]:
     app = QApplication.instance() or QApplication([])
     assert isinstance(app, QApplication)
     app.setQuitOnLastWindowClosed(False)
+    gc_guard.install(app)  # as bootstrap.main does: collections run on the GUI thread
+    collections: list[tuple[int, float]] = []
+    if os.environ.get("BENCH_DEBUG"):
+        import gc
+
+        started: list[float] = [0.0]
+
+        def timed(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                collections.append((info["generation"], (time.perf_counter() - started[0]) * 1e3))
+
+        gc.callbacks.append(timed)
 
     async def measure() -> dict[str, object]:
         probe = _Probe()
@@ -97,6 +112,14 @@ def run(server: str, designs: int, idle_seconds: float) -> dict[str, object]:
             "columns": grid.column_count(),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
+        if collections:
+            print(
+                "collections (generation, ms), longest:",
+                sorted(collections, key=lambda c: c[1])[-5:],
+            )
+            print("longest stalls while scrolling:", sorted(scrolled)[-8:])
+            worst = sorted(range(len(scrolled)), key=scrolled.__getitem__)[-4:]
+            print("at ticks", worst, "of", len(scrolled))
         window.close()
         await ctl.aclose()
         await core.aclose()

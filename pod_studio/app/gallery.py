@@ -1,9 +1,12 @@
 """App layer: GalleryController — lists, thumbnails, approves and regenerates the designs.
 
 Every file read, decode and print preflight runs in a worker thread (``asyncio.to_thread``);
-workers return values only. Widgets turn the bytes into ``QImage``/``QPixmap`` in the GUI
-thread. New images arrive live from the bridge's ``sig_image_ready``; the publish state of
-each design (per platform) from the publish events, and after a restart from the queue.
+workers return values only (bytes, or a ``QImage`` fitted to the grid's cards: ``QImage`` is
+not tied to the GUI thread). Widgets make the ``QPixmap`` in the GUI thread. Thumbnails and
+print badges are made for the designs the grid shows (``want_thumbnails``, ``want_badges``),
+a few at a time, latest request first. New images arrive live from the bridge's
+``sig_image_ready``; the publish state of each design (per platform) from the publish events,
+and after a restart from the queue.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QImage
 
 from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.context import ListTemplates, Preflight
@@ -35,8 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIDE = 256
-_THUMB_CACHE = 2000
-_THUMB_WORKERS = 4
+_THUMB_CACHE_BYTES = 48 * 2**20  # the PNG bytes of recent thumbnails, for the viewer and cards
+_THUMB_WORKERS = 2  # a worker thread competes with the GUI thread for the GIL
 
 
 IMPORT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -82,12 +86,69 @@ def pillow_thumbnail(image: GeneratedImage, side: int = THUMBNAIL_SIDE) -> bytes
         return out.getvalue()
 
 
+class LatestFirst:
+    """Blocking work per design, a few at a time in worker threads, for the designs the
+    window shows now: ``want(images)`` replaces what is still waiting (a design scrolled past
+    is never worked on), and what is in flight finishes. ``on_done(image, result)`` and
+    ``on_error(image, exc)`` run on the loop's thread."""
+
+    def __init__(
+        self,
+        runner: TaskRunner,
+        work: Callable[[GeneratedImage], object],
+        on_done: Callable[[GeneratedImage, object], None],
+        on_error: Callable[[GeneratedImage, Exception], None],
+        *,
+        name: str,
+        workers: int = _THUMB_WORKERS,
+    ) -> None:
+        self._runner = runner
+        self._work = work
+        self._on_done = on_done
+        self._on_error = on_error
+        self._name = name
+        self._workers = workers
+        self._running = 0
+        self._waiting: OrderedDict[str, GeneratedImage] = OrderedDict()
+        self.in_flight: set[str] = set()
+
+    def want(self, images: Sequence[GeneratedImage], *, replace: bool = True) -> None:
+        """Work on ``images`` next, in this order; ``replace=False`` adds them in front of
+        what already waits."""
+        fresh = OrderedDict((i.image_id, i) for i in images if i.image_id not in self.in_flight)
+        if not replace:
+            fresh.update((k, v) for k, v in self._waiting.items() if k not in fresh)
+        self._waiting = fresh
+        while self._running < self._workers and self._waiting:
+            self._running += 1
+            self._runner.spawn(self._drain(), name=f"{self._name}-worker")
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                image_id, image = self._waiting.popitem(last=False)
+                self.in_flight.add(image_id)
+                try:
+                    result = await asyncio.to_thread(self._work, image)
+                except Exception as exc:  # noqa: BLE001 - reported per design
+                    self._on_error(image, exc)
+                else:
+                    self._on_done(image, result)
+                finally:
+                    self.in_flight.discard(image_id)
+        finally:
+            self._running -= 1
+
+
 class GalleryController(QObject):
     """Signals:
     sig_images_loaded(list[GeneratedImage]): the whole gallery, newest first.
     sig_image_added(GeneratedImage): a new image (live, from ``ImageReady``).
     sig_image_updated(GeneratedImage): e.g. after approve/reject.
     sig_thumbnail_ready(str image_id, bytes png)
+    sig_card_image_ready(str image_id, QImage image): with ``card_fit`` set, the thumbnail
+        decoded and fitted into that size in the worker thread (the GUI thread only makes
+        the pixmap).
     sig_full_image_loaded(str image_id, bytes data)
     sig_load_failed(str message)
     sig_badge_ready(str image_id, str badge, list reasons): print preflight ("pass", "warn",
@@ -102,6 +163,7 @@ class GalleryController(QObject):
     sig_image_added = Signal(object)
     sig_image_updated = Signal(object)
     sig_thumbnail_ready = Signal(str, bytes)
+    sig_card_image_ready = Signal(str, QImage)
     sig_full_image_loaded = Signal(str, bytes)
     sig_load_failed = Signal(str)
     sig_badge_ready = Signal(str, str, list)
@@ -127,15 +189,29 @@ class GalleryController(QObject):
         self.store = store
         self._thumbnailer = thumbnailer or pillow_thumbnail
         self._thumbs: OrderedDict[str, bytes] = OrderedDict()
-        self._pending_thumbs: set[str] = set()
+        self.card_fit: tuple[int, int] | None = None  # (width, height) in device pixels
+        self._thumb_bytes = 0
         self._images: dict[str, GeneratedImage] = {}
-        self._limit: asyncio.Semaphore | None = None
         self._preflight = preflight
         self._list_templates = list_templates
         self._regenerate = regenerate
         self._orch = orchestrator
         self._badges: dict[str, tuple[str, list[str]]] = {}
-        self._pending_badges: set[str] = set()
+        self._badge_template_name = ""
+        self._thumb_work = LatestFirst(
+            runner,
+            self._make_thumbnail,
+            self._on_thumbnail_made,
+            self._on_thumbnail_failed,
+            name="thumbnails",
+        )
+        self._badge_work = LatestFirst(
+            runner,
+            self._check_print,
+            self._on_badge_checked,
+            self._on_badge_failed,
+            name="preflight",
+        )
         self.publish_book = PublishStatusBook()
         if bridge is not None:
             bridge.sig_image_ready.connect(self._on_bridge_image_ready)
@@ -261,39 +337,52 @@ class GalleryController(QObject):
         return templates[0].name if templates else None
 
     def load_badge(self, image: GeneratedImage) -> bool:
-        """Check ``image`` as a print file off the GUI thread (``sig_badge_ready``)."""
+        """Check ``image`` as a print file off the GUI thread (``sig_badge_ready``), before
+        the designs already waiting for their check."""
+        return self._want_badges([image], replace=False)
+
+    def want_badges(self, images: Sequence[GeneratedImage]) -> bool:
+        """Check these designs (the ones the window shows now), in this order; designs asked
+        for earlier and not started yet are dropped. False without a preflight."""
+        return self._want_badges(images, replace=True)
+
+    def _want_badges(self, images: Sequence[GeneratedImage], *, replace: bool) -> bool:
         if self._preflight is None:
             return False
-        cached = self._badges.get(image.image_id)
-        if cached is not None:
-            self.sig_badge_ready.emit(image.image_id, cached[0], list(cached[1]))
-            return True
-        if image.image_id in self._pending_badges:
+        todo = []
+        for image in images:
+            cached = self._badges.get(image.image_id)
+            if cached is not None:
+                self.sig_badge_ready.emit(image.image_id, cached[0], list(cached[1]))
+            else:
+                todo.append(image)
+        if not todo:
             return True
         template = self._badge_template()
         if template is None:
             return False
-        self._pending_badges.add(image.image_id)
-        self.runner.spawn(
-            self._load_badge(self._preflight, image, template),
-            name=f"preflight-{image.image_id[:8]}",
-        )
+        self._badge_template_name = template
+        self._badge_work.want(todo, replace=replace)
         return True
 
-    async def _load_badge(self, check: Preflight, image: GeneratedImage, template: str) -> None:
-        if self._limit is None:
-            self._limit = asyncio.Semaphore(_THUMB_WORKERS)
-        try:
-            async with self._limit:
-                badge, reasons = await asyncio.to_thread(check, image, template)
-        except Exception as exc:  # noqa: BLE001 - an unreadable file gets a failing badge
-            log.info("preflight of %s failed: %s", image.file, exc)
-            badge, reasons = "fail", [f"cannot check the file: {user_message(exc)}"]
-        finally:
-            self._pending_badges.discard(image.image_id)
+    def _check_print(self, image: GeneratedImage) -> object:
+        assert self._preflight is not None
+        template = self._badge_template_name
+        return template, self._preflight(image, template)
+
+    def _on_badge_checked(self, image: GeneratedImage, result: object) -> None:
+        template, (badge, reasons) = cast(tuple[str, tuple[str, list[str]]], result)
         reasons = [f"{template}: {r}" for r in reasons] or [f"{template}: ready to print"]
         self._badges[image.image_id] = (str(badge), reasons)
         self.sig_badge_ready.emit(image.image_id, str(badge), reasons)
+
+    def _on_badge_failed(self, image: GeneratedImage, exc: Exception) -> None:
+        # an unreadable file gets a failing badge
+        log.info("preflight of %s failed: %s", image.file, exc)
+        template = self._badge_template_name
+        reasons = [f"{template}: cannot check the file: {user_message(exc)}"]
+        self._badges[image.image_id] = ("fail", reasons)
+        self.sig_badge_ready.emit(image.image_id, "fail", reasons)
 
     @Slot(object)
     def _on_bridge_image_ready(self, event: ImageReady) -> None:
@@ -309,32 +398,60 @@ class GalleryController(QObject):
         return self._thumbs.get(image_id)
 
     def load_thumbnail(self, image: GeneratedImage) -> None:
-        """Make (or reuse) the thumbnail of ``image`` (``sig_thumbnail_ready``)."""
-        cached = self._thumbs.get(image.image_id)
-        if cached is not None:
-            self.sig_thumbnail_ready.emit(image.image_id, cached)
-            return
-        if image.image_id in self._pending_thumbs:
-            return
-        self._pending_thumbs.add(image.image_id)
-        self.runner.spawn(self._load_thumbnail(image), name=f"thumb-{image.image_id[:8]}")
+        """Make (or reuse) the thumbnail of ``image`` (``sig_thumbnail_ready``), before the
+        designs already waiting for theirs."""
+        self._want_thumbnails([image], replace=False)
 
-    async def _load_thumbnail(self, image: GeneratedImage) -> None:
-        if self._limit is None:
-            self._limit = asyncio.Semaphore(_THUMB_WORKERS)
-        try:
-            async with self._limit:
-                data = await asyncio.to_thread(self._thumbnailer, image)
-        except Exception as exc:  # noqa: BLE001 - a broken file shows a placeholder
-            log.warning("no thumbnail for %s: %s", image.file, exc)
-            self.sig_load_failed.emit(f"cannot read {Path(image.file).name}: {exc}")
-            return
-        finally:
-            self._pending_thumbs.discard(image.image_id)
+    def want_thumbnails(self, images: Sequence[GeneratedImage]) -> None:
+        """The thumbnails of these designs (the ones the window shows now), in this order
+        (``sig_thumbnail_ready`` each); designs asked for earlier and not started yet are
+        dropped, so scrolling fast through the gallery never queues what it passed."""
+        self._want_thumbnails(images, replace=True)
+
+    def _want_thumbnails(self, images: Sequence[GeneratedImage], *, replace: bool) -> None:
+        todo = []
+        for image in images:
+            cached = self._thumbs.get(image.image_id)
+            if cached is not None and self.card_fit is None:
+                self._thumbs.move_to_end(image.image_id)
+                self.sig_thumbnail_ready.emit(image.image_id, cached)
+            else:
+                todo.append(image)
+        if todo or replace:
+            self._thumb_work.want(todo, replace=replace)
+
+    def _make_thumbnail(self, image: GeneratedImage) -> object:
+        """In a worker thread: the PNG bytes and, with ``card_fit``, the fitted QImage."""
+        data = self._thumbs.get(image.image_id) or self._thumbnailer(image)
+        fit = self.card_fit
+        if fit is None:
+            return data, None
+        decoded = QImage.fromData(data)
+        if decoded.width() > fit[0] or decoded.height() > fit[1]:
+            decoded = decoded.scaled(
+                QSize(*fit),
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        return data, decoded
+
+    def _on_thumbnail_made(self, image: GeneratedImage, result: object) -> None:
+        data, decoded = cast(tuple[bytes, QImage | None], result)
+        if image.image_id not in self._thumbs:
+            self._thumb_bytes += len(data)
         self._thumbs[image.image_id] = data
-        while len(self._thumbs) > _THUMB_CACHE:
-            self._thumbs.popitem(last=False)
+        self._thumbs.move_to_end(image.image_id)
+        while self._thumb_bytes > _THUMB_CACHE_BYTES and len(self._thumbs) > 1:
+            _, dropped = self._thumbs.popitem(last=False)
+            self._thumb_bytes -= len(dropped)
         self.sig_thumbnail_ready.emit(image.image_id, data)
+        if isinstance(decoded, QImage) and not decoded.isNull():
+            self.sig_card_image_ready.emit(image.image_id, decoded)
+
+    def _on_thumbnail_failed(self, image: GeneratedImage, exc: Exception) -> None:
+        # a broken file shows a placeholder
+        log.warning("no thumbnail for %s: %s", image.file, exc)
+        self.sig_load_failed.emit(f"cannot read {Path(image.file).name}: {exc}")
 
     def load_full(self, image: GeneratedImage) -> None:
         """Read the full image file (``sig_full_image_loaded``)."""

@@ -13,7 +13,7 @@ regenerate / publish / import go through the ``GalleryController``.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,12 @@ from PySide6.QtCore import (
     QModelIndex,
     QObject,
     QPersistentModelIndex,
+    QPoint,
     QRect,
     QSize,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
     Signal,
     Slot,
 )
@@ -91,6 +93,12 @@ THUMB_SIDE = 176
 CARD_WIDTH = THUMB_SIDE + 16
 CARD_TEXT_LINES = 2
 CARD_GAP = 8  # between cards, at least
+THUMB_BOX = QSize(CARD_WIDTH - 16, THUMB_SIDE - 8)  # where a card paints its image
+# Cards keep the pixmaps of the designs shown last (a few screens' worth); a card scrolled far
+# away gives its pixmap back and gets it again from the controller when it is shown.
+MAX_PIXMAPS = 400
+EXTRAS_DELAY_MS = 40  # while scrolling, ask for the shown cards' thumbnails this often
+_QUIET_ROLES = frozenset({int(Qt.ItemDataRole.DecorationRole), int(Qt.ItemDataRole.ToolTipRole)})
 STATE_COLOURS: dict[CardState, QColor] = {
     CardState.QUEUED: GREY,
     CardState.RUNNING: BLUE,
@@ -148,6 +156,7 @@ class GridModel(QAbstractListModel):
         super().__init__(parent)
         self._cards: list[Card] = []
         self._rows: dict[str, int] = {}
+        self._pixmapped: OrderedDict[str, None] = OrderedDict()  # designs' cards, oldest first
 
     # -- reading --------------------------------------------------------------------------
 
@@ -226,6 +235,9 @@ class GridModel(QAbstractListModel):
             card.image = image
             cards.append(card)
         self._cards = jobs + cards
+        self._pixmapped = OrderedDict(
+            (k, None) for k in self._pixmapped if k in old and old[k].pixmap is not None
+        )
         self._reindex()
         self.endResetModel()
 
@@ -268,16 +280,32 @@ class GridModel(QAbstractListModel):
             self._changed(card.key)
 
     def set_pixmap(self, key: str, pixmap: QPixmap) -> None:
+        """The card's image; a design's card gives up the pixmap again when ``MAX_PIXMAPS``
+        newer ones have come (it shows "Loading…" until asked for again)."""
         card = self.card(key)
-        if card is not None:
-            card.pixmap = pixmap
-            self._changed(key)
+        if card is None:
+            return
+        card.pixmap = pixmap
+        self._changed(key, Qt.ItemDataRole.DecorationRole)
+        if card.image is None:
+            return
+        self._pixmapped[key] = None
+        self._pixmapped.move_to_end(key)
+        while len(self._pixmapped) > MAX_PIXMAPS:
+            old, _ = self._pixmapped.popitem(last=False)
+            stale = self.card(old)
+            if stale is not None:
+                stale.pixmap = None
+                self._changed(old, Qt.ItemDataRole.DecorationRole)
+
+    def pixmap_count(self) -> int:
+        return sum(1 for c in self._cards if c.pixmap is not None)
 
     def set_badge(self, image_id: str, badge: str, reasons: list[str]) -> None:
         card = self.card(image_id)
         if card is not None:
             card.badge = (badge, list(reasons))
-            self._changed(image_id)
+            self._changed(image_id, Qt.ItemDataRole.ToolTipRole)
 
     def set_publish(self, image_id: str, lines: dict[str, str]) -> None:
         card = self.card(image_id)
@@ -291,14 +319,20 @@ class GridModel(QAbstractListModel):
             return
         self.beginRemoveRows(QModelIndex(), row, row)
         del self._cards[row]
+        self._pixmapped.pop(key, None)
         self._reindex()
         self.endRemoveRows()
 
-    def _changed(self, key: str) -> None:
+    def _changed(self, key: str, role: Qt.ItemDataRole | None = None) -> None:
+        """``role``: only what that role shows changed (the image, the tooltip), not the
+        card's state."""
         row = self._rows.get(key)
         if row is not None:
             idx = self.index(row)
-            self.dataChanged.emit(idx, idx)
+            if role is None:
+                self.dataChanged.emit(idx, idx)
+            else:
+                self.dataChanged.emit(idx, idx, [role])
 
     def _reindex(self) -> None:
         self._rows = {c.key: i for i, c in enumerate(self._cards)}
@@ -329,6 +363,19 @@ class GridFilterProxy(QSortFilterProxyModel):
             return False
         state = index.data(GridModel.StateRole)
         return isinstance(state, str) and matches(self.which, CardState(state))
+
+
+def card_pixmap(image: QImage, ratio: float = 1.0) -> QPixmap:
+    """``image`` as a card shows it: fitted once into ``THUMB_BOX`` (at the screen's pixel
+    ratio), so painting a card never scales."""
+    box = THUMB_BOX * ratio
+    if image.width() > box.width() or image.height() > box.height():
+        image = image.scaled(
+            box, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
+    pixmap = QPixmap.fromImage(image)
+    pixmap.setDevicePixelRatio(ratio)
+    return pixmap
 
 
 def card_height(metrics: QFontMetrics) -> int:
@@ -406,14 +453,12 @@ class CardDelegate(QStyledItemDelegate):
     def _paint_image(painter: QPainter, palette: QPalette, card: Card, thumb: QRect) -> None:
         pixmap = card.pixmap
         if pixmap is not None and not pixmap.isNull():
-            scaled = pixmap.scaled(
-                thumb.size(),
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation,
-            )
-            x = thumb.left() + (thumb.width() - scaled.width()) // 2
-            y = thumb.top() + (thumb.height() - scaled.height()) // 2
-            painter.drawPixmap(x, y, scaled)
+            size = pixmap.deviceIndependentSize().toSize()
+            if size.width() > thumb.width() or size.height() > thumb.height():
+                size = size.scaled(thumb.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            x = thumb.left() + (thumb.width() - size.width()) // 2
+            y = thumb.top() + (thumb.height() - size.height()) // 2
+            painter.drawPixmap(QRect(x, y, size.width(), size.height()), pixmap)
             return
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(palette.color(QPalette.ColorRole.AlternateBase))
@@ -591,6 +636,9 @@ class GalleryGridView(QWidget):
         self.list_view.viewport().installEventFilter(self)
         self.list_view.setMinimumWidth(CARD_WIDTH + 40)
         self.list_view.installEventFilter(self)
+        self._extras_timer = QTimer(self)
+        self._extras_timer.setSingleShot(True)
+        self._extras_timer.setInterval(EXTRAS_DELAY_MS)
 
         self.filter_buttons: dict[GalleryFilter, QToolButton] = {}
         self.filter_group = QButtonGroup(self)
@@ -678,6 +726,7 @@ class GalleryGridView(QWidget):
         self.setAcceptDrops(controller.can_import)
         self.undo_shortcut = QShortcut(QKeySequence.StandardKey.Undo, self)
         self.undo_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self._fit_cards()
         self._connect_signals(bridge)
         self._refresh_state()
 
@@ -686,7 +735,7 @@ class GalleryGridView(QWidget):
         c.sig_images_loaded.connect(self._on_controller_images_loaded)
         c.sig_image_added.connect(self._on_controller_image_changed)
         c.sig_image_updated.connect(self._on_controller_image_changed)
-        c.sig_thumbnail_ready.connect(self._on_controller_thumbnail_ready)
+        c.sig_card_image_ready.connect(self._on_controller_card_image_ready)
         c.sig_load_failed.connect(self._on_controller_load_failed)
         c.sig_badge_ready.connect(self._on_controller_badge_ready)
         c.sig_publish_status_changed.connect(self._on_controller_publish_status_changed)
@@ -715,9 +764,12 @@ class GalleryGridView(QWidget):
             self.proxy.rowsRemoved,
             self.proxy.modelReset,
             self.proxy.layoutChanged,
-            self.model.dataChanged,
         ):
             signal.connect(self._refresh_state)
+            signal.connect(self._schedule_extras)
+        self.model.dataChanged.connect(self._on_model_data_changed)
+        self.list_view.verticalScrollBar().valueChanged.connect(self._schedule_extras)
+        self._extras_timer.timeout.connect(self._request_shown_extras)
 
     # -- queries --------------------------------------------------------------------------
 
@@ -730,6 +782,36 @@ class GalleryGridView(QWidget):
             scroll = self.list_view.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
             width = self.stack.width() - 2 * self.list_view.frameWidth() - scroll
         return max(1, width // max(1, cell))
+
+    def visible_rows(self) -> range:
+        """The proxy rows of the cards in the viewport (empty when none is)."""
+        view = self.list_view
+        rows = self.proxy.rowCount()
+        if not rows or not view.isVisible():
+            return range(0)
+        area = view.viewport().rect()
+        grid = view.gridSize()
+        first = last = -1
+        for y in range(area.top(), area.top() + grid.height() + 1, 8):
+            index = view.indexAt(QPoint(grid.width() // 2, y))
+            if index.isValid():
+                first = index.row()
+                break
+        else:
+            first = 0
+        for y in range(area.bottom(), area.bottom() - grid.height() - 1, -8):
+            for x in range(area.right(), 0, -max(8, grid.width() // 2)):
+                index = view.indexAt(QPoint(x, y))
+                if index.isValid():
+                    last = index.row()
+                    break
+            if last >= 0:
+                break
+        else:  # not laid out yet: as many as the viewport holds
+            cells = max(1, area.width() // max(1, grid.width()))
+            cells *= area.height() // max(1, grid.height()) + 1
+            last = min(rows, first + cells) - 1
+        return range(first, max(first, last) + 1)
 
     def shown_images(self) -> list[GeneratedImage]:
         """The designs the current filter shows, in grid order."""
@@ -878,6 +960,7 @@ class GalleryGridView(QWidget):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.list_view.viewport() and event.type() == QEvent.Type.Resize:
             self._spread()
+            self._schedule_extras()
             return False
         if watched is self.list_view and event.type() == QEvent.Type.KeyPress:
             assert isinstance(event, QKeyEvent)
@@ -923,12 +1006,57 @@ class GalleryGridView(QWidget):
         self.error_label.hide()
         self.model.set_images(images)
         for image in images:
-            self._request_extras(image)
+            status = self.controller.publish_status(image.image_id)
+            if status:
+                self.model.set_publish(image.image_id, status)
+        self._request_shown_extras()
+
+    @Slot()
+    def _schedule_extras(self) -> None:
+        """Soon (at most every ``EXTRAS_DELAY_MS`` while scrolling): the thumbnails and print
+        badges of the cards then shown."""
+        if not self._extras_timer.isActive():
+            self._extras_timer.start()
+
+    @Slot()
+    def _request_shown_extras(self) -> None:
+        """Thumbnails and badges for the cards in view and the screen after them, nothing
+        else: a library of 10,000 designs decodes what the seller looks at."""
+        shown = self.visible_rows()
+        if not shown:
+            return
+        ahead = range(shown.start, min(self.proxy.rowCount(), shown.stop + len(shown)))
+        thumbs, badges = [], []
+        for row in ahead:
+            card = self.proxy.index(row, 0).data(GridModel.CardRole)
+            if not isinstance(card, Card) or card.image is None:
+                continue
+            if card.pixmap is None or card.pixmap.isNull():
+                thumbs.append(card.image)
+            if card.badge is None:
+                badges.append(card.image)
+        self.controller.want_thumbnails(thumbs)
+        self.controller.want_badges(badges)
+
+    @Slot(QModelIndex, QModelIndex, list)
+    def _on_model_data_changed(
+        self, _first: QModelIndex, _last: QModelIndex, roles: list[int] | None = None
+    ) -> None:
+        if roles and _QUIET_ROLES.issuperset(int(r) for r in roles):
+            return  # an image or a badge: the filters and buttons stay as they are
+        self._refresh_state()
 
     @Slot(object)
     def _on_controller_image_changed(self, image: GeneratedImage) -> None:
         self.model.upsert_image(image)
         self._request_extras(image)
+
+    def _fit_cards(self) -> None:
+        ratio = self.devicePixelRatioF()
+        self.controller.card_fit = (
+            round(THUMB_BOX.width() * ratio),
+            round(THUMB_BOX.height() * ratio),
+        )
 
     def _request_extras(self, image: GeneratedImage) -> None:
         card = self.model.card(image.image_id)
@@ -942,11 +1070,9 @@ class GalleryGridView(QWidget):
         if status:
             self.model.set_publish(image.image_id, status)
 
-    @Slot(str, bytes)
-    def _on_controller_thumbnail_ready(self, image_id: str, data: bytes) -> None:
-        qimage = QImage.fromData(data)
-        if not qimage.isNull():
-            self.model.set_pixmap(image_id, QPixmap.fromImage(qimage))
+    @Slot(str, QImage)
+    def _on_controller_card_image_ready(self, image_id: str, image: QImage) -> None:
+        self.model.set_pixmap(image_id, card_pixmap(image, self.devicePixelRatioF()))
 
     @Slot(str, str, list)
     def _on_controller_badge_ready(self, image_id: str, badge: str, reasons: list[str]) -> None:
@@ -987,7 +1113,9 @@ class GalleryGridView(QWidget):
     def _on_bridge_preview_frame(self, event: PreviewFrame) -> None:
         qimage = QImage.fromData(event.data)
         if not qimage.isNull():
-            self.model.set_pixmap(f"job:{event.job_id}", QPixmap.fromImage(qimage))
+            self.model.set_pixmap(
+                f"job:{event.job_id}", card_pixmap(qimage, self.devicePixelRatioF())
+            )
 
     @Slot(object)
     def _on_bridge_image_ready(self, event: ImageReady) -> None:

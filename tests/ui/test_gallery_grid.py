@@ -20,7 +20,7 @@ from pod_studio.app.runner import TaskRunner
 from pod_studio.domain.events import JobProgress
 from pod_studio.domain.models import GeneratedImage, ImageRef, JobSpec
 from pod_studio.domain.orchestration import QueueChanged
-from pod_studio.ui.gallery_grid import GalleryGridView
+from pod_studio.ui.gallery_grid import GalleryGridView, GridModel
 
 N_IMAGES = 6
 
@@ -204,3 +204,84 @@ def test_jobs_left_in_the_queue_get_cards(grid: GalleryGridView) -> None:
     card = grid.model.card("job:g1")
     assert card is not None and card.wait_reason == "ComfyUI is offline"
     assert grid.model.card("job:g2") is None and grid.model.card("job:p1") is None
+
+
+class _FakeStore:
+    """A design library of ``n`` records whose files all share one small PNG."""
+
+    def __init__(self, tmp_path: Path, n: int) -> None:
+        file = tmp_path / "one.png"
+        file.write_bytes(_png((10, 120, 200)))
+        self.images = [
+            GeneratedImage(
+                image_id=f"{i:032x}",
+                job_id=f"job{i}",
+                prompt=f"design {i}",
+                seed=i,
+                width=64,
+                height=64,
+                file=str(file),
+                sha256="0" * 64,
+                server="s",
+                prompt_id="p",
+                seconds=0.1,
+            )
+            for i in range(n)
+        ]
+
+    async def list_images(self) -> list[GeneratedImage]:
+        return list(self.images)
+
+
+def test_a_big_library_makes_thumbnails_only_for_the_cards_in_view(
+    tmp_path: Path, qtbot: Any, qloop: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,000 designs: thumbnails and badges are made for the cards shown (and the screen after
+    them), not for the whole library; scrolling to the end brings the last cards theirs, and
+    the cards scrolled far away give their pixmaps back."""
+    import pod_studio.ui.gallery_grid as grid_module
+
+    monkeypatch.setattr(grid_module, "MAX_PIXMAPS", 10)
+    made: list[str] = []
+    checked: list[str] = []
+
+    def thumbnailer(image: GeneratedImage) -> bytes:
+        made.append(image.image_id)
+        return Path(image.file).read_bytes()
+
+    def preflight(image: GeneratedImage, template: str) -> tuple[str, list[str]]:
+        checked.append(image.image_id)
+        return "pass", []
+
+    store = _FakeStore(tmp_path, 2000)
+    controller = GalleryController(
+        TaskRunner(),
+        store,  # type: ignore[arg-type]
+        thumbnailer,
+        preflight=preflight,
+        list_templates=lambda: [type("T", (), {"name": "tee"})()],  # type: ignore[arg-type,list-item]
+    )
+    view = GalleryGridView(controller)
+    qtbot.addWidget(view)
+    view.resize(600, 500)
+    view.show()
+    controller.refresh()
+    qtbot.waitUntil(lambda: view.model.rowCount() == 2000)
+    first = view.proxy.index(0, 0).data(GridModel.KeyRole)
+    qtbot.waitUntil(lambda: view.model.has_thumbnail(first))
+    shown = len(view.visible_rows())
+    assert 0 < 2 * shown <= 10
+    qtbot.waitUntil(lambda: len(made) >= shown)
+    assert len(made) <= 2 * shown + 10 and len(checked) <= 2 * shown + 10
+    bar = view.list_view.verticalScrollBar()
+    for _page in range(4):  # a few screens down, one after the other
+        bar.setValue(bar.value() + bar.pageStep())
+        top = view.proxy.index(view.visible_rows().start, 0).data(GridModel.KeyRole)
+        qtbot.waitUntil(lambda top=top: view.model.has_thumbnail(top))
+    qtbot.waitUntil(lambda: not view.model.has_thumbnail(first))  # given back
+    assert view.model.pixmap_count() <= 10
+    bar.setValue(bar.maximum())
+    last = view.proxy.index(1999, 0).data(GridModel.KeyRole)
+    qtbot.waitUntil(lambda: view.model.has_thumbnail(last))
+    assert len(made) < 100
+    assert view.model.pixmap_count() <= 10

@@ -229,3 +229,35 @@ def test_make_thumbnail_caches_by_hash(tmp_path: Path) -> None:
     assert make_thumbnail(src, 100, cache_dir=cache) == b"from-cache"
     with pytest.raises(ValidationError):
         make_thumbnail(tmp_path / "missing.png")
+
+
+@pytest.mark.asyncio
+async def test_output_folder_appends_to_its_manifest(tmp_path: Path) -> None:
+    """A run that adds an image to a folder leaves what is listed byte for byte as it was and
+    writes only the new entry before the closing bracket; the file stays a JSON list."""
+    images = await _gallery_images(tmp_path, 4)
+    out = tmp_path / "out"
+    OutputFolder(out).write(images[:3])
+    before = (out / "manifest.json").read_bytes()
+    entries = OutputFolder(out).write(images)
+    after = (out / "manifest.json").read_bytes()
+    assert after.startswith(before.rstrip(b"\n]"))
+    assert json.loads(after) == entries and len(entries) == 4
+    OutputFolder(out).write(images)  # nothing new: not written at all
+    assert (out / "manifest.json").read_bytes() == after
+
+
+@pytest.mark.asyncio
+async def test_output_folder_keeps_the_whole_entries_of_a_manifest_cut_short(
+    tmp_path: Path,
+) -> None:
+    images = await _gallery_images(tmp_path, 3)
+    out = tmp_path / "out"
+    OutputFolder(out).write(images[:2])
+    text = (out / "manifest.json").read_text()
+    (out / "manifest.json").write_text(text[: text.rfind("]")] + ',\n  {\n    "image_id": "x')
+    folder = OutputFolder(out)
+    entries = folder.write(images)
+    assert [e["image_id"] for e in entries] == [i.image_id for i in images]
+    assert json.loads((out / "manifest.json").read_text()) == entries
+    assert folder.warnings and "cut short" in folder.warnings[0]

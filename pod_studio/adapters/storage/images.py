@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import sqlite3
 import uuid
@@ -496,8 +497,10 @@ class OutputFolder:
 
     It is a view of the job ledger, not a store: ``pod-studio generate`` writes it once per
     run from the batch's finished jobs. Entries already listed are kept (so a run killed and
-    started again adds only what is new, never a second copy of an image); a corrupt manifest
-    is moved aside. Each entry: ``prompt, seed, file, width, height, sha256, server,
+    started again adds only what is new, never a second copy of an image), and new entries
+    are appended in place before the closing ``]`` (a folder of 10,000 images is not
+    rewritten for one more); a manifest cut short by a crash keeps its whole entries, a
+    corrupt one is moved aside. Each entry: ``prompt, seed, file, width, height, sha256, server,
     prompt_id, seconds`` plus ``image_id, job_id, negative, created_at, approved``.
     """
 
@@ -505,12 +508,23 @@ class OutputFolder:
         self.out_dir = Path(out_dir)
         self.manifest_path = self.out_dir / MANIFEST_NAME
         self.warnings: list[str] = []
+        self._append_ok = True
 
     def _load(self) -> list[dict[str, Any]]:
         if not self.manifest_path.exists():
             return []
         try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            text = self.manifest_path.read_text(encoding="utf-8")
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = _whole_entries(text)  # an append cut short
+                if data is None:
+                    raise
+                self._append_ok = False  # written whole again, without the torn tail
+                self.warnings.append(
+                    f"{MANIFEST_NAME} was cut short; its {len(data)} whole entries are kept"
+                )
             if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
                 raise ValueError("not a list of entries")
         except (OSError, ValueError) as exc:
@@ -557,7 +571,9 @@ class OutputFolder:
         """Copy the images not listed yet and write the manifest once (blocking: run it in a
         worker thread). Returns the manifest's entries."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._append_ok = True
         entries = self._load()
+        known = len(entries)
         listed = {str(e.get("image_id")) for e in entries}
         taken = {str(e.get("file")) for e in entries}
         for image in images:
@@ -572,5 +588,49 @@ class OutputFolder:
             entries.append(self._entry(image, path.name))
             listed.add(image.image_id)
             taken.add(path.name)
-        atomic_write_text(self.manifest_path, json.dumps(entries, indent=2) + "\n")
+        new = entries[known:]
+        if known and self._append_ok and self.manifest_path.exists():
+            if new:
+                self._append(new)
+        elif new or not self.manifest_path.exists() or not self._append_ok:
+            atomic_write_text(self.manifest_path, json.dumps(entries, indent=2) + "\n")
         return entries
+
+    def _append(self, new: list[dict[str, Any]]) -> None:
+        """Write ``new`` before the manifest's closing ``]`` (in place, fsynced); the file
+        stays a JSON list. A failed write puts the ``]`` back."""
+        body = json.dumps(new, indent=2)[1:-1].strip("\n")  # the entries, indented by 2
+        with open(self.manifest_path, "r+b") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - 64))
+            tail = fh.read()
+            close = tail.rfind(b"]")
+            if close < 0:
+                raise ValueError(f"{MANIFEST_NAME} does not end a list")
+            end = size - len(tail) + len(tail[:close].rstrip())
+            fh.seek(end)
+            try:
+                fh.write(b",\n" + body.encode("utf-8") + b"\n]\n")
+                fh.truncate()
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError:
+                fh.seek(end)
+                fh.write(b"\n]\n")
+                fh.truncate()
+                raise
+
+
+def _whole_entries(text: str) -> list[Any] | None:
+    """The entries of a manifest whose last append was cut short, or None."""
+    at = len(text)
+    for _ in range(64):
+        at = text.rfind("\n  }", 0, at)
+        if at < 0:
+            return None
+        try:
+            data = json.loads(text[: at + 4] + "\n]")
+        except ValueError:
+            continue
+        return data if isinstance(data, list) else None
+    return None

@@ -333,9 +333,11 @@ async def main_async(args: argparse.Namespace) -> None:
             for name, job in (
                 ("baseline (concurrent + 429 backoff)", lambda: run_baseline(
                     designs, templates, args.time_scale)),
-                ("ours (PrintifyBudget)", lambda: run_ours(
+                # each run in a home of its own: a second run in the same one finds the
+                # products made already (the durable jobs are done) and makes no call
+                ("ours (PrintifyBudget)", lambda run=run: run_ours(
                     designs, templates, args.time_scale,
-                    shipped_budget(args.time_scale, args.margin), folder / "w1")),
+                    shipped_budget(args.time_scale, args.margin), folder / f"w{run + 1}")),
             ):  # fmt: skip
                 if args.only and args.only not in name:
                     continue

@@ -647,7 +647,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                 url=s.url,
                 breaker=self._breaker(s),
                 in_flight=len(s.running),
-                capacity=self.options.in_flight_per_server,
+                capacity=self.queue_depth(s),
                 eligible=self._eligible(s),
                 problems=list(s.problems or []),
             )

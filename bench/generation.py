@@ -236,6 +236,7 @@ def gui_stall(images: int) -> StallRun:
     from PySide6.QtWidgets import QApplication, QMainWindow
 
     from pod_studio import bootstrap
+    from pod_studio.app import gc_guard
     from pod_studio.app.app_controller import AppController
     from pod_studio.app.bridge import QtEventBridge
     from pod_studio.app.context import AppContext
@@ -247,6 +248,7 @@ def gui_stall(images: int) -> StallRun:
     app = QApplication.instance() or QApplication([])
     assert isinstance(app, QApplication)
     app.setQuitOnLastWindowClosed(False)
+    gc_guard.install(app)  # as bootstrap.main: garbage is collected on the GUI thread
 
     async def measure() -> StallRun:
         probe = _Probe()

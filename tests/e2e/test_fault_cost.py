@@ -62,15 +62,25 @@ async def _enqueue(core: Core, n: int) -> Sequence[Any]:
     )
 
 
-@pytest.mark.asyncio
-async def test_a_hung_submit_lets_the_next_job_run(tmp_path: Path) -> None:
-    ev = Recorder()
+@asynccontextmanager
+async def one_prompt_at_a_time(
+    home: Path, ev: Recorder
+) -> AsyncIterator[tuple[ComfyUISandbox, Core]]:
+    """A connected engine that keeps one prompt per server, on a sandbox whose hung
+    requests stay hung for longer than any test."""
     async with (
         ComfyUISandbox(seconds_per_job=0.05) as sb,
-        started_core(tmp_path / "home", [sb.url], ev, in_flight_per_server=1) as core,
+        started_core(home, [sb.url], ev, in_flight_per_server=1) as core,
     ):
         sb.hang_seconds = 120.0
         assert await core.generators[0].wait_connected(5)
+        yield sb, core
+
+
+@pytest.mark.asyncio
+async def test_a_hung_submit_lets_the_next_job_run(tmp_path: Path) -> None:
+    ev = Recorder()
+    async with one_prompt_at_a_time(tmp_path / "home", ev) as (sb, core):
         sb.hang_next(1, "/prompt")
         ids = await _enqueue(core, 3)
         async with queue_running(core):
@@ -83,12 +93,7 @@ async def test_a_hung_submit_lets_the_next_job_run(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_a_stuck_download_does_not_hold_the_next_prompt_back(tmp_path: Path) -> None:
     ev = Recorder()
-    async with (
-        ComfyUISandbox(seconds_per_job=0.05) as sb,
-        started_core(tmp_path / "home", [sb.url], ev, in_flight_per_server=1) as core,
-    ):
-        sb.hang_seconds = 120.0
-        assert await core.generators[0].wait_connected(5)
+    async with one_prompt_at_a_time(tmp_path / "home", ev) as (sb, core):
         sb.hang_next(2, "/view")  # the first download and its twin both hang
         await _enqueue(core, 3)
         async with queue_running(core):

@@ -772,7 +772,9 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
     async def _failed(self, job: JobRecord, exc: BaseException) -> None:
         reason = user_message(exc)
         if isinstance(exc, ValidationError) and exc.details:
-            reason += ": " + "; ".join(exc.details[:5])
+            missing = [d for d in exc.details[:5] if d not in reason]
+            if missing:  # a message that already names its details is not told twice
+                reason = reason.rstrip(".") + ": " + "; ".join(missing)
         now = self._clock()
         wait = wait_seconds(exc)
         if wait is not None:

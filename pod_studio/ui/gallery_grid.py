@@ -1043,7 +1043,15 @@ class GalleryGridView(QWidget):
         self, _first: QModelIndex, _last: QModelIndex, roles: list[int] | None = None
     ) -> None:
         if roles and _QUIET_ROLES.issuperset(int(r) for r in roles):
-            return  # an image or a badge: the filters and buttons stay as they are
+            # an image or a badge: the filters and buttons stay as they are; a card in view
+            # whose image was given back (newer ones came in) asks for it again
+            if int(Qt.ItemDataRole.DecorationRole) in (int(r) for r in roles):
+                card = _first.data(GridModel.CardRole)
+                row = self.proxy.mapFromSource(_first).row()
+                shown = self.visible_rows()
+                if isinstance(card, Card) and card.pixmap is None and row in shown:
+                    self._schedule_extras()
+            return
         self._refresh_state()
 
     @Slot(object)

@@ -4,8 +4,9 @@
 - Every platformdirs path points into the test's ``tmp_path`` (``POD_STUDIO_HOME``), so no
   test touches a real profile; ``memory_keyring`` sets an in-memory keyring backend for every
   test, so the real OS keyring is never read or written.
-- Python's cyclic collector runs on the GUI thread only (``app.gc_guard``, as in the app): a
-  collection started in a sandbox server's thread would destroy Qt objects off their thread.
+- Qt starts only for the tests that ask for it (``qapp``, ``qtbot``, ``qloop``); Python's
+  cyclic collector then runs on the GUI thread only (``app.gc_guard``, as in the app). Nothing
+  else here imports Qt: the core's tests also run where Qt cannot be imported (``tests.no_qt``).
 - ``qloop`` makes a qasync loop the running asyncio loop without ``exec()``: asyncio work
   then runs whenever Qt processes events, e.g. inside ``qtbot.waitSignal``/``waitUntil``.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,28 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
 
 
-@pytest.fixture(autouse=True)
-def _gc_on_gui_thread(qapp: Any) -> Iterator[None]:
+@pytest.fixture(scope="session")
+def qapp(qapp: Any) -> Any:
+    """pytest-qt's QApplication, with Python's cyclic collector moved onto its (the GUI)
+    thread as the app does (``app.gc_guard``): a collection started in a sandbox server's
+    thread would destroy Qt objects off their thread. Only tests that ask for Qt (``qapp``,
+    ``qtbot``, ``qloop``) start it."""
     from pod_studio.app import gc_guard
 
-    collector = gc_guard.install(qapp)
+    gc_guard.install(qapp)
+    return qapp
+
+
+@pytest.fixture(autouse=True)
+def _collect_on_gui_thread() -> Iterator[None]:
+    """Once a Qt test has put the collector in place, automatic collection is off for the rest
+    of the process: collect what is due after each test, on this (the GUI) thread. A run with
+    no Qt test keeps the interpreter's own collection."""
     yield
-    collector.collect_due()
+    guard = sys.modules.get("pod_studio.app.gc_guard")
+    collector = getattr(guard, "_collector", None)
+    if collector is not None:
+        collector.collect_due()
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,6 @@ import os
 import tempfile
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.runner import TaskRunner
+from pod_studio.app.wording import describe_connection
 from pod_studio.domain.errors import user_message
 from pod_studio.domain.events import (
     BreakerChanged,
@@ -37,7 +37,7 @@ from pod_studio.domain.events import (
     RetryScheduled,
     StatsUpdated,
 )
-from pod_studio.domain.models import ConnectionState, JobState, ServerProblem
+from pod_studio.domain.models import ConnectionState, JobState
 
 log = logging.getLogger(__name__)
 
@@ -47,48 +47,6 @@ _STATE_RANK = {
     ConnectionState.RECONNECTING: 2,
     ConnectionState.OFFLINE: 3,
 }
-
-
-def _clock_text(when: datetime) -> str:
-    return when.astimezone().strftime("%H:%M:%S")
-
-
-def _gb(n: int) -> str:
-    return f"{n / 1024**3:.1f} GB"
-
-
-def describe_connection(event: ConnectionChanged) -> str:
-    """One line for one server, fit for the status bar."""
-    server = event.server
-    match event.state:
-        case ConnectionState.CONNECTED:
-            parts = [f"Connected to {server}"]
-            if event.device:
-                parts.append(event.device)
-            if event.vram_free is not None:
-                parts.append(f"{_gb(event.vram_free)} VRAM free")
-            return " · ".join(parts)
-        case ConnectionState.CONNECTING:
-            return f"Connecting to {server}…"
-        case ConnectionState.RECONNECTING:
-            text = f"Lost {server}; reconnecting"
-            if event.next_attempt_at is not None:
-                text += f" (next attempt at {_clock_text(event.next_attempt_at)})"
-            if event.detail:
-                text += f" — {event.detail}"
-            return text
-        case _ if event.problem == ServerProblem.NOT_COMFYUI:
-            return f"{event.detail} — check the address and port in Settings…"
-        case _ if event.problem == ServerProblem.WRONG_VERSION:
-            return f"{event.detail} — update ComfyUI"
-        case _ if event.problem == ServerProblem.BUSY:
-            return f"{event.detail} — waiting for it"
-        case _:
-            text = f"ComfyUI at {server} is offline"
-
-            if event.detail:
-                text += f" ({friendly_reason(event.detail)})"
-            return text + " — start ComfyUI, check the URL in Settings…, or try demo mode"
 
 
 class ConnectionController(QObject):
@@ -335,17 +293,3 @@ class StatsController(QObject):
         self._outcomes.append(event.state is JobState.DONE)
         self._rates.append(sum(self._outcomes) / len(self._outcomes))
         self.sig_history_changed.emit(self.durations(), self.success_rates())
-
-
-def friendly_reason(detail: str) -> str:
-    """A seller-readable reason for a connection problem (the technical one goes to the log)."""
-    low = detail.lower()
-    if "refused" in low or "connect call failed" in low or "all connection attempts" in low:
-        return "nothing answers at that address"
-    if "timed out" in low or "timeout" in low:
-        return "no answer in time"
-    if "name or service not known" in low or "nodename nor servname" in low:
-        return "unknown host name"
-    if "no close frame" in low or "connection lost" in low:
-        return "the connection dropped"
-    return detail if len(detail) <= 80 else detail[:77] + "…"

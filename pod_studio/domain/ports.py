@@ -133,7 +133,7 @@ class CallGuard(Protocol):
     """How an adapter runs one remote call under the service's resilience policy.
 
     Services provide the real one (retry with backoff + circuit breaker + rate budget,
-    emitting ``RetryScheduled``/``BreakerChanged``); adapters receive it from ``wiring``
+    emitting ``RetryScheduled``/``BreakerChanged``); adapters receive it from the composition
     and wrap every request in it. ``idempotent=False`` marks calls that create something
     remotely: they are not retried blindly (the caller reconciles first).
     ``cost`` is the rate-budget weight; ``bucket`` names an extra budget (e.g. "catalog").

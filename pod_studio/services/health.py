@@ -1,6 +1,6 @@
 """Services layer: active health checks of every remote, on demand and periodically.
 
-A check is an async callable returning a ``HealthResult`` (wiring builds them, e.g. from
+A check is an async callable returning a ``HealthResult`` (the composition builds them, e.g. from
 ``generator.system_info()`` or a cheap marketplace ping through the service's guard with no
 retries). Each check runs with its own timeout; all run concurrently. The outcome of each is
 pushed as ``HealthChecked``. A check that raises is reported as unreachable (or reachable

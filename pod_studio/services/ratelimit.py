@@ -1,11 +1,11 @@
 """Services layer: rate budgets, the client-side half of each vendor's rate limits.
 
 A ``RateBudget`` is awaited before every attempt of a remote call (``ServiceGuard`` does it)
-and is re-synchronised from what the server reports (``observe_response``; wiring hands that
-bound method to the adapter, which calls it with each response's headers and body).
+and is re-synchronised from what the server reports (``observe_response``; the composition
+hands that bound method to the adapter, which calls it with each response's headers and body).
 
-- ``PrintifyBudget``: aiolimiter leaky buckets (600/min smoothed, catalog 100/min, publish
-  200 per 30 min).
+- ``PrintifyBudget``: exact sliding windows (600/min, catalog 100/min, publish 200 per
+  30 min), the global rate smoothed to 20/s by an aiolimiter leaky bucket.
 - ``ShopifyCostBucket``: a small calculated-cost bucket mirroring GraphQL ``throttleStatus``.
 - ``EtsyBudget``: pyrate-limiter's SQLite bucket, so the per-day quota survives restarts.
 - ``NoBudget``: for services without limits (ComfyUI on the seller's machine, file export).

@@ -1,6 +1,6 @@
 """Services layer: run statistics, counted from events and from the call guards.
 
-``StatsService`` is an ``EventSink``: feed it every event (wiring fans events out to it and
+``StatsService`` is an ``EventSink``: feed it every event (the composition fans events out to it and
 to the UI bridge). It counts pipeline figures from ``BatchFinished``, ``ImageReady``,
 ``JobFailed`` and ``PublishDone``, and breaker states from ``BreakerChanged``; it does not
 forward events. Per-service call figures come from explicit calls by ``ServiceGuard`` and

@@ -35,7 +35,7 @@ from pod_studio.adapters.comfyui.frames import (
     parse_frame,
 )
 from pod_studio.adapters.comfyui.names import sanitize_ref
-from pod_studio.app.status import describe_connection
+from pod_studio.app.wording import describe_connection
 from pod_studio.domain.errors import TimeoutError as PodTimeoutError
 from pod_studio.domain.errors import UpstreamDataError
 from pod_studio.domain.events import ConnectionChanged, Event

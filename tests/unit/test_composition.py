@@ -11,7 +11,6 @@ from pod_studio.composition import core as composition
 from pod_studio.domain.errors import WorkflowError
 from pod_studio.domain.models import JobSpec
 from pod_studio.domain.settings import AppSettings
-from pod_studio.ui.settings_dialog import parse_workflow_values
 
 JOB = JobSpec(job_id="j", prompt="a fox", seed=5)
 
@@ -42,14 +41,6 @@ async def test_a_workflow_override_that_does_not_fit_is_refused_before_saving(
     await core.save_settings(good)
     assert core.orchestrator.template.build(JOB)["3"]["inputs"]["steps"] == 12
     assert '"3.steps": 12' in core.paths.settings_file.read_text(encoding="utf-8")
-
-
-def test_fixed_inputs_text_parses_json_values() -> None:
-    assert parse_workflow_values("3.steps=30\n\n 9.filename_prefix = shop/tee \n3.cfg=6.5") == {
-        "3.steps": 30,
-        "9.filename_prefix": "shop/tee",
-        "3.cfg": 6.5,
-    }
 
 
 @pytest.mark.asyncio

@@ -4,14 +4,17 @@ Speaks the protocol recorded in the ComfyUI contract: the same routes (also unde
 same JSON shapes, validation errors, websocket message sequences, binary preview frames,
 execution cache, history, queue and interrupt semantics, and the real server's oddities (origin
 check, reused-clientId pitfall, no close frame on stop). Pictures are rendered with Pillow from
-the prompt text and seed. Fault knobs (5xx, garbage bodies, slowness, runtime errors, pause)
-serve the resilience tests and the demo mode. Imports nothing else from ``pod_studio``.
+the prompt text and seed. Faults: the API of ``base.SandboxServer`` on every HTTP route but the
+websocket (``fail_next``, ``hang_next``, ``malformed_next``, ``rate_limit_next``,
+``commit_then_timeout_next`` on ``POST /prompt``, ``slow_seconds``, ``fault_rate``), and
+ComfyUI's own: runtime errors (``error_next_prompt``), lost websocket messages, a refused
+websocket, ``pause`` (the GPU stops between steps; the HTTP API still answers), ``restart``.
+Imports nothing else from ``pod_studio``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hashlib
 import io
@@ -19,7 +22,6 @@ import ipaddress
 import json
 import mimetypes
 import os
-import random
 import shutil
 import struct
 import sys
@@ -29,7 +31,6 @@ import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -47,6 +48,7 @@ from pod_studio.sandbox._comfy_nodes import (
     resolve_input_image,
 )
 from pod_studio.sandbox._comfy_validate import PromptTypeError, validate_prompt
+from pod_studio.sandbox.base import Handler, SandboxServer
 
 __all__ = ["DEFAULT_CHECKPOINTS", "ComfyUISandbox", "serve_forever"]
 
@@ -297,8 +299,14 @@ class _PromptRun:
             await sandbox._send_bytes(1, payload, self.client_id)
 
 
-class ComfyUISandbox:
+class ComfyUISandbox(SandboxServer):
     """A faithful, fault-injectable stand-in for a ComfyUI server on 127.0.0.1."""
+
+    title = "ComfyUI sandbox"
+    client_max_size = MAX_UPLOAD_SIZE
+    pause_holds_requests = False  # pause() stops the GPU, not the HTTP API
+    abort_on_stop = True  # stop() is a killed server: sockets dropped, no close frame
+    shutdown_timeout = 0.5
 
     def __init__(
         self,
@@ -314,31 +322,21 @@ class ComfyUISandbox:
         device_name: str = "Sandbox GPU (simulated)",
         vram_total: int = 24 * 1024**3,
     ) -> None:
+        # A random fault is "500" (aiohttp's trouble page) unless ``fault_kinds`` says more.
+        super().__init__(fault_rate=fault_rate, fault_kinds=["500"], rng_seed=rng_seed)
         self.seconds_per_job = seconds_per_job
         self.steps = max(1, steps)
         self.preview_every = max(1, preview_every)
-        self.fault_rate = fault_rate
-        # What a random fault looks like: "500" (aiohttp's trouble page), "503", "429" (with
-        # Retry-After: 1), "reset" (connection dropped, no response) or "timeout" (no answer
-        # for ``hang_seconds``). Picked uniformly for each faulty request.
-        self.fault_kinds: list[str] = ["500"]
-        self.hang_seconds = 30.0
-        self.slow_seconds = 0.0
         self.checkpoints = list(DEFAULT_CHECKPOINTS if checkpoints is None else checkpoints)
         # files in models/upscale_models (none by default: a stock install ships none)
         self.upscale_models = list(upscale_models or [])
         self.device_name = device_name
         self.vram_total = vram_total
-        self.request_counts: collections.Counter[str] = collections.Counter()
         self.executed_prompt_ids: list[str] = []
         # (prompt_id, started, finished) in time.perf_counter() seconds, one per execution:
         # benchmarks compare these with when a client noticed the end.
         self.execution_log: list[tuple[str, float, float]] = []
-        self.url = ""
-        self.port = 0
-        self.host = "127.0.0.1"
 
-        self._rng = random.Random(rng_seed)
         self._base_dir = Path(tempfile.mkdtemp(prefix="pod-comfy-sandbox-"))
         self.output_dir = Path(output_dir) if output_dir is not None else self._base_dir / "output"
         self.input_dir = self._base_dir / "input"
@@ -347,13 +345,10 @@ class ComfyUISandbox:
             folder.mkdir(parents=True, exist_ok=True)
         render.solid(512, 512, 0x7F7F7F).save(self.input_dir / "example.png")
 
-        self._fail_rules: list[list[Any]] = []  # [remaining, status, prefix]
-        self._hang_rules: list[list[Any]] = []  # [remaining, prefix]
         # /ws answers 404, as behind a proxy that does not pass websockets on
         self.refuse_websocket = False
         # the most prompts queued or running at once (how far ahead a client keeps the GPU)
         self.peak_queue = 0
-        self._malformed_rules: list[list[Any]] = []  # [remaining, prefix]
         self._inject: tuple[str, str] | None = None
         # websocket message types never delivered (a fault: e.g. {"executing",
         # "execution_success"} loses the end of every run)
@@ -371,60 +366,26 @@ class ComfyUISandbox:
         self._client_id: str | None = None
         self._last_node_id: str | None = None
         self._interrupt = False
-        self._paused = False
         # POST /free only sets flags; the worker acts on them between prompts (like
         # ComfyUI's prompt_worker reading ``q.get_flags()``).
         self._flags: dict[str, bool] = {}
         self.models_loaded = False  # a model stays resident in VRAM after a run
         self.free_requests: list[dict[str, bool]] = []
 
-        self._gate: asyncio.Event | None = None
         self._work: asyncio.Event | None = None
         self._worker_task: asyncio.Task[None] | None = None
-        self._runner: web.AppRunner | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._loop = asyncio.get_running_loop()
-        self._gate = asyncio.Event()
-        if not self._paused:
-            self._gate.set()
+    async def on_start(self) -> None:
         self._work = asyncio.Event()
-        self.host = host
-        await self._listen(host, port)
         self._worker_task = asyncio.create_task(self._worker(), name="comfy-sandbox-worker")
-        return self.url
 
-    async def _listen(self, host: str, port: int) -> None:
-        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_UPLOAD_SIZE)
-        self._add_routes(app)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        self._runner = runner
-        address = runner.addresses[0]
-        self.port = int(address[1])
-        self.url = f"http://{host}:{self.port}"
+    async def on_stop(self) -> None:
+        await self._stop_worker()
 
-    async def _close_listener(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        for site in runner.sites:
-            listener = getattr(site, "_server", None)
-            if isinstance(listener, asyncio.AbstractServer):
-                listener.close()
+    async def before_abort(self) -> None:
         await self.drop_websockets()
-        server = runner.server
-        if server is not None:
-            for handler in list(server.connections):
-                transport = handler.transport
-                if transport is not None:
-                    transport.abort()
-        await runner.cleanup()
 
     async def _stop_worker(self) -> None:
         task, self._worker_task = self._worker_task, None
@@ -434,8 +395,7 @@ class ComfyUISandbox:
                 await task
 
     async def stop(self) -> None:
-        await self._stop_worker()
-        await self._close_listener()
+        await super().stop()
         shutil.rmtree(self._base_dir, ignore_errors=True)
 
     async def restart(self, downtime: float = 0.0) -> None:
@@ -472,26 +432,7 @@ class ComfyUISandbox:
         self._ws_transports.clear()
         await asyncio.sleep(0)
 
-    async def __aenter__(self) -> ComfyUISandbox:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     # ------------------------------------------------------------------ knobs
-
-    def fail_next(self, count: int, status: int = 500, path_prefix: str = "") -> None:
-        self._fail_rules.append([count, status, path_prefix])
-
-    def hang_next(self, count: int, path_prefix: str = "") -> None:
-        """The next ``count`` matching requests get no answer for ``hang_seconds``."""
-        self._hang_rules.append([count, path_prefix])
 
     def completed_prompt_ids(self) -> list[str]:
         """The executed prompts that ran to the end (not interrupted, not failed)."""
@@ -512,30 +453,11 @@ class ComfyUISandbox:
             )
         ]
 
-    def clear_faults(self) -> None:
-        """Forget the armed ``fail_next`` / ``hang_next`` / ``malformed_next`` rules."""
-        self._fail_rules.clear()
-        self._hang_rules.clear()
-        self._malformed_rules.clear()
-
-    def malformed_next(self, count: int, path_prefix: str = "") -> None:
-        self._malformed_rules.append([count, path_prefix])
-
     def error_next_prompt(
         self, node_type: str = "KSampler", message: str = DEFAULT_ERROR_MESSAGE
     ) -> None:
         """The next execution of a ``node_type`` node fails with ``execution_error``."""
         self._inject = (node_type, message)
-
-    def pause(self) -> None:
-        self._paused = True
-        if self._gate is not None:
-            self._gate.clear()
-
-    def resume(self) -> None:
-        self._paused = False
-        if self._gate is not None:
-            self._gate.set()
 
     # ------------------------------------------------------------------ sending
 
@@ -642,8 +564,7 @@ class ComfyUISandbox:
             self._last_node_id = None
 
     async def _checkpoint(self) -> None:
-        if self._gate is not None and not self._gate.is_set():
-            await self._gate.wait()
+        await self.until_resumed()
         if self._interrupt:
             self._interrupt = False
             raise _Interrupted
@@ -862,7 +783,7 @@ class ComfyUISandbox:
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    def _add_routes(self, app: web.Application) -> None:
+    def add_routes(self, app: web.Application) -> None:
         routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
             ("GET", "/ws", self._ws_handler),
             ("GET", "/system_stats", self._system_stats),
@@ -912,72 +833,33 @@ class ComfyUISandbox:
             origin_domain = parsed.hostname
         return bool(loopback and host_domain and origin_domain and host_domain != origin_domain)
 
-    def _take_rule(self, rules: list[list[Any]], path: str, prefix_index: int) -> list[Any] | None:
-        for rule in rules:
-            if rule[0] > 0 and path.startswith(rule[prefix_index]):
-                rule[0] -= 1
-                if rule[0] <= 0:
-                    rules.remove(rule)
-                return rule
-        return None
-
-    @web.middleware
-    async def _middleware(
-        self,
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
+    def count_key(self, request: web.Request) -> str:
         path = request.path
         if path == "/api" or path.startswith("/api/"):
             path = path[4:] or "/"
-        self.request_counts[f"{request.method} {path}"] += 1
+        return f"{request.method} {path}"
+
+    def fault_key(self, request: web.Request) -> str:
+        return self.count_key(request)
+
+    def faultable(self, request: web.Request) -> bool:
+        return self.count_key(request) != "GET /ws"
+
+    async def admit(self, request: web.Request) -> web.StreamResponse | None:
         if self._origin_forbidden(request):
             return web.Response(status=403)
-        garble = False
-        if path == "/ws" and self.refuse_websocket:
+        if self.refuse_websocket and not self.faultable(request):
             return web.Response(status=404, text="404: Not Found")
-        if path != "/ws":
-            if self.slow_seconds > 0:
-                await asyncio.sleep(self.slow_seconds)
-            if self._take_rule(self._hang_rules, path, 1) is not None:
-                await asyncio.sleep(self.hang_seconds)
-                return _trouble()
-            fail = self._take_rule(self._fail_rules, path, 2)
-            if fail is not None:
-                status = int(fail[1])
-                if status == 500:
-                    return _trouble()
-                reason = web.Response(status=status).reason
-                return web.Response(status=status, text=f"{status}: {reason}")
-            if self.fault_rate > 0 and self._rng.random() < self.fault_rate:
-                return await self._random_fault(request)
-            garble = self._take_rule(self._malformed_rules, path, 1) is not None
+        return None
+
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            response = await handler(request)
+            return await handler(request)
         except web.HTTPNotFound:
             return web.Response(status=404)
-        if garble:
-            body = getattr(response, "body", None)
-            raw = bytes(body) if isinstance(body, (bytes, bytearray)) else b""
-            cut = raw[: max(1, len(raw) // 2)] if raw else b'{"exec_info": {"queue_rem'
-            return web.Response(status=200, body=cut, content_type="application/json")
-        return response
 
-    async def _random_fault(self, request: web.Request) -> web.StreamResponse:
-        kind = self._rng.choice(self.fault_kinds or ["500"])
-        if kind == "503":
-            return web.Response(status=503, text="503: Service Unavailable")
-        if kind == "429":
-            return web.Response(
-                status=429, text="429: Too Many Requests", headers={"Retry-After": "1"}
-            )
-        if kind == "reset":
-            if request.transport is not None:
-                request.transport.abort()
-            raise asyncio.CancelledError  # the handler never answers: the peer sees a reset
-        if kind == "timeout":
-            await asyncio.sleep(self.hang_seconds)
-        return _trouble()
+    def error_response(self, status: int) -> web.Response:
+        return _trouble() if status == 500 else super().error_response(status)
 
     # ------------------------------------------------------------------ websocket
 
@@ -1105,6 +987,9 @@ class ComfyUISandbox:
         if isinstance(prompt, list):
             prompt = {}
         await self._put([number, prompt_id, prompt, extra_data, outputs])
+        dropped = await self.commit_fault(request)
+        if dropped is not None:
+            return dropped
         return web.json_response(
             {"prompt_id": prompt_id, "number": number, "node_errors": node_errors}
         )

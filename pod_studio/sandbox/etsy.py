@@ -19,8 +19,9 @@ Speaks the protocol as the contract notes describe it:
   title/tag/price rules), multipart image upload, JSON inventory with ``price_on_property``
   consistency, ``PATCH state=active`` (needs an image). Errors are ``{"error": "..."}``.
 
-Fault knobs: ``fail_next``, ``rate_limit_next``, ``commit_then_timeout_next`` (the draft is
-stored, then the reply hangs or the connection drops), ``invalid_grant_next``, ``slow_seconds``,
+Faults: the API of ``base.SandboxServer`` (``fail_next``, ``rate_limit_next``, ``hang_next``,
+``malformed_next``, ``commit_then_timeout_next`` on a draft create, ``slow_seconds``,
+``fault_rate``, ``pause``) on every ``/v3/application`` route; and ``invalid_grant_next``,
 ``expire_access_tokens``, ``revoke_all``. Observations: ``request_counts``, ``token_grants``,
 ``creates_per_title``, ``status_429_count``, ``listings``, ``images``, ``inventory``,
 ``requests`` (method, path, query, form field names).
@@ -35,23 +36,19 @@ import base64
 import contextlib
 import hashlib
 import json
-import logging
 import math
 import secrets
 import time
 import unicodedata
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-log = logging.getLogger(__name__)
-
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from pod_studio.sandbox.base import Handler, SandboxServer
 
 WHO_MADE = ("i_did", "someone_else", "collective")
 WHEN_MADE = (
@@ -96,18 +93,6 @@ class _Reject(Exception):
 
 def _bad(message: str, status: int = 400) -> _Reject:
     return _Reject(_error(status, message))
-
-
-@dataclass
-class _Fault:
-    remaining: int
-    status: int = 500
-    retry_after: float | None = None
-    match: str | None = None
-    mode: str = "hang"
-
-    def applies(self, template: str) -> bool:
-        return self.remaining > 0 and (self.match is None or self.match in template)
 
 
 @dataclass
@@ -224,7 +209,7 @@ def _default_properties() -> list[dict[str, Any]]:
     ]
 
 
-class EtsySandbox:
+class EtsySandbox(SandboxServer):
     """An Etsy Open API v3 twin on 127.0.0.1. See the module docstring for the knobs.
 
     ``redirect_uris``: the registered redirect URIs; ``None`` accepts any
@@ -254,7 +239,15 @@ class EtsySandbox:
         slow_seconds: float = 0.0,
         hang_seconds: float = 30.0,
         clock: Callable[[], float] | None = None,
+        fault_rate: float = 0.0,
+        rng_seed: int = 0,
     ) -> None:
+        super().__init__(
+            slow_seconds=slow_seconds,
+            hang_seconds=hang_seconds,
+            fault_rate=fault_rate,
+            rng_seed=rng_seed,
+        )
         self.keystring = keystring
         self.shared_secret = shared_secret
         self.user_id = user_id
@@ -266,8 +259,7 @@ class EtsySandbox:
         self.access_ttl = access_ttl
         self.refresh_grace = refresh_grace
         self.max_image_bytes = max_image_bytes
-        self.slow_seconds = slow_seconds
-        self.hang_seconds = hang_seconds
+        self.client_max_size = max_image_bytes + 1024 * 1024
         self._clock = clock or time.monotonic
         self.second = _Window(per_second, 1.0)
         self.day = _Window(per_day, day_seconds)
@@ -330,39 +322,15 @@ class EtsySandbox:
         self.images: dict[int, list[dict[str, Any]]] = {}
         self.inventory: dict[int, dict[str, Any]] = {}
 
-        self.request_counts: Counter[str] = Counter()
         self.token_grants: Counter[str] = Counter()
         self.creates_per_title: Counter[str] = Counter()
         self.status_429_count = 0
         self.requests: list[dict[str, Any]] = []
 
-        self._fail: list[_Fault] = []
-        self._rate: list[_Fault] = []
-        self._commit_timeout: list[_Fault] = []
         self._invalid_grant = 0
         self._next_id = 1_700_000_000
-        self._runner: web.AppRunner | None = None
-        self._closing: asyncio.Event | None = None
-        self.base_url = ""
 
-    # ------------------------------------------------------------------ fault knobs
-
-    def fail_next(self, n: int = 1, status: int = 500, *, match: str | None = None) -> None:
-        """The next ``n`` API requests (whose route template contains ``match``) get ``status``."""
-        self._fail.append(_Fault(n, status=status, match=match))
-
-    def rate_limit_next(
-        self, n: int = 1, retry_after: float | None = None, *, match: str | None = None
-    ) -> None:
-        """The next ``n`` API requests get 429; with ``Retry-After: retry_after`` unless None."""
-        self._rate.append(_Fault(n, retry_after=retry_after, match=match))
-
-    def commit_then_timeout_next(self, n: int = 1, *, mode: str = "hang") -> None:
-        """The next ``n`` draft creates are stored, then the reply hangs (until ``stop()`` or
-        ``hang_seconds``) or the connection is dropped (``mode="drop"``)."""
-        if mode not in ("hang", "drop"):
-            raise ValueError("mode must be 'hang' or 'drop'")
-        self._commit_timeout.append(_Fault(n, mode=mode))
+    # ------------------------------------------------------------------ platform knobs
 
     def invalid_grant_next(self, n: int = 1) -> None:
         """The next ``n`` token requests fail with ``invalid_grant``."""
@@ -393,22 +361,11 @@ class EtsySandbox:
         self.status_429_count = 0
         self.requests.clear()
 
-    @staticmethod
-    def _take(faults: list[_Fault], template: str) -> _Fault | None:
-        for fault in faults:
-            if fault.applies(template):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    faults.remove(fault)
-                return fault
-        return None
+    # ------------------------------------------------------------------ routes
 
-    # ------------------------------------------------------------------ lifecycle
+    title = "Etsy sandbox"
 
-    def make_app(self) -> web.Application:
-        app = web.Application(
-            middlewares=[self._middleware], client_max_size=self.max_image_bytes + 1024 * 1024
-        )
+    def add_routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/oauth/connect", self._connect)
         r.add_post("/v3/public/oauth/token", self._token)
@@ -431,56 +388,8 @@ class EtsySandbox:
         r.add_get(a + "/listings/{listing_id}/images", self._list_images)
         r.add_get(a + "/listings/{listing_id}/inventory", self._get_inventory)
         r.add_put(a + "/listings/{listing_id}/inventory", self._put_inventory)
-        return app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on ``host:port`` (0 = any free port); returns the base URL."""
-        self._closing = asyncio.Event()
-        self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        addresses = self._runner.addresses
-        bound_port = int(addresses[0][1]) if addresses else port
-        self.base_url = f"http://{host}:{bound_port}"
-        log.info("Etsy sandbox listening on %s", self.base_url)
-        return self.base_url
-
-    async def stop(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> EtsySandbox:
-        if self._runner is None:
-            await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    # ------------------------------------------------------------------ middleware
-
-    @staticmethod
-    def _template(request: web.Request) -> str:
-        resource = request.match_info.route.resource
-        path = resource.canonical if resource is not None else request.path
-        return f"{request.method} {path}"
-
-    async def _pause(self, seconds: float) -> None:
-        closing = self._closing
-        if closing is None:
-            await asyncio.sleep(seconds)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closing.wait(), seconds)
+    # ------------------------------------------------------------------ middleware hooks
 
     def _rate_headers(self) -> dict[str, str]:
         now = self._clock()
@@ -491,7 +400,12 @@ class EtsySandbox:
             "x-remaining-today": str(self.day.remaining(now)),
         }
 
-    def _too_many(self, retry_after: float | None, message: str) -> web.Response:
+    def error_response(self, status: int) -> web.Response:
+        return _error(status, "Server Error", self._rate_headers())
+
+    def too_many(
+        self, retry_after: float | None, message: str = "Too many requests."
+    ) -> web.Response:
         self.status_429_count += 1
         headers: dict[str, str] = {}
         if retry_after is not None and self.retry_after_header:
@@ -548,42 +462,37 @@ class EtsySandbox:
             }
         )
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        template = self._template(request)
-        self.request_counts[template] += 1
-        if self.slow_seconds > 0:
-            await self._pause(self.slow_seconds)
-        if not request.path.startswith("/v3/application/"):
-            return await self._run(request, handler)
-        await self._record(request, template)
-        denied = self._check_api_key(request)
-        if denied is not None:
-            return denied
-        forced = self._take(self._rate, template)
-        if forced is not None:
-            return self._too_many(forced.retry_after, "Too many requests.")
+    def faultable(self, request: web.Request) -> bool:
+        return request.path.startswith("/v3/application/")
+
+    async def admit(self, request: web.Request) -> web.StreamResponse | None:
+        if not self.faultable(request):
+            return None
+        await self._record(request, self.template(request))
+        return self._check_api_key(request)
+
+    async def limit(self, request: web.Request) -> web.StreamResponse | None:
         now = self._clock()
         wait = self.second.take(now)
         if wait is not None:
-            return self._too_many(wait, "Too many requests per second.")
+            return self.too_many(wait, "Too many requests per second.")
         wait = self.day.take(now)
         if wait is not None:
-            return self._too_many(wait, "You have exceeded your daily request quota.")
-        if not template.endswith("/openapi-ping"):
+            return self.too_many(wait, "You have exceeded your daily request quota.")
+        if not request.path.endswith("/openapi-ping"):
             denied = self._check_bearer(request)
             if denied is not None:
                 denied.headers.update(self._rate_headers())
                 return denied
-        failure = self._take(self._fail, template)
-        if failure is not None:
-            return _error(failure.status, "Server Error", self._rate_headers())
+        return None
+
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await self._run(request, handler)
-        if response.status != 429:
+        if self.faultable(request) and response.status != 429:
             response.headers.update(self._rate_headers())
         return response
 
-    async def _run(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+    async def _run(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.http_exception is not None:
             exc = request.match_info.http_exception
             return _error(exc.status, "Method not allowed." if exc.status == 405 else "Not found.")
@@ -976,15 +885,8 @@ class EtsySandbox:
         }
         self.listings[listing_id] = listing
         self.creates_per_title[listing["title"]] += 1
-        fault = self._take(self._commit_timeout, "create")
-        if fault is not None:
-            if fault.mode == "drop":
-                transport = request.transport
-                if transport is not None:
-                    transport.abort()
-                return web.Response(status=500)
-            await self._pause(self.hang_seconds)
-        return web.json_response(listing, status=201)
+        dropped = await self.commit_fault(request)
+        return dropped if dropped is not None else web.json_response(listing, status=201)
 
     async def _update_listing(self, request: web.Request) -> web.Response:
         self._shop(request)

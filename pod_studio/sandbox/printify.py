@@ -7,8 +7,9 @@ and enforces the three account-wide rate buckets (global 600/min, catalog 100/mi
 200 per 30 min). ``time_scale`` shrinks every window and its allowance by the same factor:
 the rate stays the same, but a limit is hit (and recovers) ``1/time_scale`` times sooner.
 
-Fault knobs: ``fail_next``, ``rate_limit_next``, ``commit_then_timeout_next`` (the create is
-stored, then the reply hangs or the connection drops), ``malformed_next``, ``slow_seconds``.
+Faults: the API of ``base.SandboxServer`` (``fail_next``, ``rate_limit_next``, ``hang_next``,
+``malformed_next``, ``commit_then_timeout_next`` on a product create, ``slow_seconds``,
+``fault_rate``, ``pause``) on every ``/v1`` route; the mockup host is never faulted.
 Mockups: each product's ``images`` point at
 ``{mockup_host}/mockup/{product_id}/{variant_id}/{n}/x.jpg`` as Printify's do; ``mockup_host``
 is the sandbox itself unless told otherwise (for example
@@ -32,15 +33,13 @@ import io
 import json
 import logging
 import math
-import random
 import re
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
@@ -54,6 +53,7 @@ from pod_studio.sandbox._printify_catalog import (
     SandboxVariant,
     build_providers,
 )
+from pod_studio.sandbox.base import FAULT_KINDS, Handler, SandboxServer
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ ALL_SCOPES = frozenset(
     }
 )
 _MARKER_RE = re.compile(r"^(?P<marker>.+)-\d+$")
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CODE_VALIDATION = 8150
 CODE_UPLOAD = 8201
@@ -133,19 +132,7 @@ class _Bucket:
         return None
 
 
-@dataclass
-class _Fault:
-    remaining: int
-    status: int = 500
-    retry_after: float | None = None
-    match: str | None = None
-    mode: str = "hang"
-
-    def applies(self, template: str) -> bool:
-        return self.remaining > 0 and (self.match is None or self.match in template)
-
-
-class PrintifySandbox:
+class PrintifySandbox(SandboxServer):
     """A Printify API v1 twin on 127.0.0.1. See the module docstring for the knobs.
 
     ``publish_mode``: "native" (a Shopify/Etsy shop: Printify completes the publish itself
@@ -178,11 +165,18 @@ class PrintifySandbox:
         slow_seconds: float = 0.0,
         hang_seconds: float = 30.0,
         fault_rate: float = 0.0,
-        fault_kinds: Iterable[str] = ("500", "503", "429", "reset", "timeout", "reset_after"),
+        fault_kinds: Iterable[str] = FAULT_KINDS,
         rng_seed: int = 0,
         clock: Callable[[], float] | None = None,
         mockup_host: str | None = None,
     ) -> None:
+        super().__init__(
+            slow_seconds=slow_seconds,
+            hang_seconds=hang_seconds,
+            fault_rate=fault_rate,
+            fault_kinds=fault_kinds,
+            rng_seed=rng_seed,
+        )
         if publish_mode not in ("native", "custom"):
             raise ValueError("publish_mode must be 'native' or 'custom'")
         # a custom (API) shop shows its integration as the channel; a native one its platform
@@ -209,17 +203,9 @@ class PrintifySandbox:
         self.external_as_list = external_as_list
         self.newest_first = newest_first
         self.min_effective_dpi = min_effective_dpi
-        self.slow_seconds = slow_seconds
-        self.hang_seconds = hang_seconds
+        self.client_max_size = max_upload_bytes * 2 + 1024 * 1024
         # the origin of the mockup URLs; None = this sandbox (its /mockup/... route)
         self.mockup_host = mockup_host.rstrip("/") if mockup_host else None
-        # Random faults on every route: "500", "503", "429" (Retry-After: 1), "reset" (the
-        # connection dropped before handling), "timeout" (no answer for ``hang_seconds``),
-        # "reset_after" (handled, then the connection dropped: a create that landed unseen).
-        self.fault_rate = fault_rate
-        self.fault_kinds = list(fault_kinds)
-        self.random_faults: Counter[str] = Counter()
-        self._rng = random.Random(rng_seed)
         self._clock = clock or time.monotonic
 
         def scaled(base: int, window: float, override: int | None) -> tuple[int, float]:
@@ -245,48 +231,15 @@ class PrintifySandbox:
         self.publish_failures: dict[str, str] = {}
         self._published: dict[str, asyncio.Event] = {}
 
-        self.request_counts: Counter[str] = Counter()
         self.mockup_requests_with_auth = 0
         self.creates_per_key: Counter[str] = Counter()
         self.status_429_count = 0
 
-        self._fail: list[_Fault] = []
-        self._rate: list[_Fault] = []
-        self._commit_timeout: list[_Fault] = []
-        self._malformed: list[_Fault] = []
-
         self._id_prefix = secrets.token_hex(5)
         self._id_counter = 0
-        self._runner: web.AppRunner | None = None
-        self._closing: asyncio.Event | None = None
         self._timers: set[asyncio.TimerHandle] = set()
-        self.base_url = ""
 
-    # ------------------------------------------------------------------ fault knobs
-
-    def fail_next(self, n: int = 1, status: int = 500, *, match: str | None = None) -> None:
-        """The next ``n`` requests (whose route template contains ``match``) get ``status``."""
-        self._fail.append(_Fault(n, status=status, match=match))
-
-    def rate_limit_next(
-        self, n: int = 1, retry_after: float | None = None, *, match: str | None = None
-    ) -> None:
-        """The next ``n`` requests get 429; with ``Retry-After: retry_after`` unless ``None``."""
-        self._rate.append(_Fault(n, retry_after=retry_after, match=match))
-
-    def commit_then_timeout_next(self, n: int = 1, *, mode: str = "hang") -> None:
-        """The next ``n`` product creates are stored, then the reply never comes in time.
-
-        ``mode`` "hang": the reply waits ``hang_seconds`` (released by ``stop()``);
-        "drop": the connection is closed without a reply.
-        """
-        if mode not in ("hang", "drop"):
-            raise ValueError("mode must be 'hang' or 'drop'")
-        self._commit_timeout.append(_Fault(n, mode=mode))
-
-    def malformed_next(self, n: int = 1, *, match: str | None = None) -> None:
-        """The next ``n`` successful replies carry a truncated, unparseable JSON body."""
-        self._malformed.append(_Fault(n, match=match))
+    # ------------------------------------------------------------------ observations
 
     async def wait_published(self, product_id: str) -> None:
         """Wait until ``product_id`` has been published (wrap in ``asyncio.timeout``)."""
@@ -297,23 +250,11 @@ class PrintifySandbox:
         self.creates_per_key.clear()
         self.status_429_count = 0
 
-    @staticmethod
-    def _take(faults: list[_Fault], template: str) -> _Fault | None:
-        for fault in faults:
-            if fault.applies(template):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    faults.remove(fault)
-                return fault
-        return None
-
     # ------------------------------------------------------------------ lifecycle
 
-    def make_app(self) -> web.Application:
-        app = web.Application(
-            middlewares=[self._middleware],
-            client_max_size=self.max_upload_bytes * 2 + 1024 * 1024,
-        )
+    title = "Printify sandbox"
+
+    def add_routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/v1/shops.json", self._shops)
         r.add_get("/v1/catalog/blueprints.json", self._blueprints)
@@ -338,51 +279,13 @@ class PrintifySandbox:
         r.add_post(base + "/{product_id}/publishing_failed.json", self._publishing_failed)
         r.add_post(base + "/{product_id}/unpublish.json", self._unpublish)
         r.add_get("/mockup/{product_id}/{variant_id}/{n}/{name}", self._mockup_image)
-        return app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on ``host:port`` (0 = any free port); returns the base URL."""
-        self._closing = asyncio.Event()
-        self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        addresses = self._runner.addresses
-        bound_port = int(addresses[0][1]) if addresses else port
-        self.base_url = f"http://{host}:{bound_port}"
-        log.info("Printify sandbox listening on %s", self.base_url)
-        return self.base_url
-
-    async def stop(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
+    async def on_stop(self) -> None:
         for timer in list(self._timers):
             timer.cancel()
         self._timers.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
-    async def __aenter__(self) -> PrintifySandbox:
-        if self._runner is None:
-            await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    # ------------------------------------------------------------------ middleware
-
-    @staticmethod
-    def _template(request: web.Request) -> str:
-        resource = request.match_info.route.resource
-        path = resource.canonical if resource is not None else request.path
-        return f"{request.method} {path}"
+    # ------------------------------------------------------------------ middleware hooks
 
     @staticmethod
     def _scope_for(request: web.Request) -> str:
@@ -396,28 +299,12 @@ class PrintifySandbox:
             return "products.write" if write else "products.read"
         return "shops.read"
 
-    async def _random_fault(self, request: web.Request, kind: str) -> web.StreamResponse:
-        if kind == "503":
+    def error_response(self, status: int) -> web.Response:
+        if status == 503:
             return _error(503, 503, "Service unavailable.", "Service unavailable.")
-        if kind == "429":
-            return self._too_many(1.0)
-        if kind == "reset":
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=500)
-        if kind == "timeout":
-            await self._pause(self.hang_seconds)
-        return _error(500, 500, "Server error.", "Injected failure.")
+        return _error(status, status, "Server error.", "Injected failure.")
 
-    async def _pause(self, seconds: float) -> None:
-        closing = self._closing
-        if closing is None:
-            await asyncio.sleep(seconds)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closing.wait(), seconds)
-
-    def _too_many(self, retry_after: float | None) -> web.Response:
+    def too_many(self, retry_after: float | None) -> web.Response:
         self.status_429_count += 1
         headers: dict[str, str] = {}
         if retry_after is not None:
@@ -426,17 +313,15 @@ class PrintifySandbox:
             )
         return _error(429, 429, "Too Many Attempts.", "Too many requests", headers)
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        template = self._template(request)
-        self.request_counts[template] += 1
-        if request.path.startswith("/mockup/"):
-            # the image host: public URLs, no token, no API rate buckets
+    def faultable(self, request: web.Request) -> bool:
+        # the image host: public URLs, no token, no API rate buckets, no faults
+        return not request.path.startswith("/mockup/")
+
+    async def admit(self, request: web.Request) -> web.StreamResponse | None:
+        if not self.faultable(request):
             if request.headers.get("Authorization"):
                 self.mockup_requests_with_auth += 1
-            return await handler(request)
-        if self.slow_seconds > 0:
-            await self._pause(self.slow_seconds)
+            return None
         if self.require_user_agent and not request.headers.get("User-Agent", "").strip():
             return _error(400, 400, "Bad request.", "The User-Agent header is required.")
         auth = request.headers.get("Authorization", "")
@@ -448,44 +333,27 @@ class PrintifySandbox:
         needed = self._scope_for(request)
         if needed not in scopes:
             return _error(403, 403, "Forbidden.", f"This token does not have the {needed} scope.")
-        forced = self._take(self._rate, template)
-        if forced is not None:
-            return self._too_many(forced.retry_after)
+        return None
+
+    async def limit(self, request: web.Request) -> web.StreamResponse | None:
         if self.rate_limits:
-            wait = self._check_buckets(request, template)
+            wait = self._check_buckets(request, self.template(request))
             if wait is not None:
-                return self._too_many(wait if self.retry_after_header else None)
-        failure = self._take(self._fail, template)
-        if failure is not None:
-            return _error(failure.status, failure.status, "Server error.", "Injected failure.")
-        random_fault = ""
-        if self.fault_rate > 0 and self._rng.random() < self.fault_rate:
-            random_fault = self._rng.choice(self.fault_kinds or ["500"])
-            self.random_faults[random_fault] += 1
-            if random_fault != "reset_after":
-                return await self._random_fault(request, random_fault)
+                return self.too_many(wait if self.retry_after_header else None)
+        return None
+
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.http_exception is not None:
             exc = request.match_info.http_exception
             if exc.status == 405:
                 return _error(405, 405, "Method not allowed.", "Method not allowed.")
             return _error(404, 404, "Not found.", "Route not found.")
         try:
-            response = await handler(request)
+            return await handler(request)
         except _Reject as rejected:
             return rejected.response
         except web.HTTPRequestEntityTooLarge:
             return _error(413, 413, "Payload too large.", "error.file.size.limit.exceeded")
-        if random_fault == "reset_after":
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=500)
-        if 200 <= response.status < 300 and self._take(self._malformed, template):
-            return web.Response(
-                status=response.status,
-                body=b'{"status": "ok", "data": [{"id": "5d39b4',
-                content_type="application/json",
-            )
-        return response
 
     def _check_buckets(self, request: web.Request, template: str) -> float | None:
         now = self._clock()
@@ -772,15 +640,8 @@ class PrintifySandbox:
         self.products[product["id"]] = product
         for marker in _markers(product["variants"]):
             self.creates_per_key[marker] += 1
-        fault = self._take(self._commit_timeout, "create")
-        if fault is not None:
-            if fault.mode == "drop":
-                transport = request.transport
-                if transport is not None:
-                    transport.abort()
-                return web.Response(status=500)
-            await self._pause(self.hang_seconds)
-        return web.json_response(product)
+        dropped = await self.commit_fault(request)
+        return dropped if dropped is not None else web.json_response(product)
 
     async def _product_update(self, request: web.Request) -> web.Response:
         product = self._product(request)

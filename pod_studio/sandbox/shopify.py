@@ -16,10 +16,12 @@ Media: staged targets on this server (``POST /staged/{key}``, multipart, paramet
 checked), ``fileCreate`` -> UPLOADED, then PROCESSING until ``media_ready_after`` status
 polls, then READY (or FAILED for a file that is not an image or via ``media_fail_next``).
 
-Fault knobs: ``fail_next`` (HTTP status, e.g. 402/403/404/423/500), ``throttle_next``,
-``commit_then_timeout_next`` (``productSet`` is stored, then the reply hangs or the connection
-drops), ``slow_seconds``, ``revoke``. Observations: ``request_counts`` (by root field),
-``operations`` (root fields in order), ``graphql_requests`` (documents and variables),
+Faults: the API of ``base.SandboxServer`` (``fail_next`` with an HTTP status, e.g.
+402/403/404/423/500; ``rate_limit_next``, ``hang_next``, ``malformed_next``,
+``commit_then_timeout_next`` on ``productSet``, ``slow_seconds``, ``fault_rate``, ``pause``) on
+GraphQL requests, whose fault key ends with the first root field (``match="productSet"``); and
+``throttle_next``, ``media_fail_next``, ``revoke``. Observations: ``request_counts`` (by root
+field), ``operations`` (root fields in order), ``graphql_requests`` (documents and variables),
 ``products``, ``files``, ``token_exchanges``,
 ``throttled_count``.
 
@@ -31,16 +33,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import secrets
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import BodyPartReader, web
 from graphql import (
@@ -53,7 +51,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-log = logging.getLogger(__name__)
+from pod_studio.sandbox.base import Handler, SandboxServer
 
 ALL_SCOPES = frozenset(
     {"write_products", "read_products", "write_files", "write_publications", "read_publications"}
@@ -82,8 +80,24 @@ _STATUS_TEXT = {
     502: "Bad Gateway",
     503: "Service Unavailable",
 }
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MISSING = object()
+
+
+class _Parsed(NamedTuple):
+    """A GraphQL request as ``admit`` read it."""
+
+    scopes: frozenset[str]
+    variables: dict[str, Any]
+    operation: OperationDefinitionNode
+    roots: list[FieldNode]
+
+    @property
+    def first(self) -> str:
+        """The first root field's name (the end of the request's fault key)."""
+        return self.roots[0].name.value if self.roots else ""
+
+
+_PARSED = web.RequestKey("shopify_graphql", _Parsed)
 
 
 class GqlError(Exception):
@@ -93,17 +107,6 @@ class GqlError(Exception):
         super().__init__(message)
         self.message = message
         self.extensions: dict[str, Any] = {**({"code": code} if code else {}), **extra}
-
-
-@dataclass
-class _Fault:
-    remaining: int
-    status: int = 500
-    match: str | None = None
-    mode: str = "hang"
-
-    def applies(self, field: str) -> bool:
-        return self.remaining > 0 and (self.match is None or self.match == field)
 
 
 def _now() -> str:
@@ -117,7 +120,7 @@ def _user_error(field: list[Any], message: str, code: str | None = None) -> dict
     return error
 
 
-class ShopifySandbox:
+class ShopifySandbox(SandboxServer):
     """A Shopify Admin GraphQL twin on 127.0.0.1. See the module docstring for the knobs.
 
     ``tokens``: admin tokens (all scopes) or token -> scopes. ``clients``: client id ->
@@ -144,7 +147,15 @@ class ShopifySandbox:
         slow_seconds: float = 0.0,
         hang_seconds: float = 30.0,
         clock: Callable[[], float] | None = None,
+        fault_rate: float = 0.0,
+        rng_seed: int = 0,
     ) -> None:
+        super().__init__(
+            slow_seconds=slow_seconds,
+            hang_seconds=hang_seconds,
+            fault_rate=fault_rate,
+            rng_seed=rng_seed,
+        )
         if isinstance(tokens, Mapping):
             self.tokens: dict[str, frozenset[str]] = {t: frozenset(s) for t, s in tokens.items()}
         else:
@@ -161,8 +172,7 @@ class ShopifySandbox:
         self.media_ready_after = media_ready_after
         self.token_lifetime = token_lifetime
         self.max_variants = max_variants
-        self.slow_seconds = slow_seconds
-        self.hang_seconds = hang_seconds
+        self.client_max_size = 64 * 1024 * 1024
         self._clock = clock or time.monotonic
         self._available = capacity
         self._stamp = self._clock()
@@ -179,37 +189,22 @@ class ShopifySandbox:
         self.files: dict[str, dict[str, Any]] = {}
         self.staged: dict[str, dict[str, Any]] = {}
 
-        self.request_counts: Counter[str] = Counter()
         self.operations: list[str] = []
         self.graphql_requests: list[tuple[str, dict[str, Any]]] = []  # (query, variables)
         self.token_exchanges = 0
         self.throttled_count = 0
         self.creates = 0
 
-        self._fail: list[_Fault] = []
-        self._throttle: list[_Fault] = []
-        self._commit_timeout: list[_Fault] = []
+        self._throttle: list[str | None] = []  # one armed THROTTLED answer: its match
         self._media_fail = 0
         self._ids = itertools.count(1001)
-        self._runner: web.AppRunner | None = None
-        self._closing: asyncio.Event | None = None
-        self.base_url = ""
 
-    # ------------------------------------------------------------------ fault knobs
-
-    def fail_next(self, n: int = 1, status: int = 500, *, match: str | None = None) -> None:
-        """The next ``n`` GraphQL requests (whose first root field is ``match``) get ``status``."""
-        self._fail.append(_Fault(n, status=status, match=match))
+    # ------------------------------------------------------------------ platform knobs
 
     def throttle_next(self, n: int = 1, *, match: str | None = None) -> None:
-        """The next ``n`` GraphQL requests are THROTTLED (the bucket says ``throttle_wait`` s)."""
-        self._throttle.append(_Fault(n, match=match))
-
-    def commit_then_timeout_next(self, n: int = 1, *, mode: str = "hang") -> None:
-        """The next ``n`` ``productSet`` calls are stored, then the reply hangs or drops."""
-        if mode not in ("hang", "drop"):
-            raise ValueError("mode must be 'hang' or 'drop'")
-        self._commit_timeout.append(_Fault(n, mode=mode))
+        """The next ``n`` GraphQL requests (whose fault key contains ``match``) are THROTTLED
+        on HTTP 200 (the bucket says ``throttle_wait`` s)."""
+        self._throttle.extend([match] * n)
 
     def media_fail_next(self, n: int = 1) -> None:
         """The next ``n`` files created end FAILED."""
@@ -222,77 +217,80 @@ class ShopifySandbox:
     def set_scopes(self, token: str, scopes: Iterable[str]) -> None:
         self.tokens[token] = frozenset(scopes)
 
-    @staticmethod
-    def _take(faults: list[_Fault], field: str) -> _Fault | None:
-        for fault in faults:
-            if fault.applies(field):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    faults.remove(fault)
-                return fault
-        return None
+    def _throttled(self, key: str) -> bool:
+        for index, match in enumerate(self._throttle):
+            if match is None or match in key:
+                del self._throttle[index]
+                return True
+        return False
 
     def product_by_handle(self, handle: str) -> dict[str, Any] | None:
         return next((p for p in self.products.values() if p["handle"] == handle), None)
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ routes and hooks
 
-    def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/admin/api/{version}/graphql.json", self._graphql)
+    title = "Shopify sandbox"
+    _GRAPHQL = "/admin/api/{version}/graphql.json"
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(self._GRAPHQL, self._graphql)
         app.router.add_post("/admin/oauth/access_token", self._token)
         app.router.add_post("/staged/{key}", self._staged_upload)
         app.router.add_get("/staged/{key}/{filename}", self._staged_get)
-        return app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on ``host:port`` (0 = any free port); returns the base URL."""
-        self._closing = asyncio.Event()
-        self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        addresses = self._runner.addresses
-        bound = int(addresses[0][1]) if addresses else port
-        self.base_url = f"http://{host}:{bound}"
-        log.info("Shopify sandbox listening on %s", self.base_url)
-        return self.base_url
+    def count_key(self, request: web.Request) -> str | None:
+        return None  # counted by root field (``admit``) or by route (the handlers)
 
-    async def stop(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    def faultable(self, request: web.Request) -> bool:
+        return self.template(request) == "POST " + self._GRAPHQL
 
-    async def __aenter__(self) -> ShopifySandbox:
-        if self._runner is None:
-            await self.start()
-        return self
+    def fault_key(self, request: web.Request) -> str:
+        return f"{self.template(request)} {request[_PARSED].first}"
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def error_response(self, status: int) -> web.Response:
+        return web.json_response({"errors": _STATUS_TEXT.get(status, "Error")}, status=status)
 
-    async def _pause(self, seconds: float) -> None:
-        closing = self._closing
-        if closing is None:
-            await asyncio.sleep(seconds)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closing.wait(), seconds)
+    def too_many(self, retry_after: float | None) -> web.Response:
+        headers = {} if retry_after is None else {"Retry-After": f"{retry_after:.1f}"}
+        body = {
+            "errors": "Exceeded 2 calls per second for api client. Reduce request rates to "
+            "resume uninterrupted service."
+        }
+        return web.json_response(body, status=429, headers=headers)
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        if self.slow_seconds > 0:
-            await self._pause(self.slow_seconds)
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.http_exception is not None:
             return web.json_response({"errors": "Not Found"}, status=404)
         return await handler(request)
+
+    async def admit(self, request: web.Request) -> web.StreamResponse | None:
+        """Version, token and document: a GraphQL request is parsed before any fault."""
+        if not self.faultable(request):
+            return None
+        if request.match_info["version"] not in self.versions:
+            return web.json_response({"errors": "Not Found"}, status=404)
+        scopes = self._auth(request)
+        if scopes is None:
+            self.request_counts["unauthorized"] += 1
+            return web.json_response({"errors": INVALID_TOKEN}, status=401)
+        try:
+            payload = await request.json()
+            query = payload["query"]
+            variables = payload.get("variables") or {}
+            if not isinstance(query, str) or not isinstance(variables, dict):
+                raise TypeError("query must be a string and variables an object")
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"errors": [{"message": f"Bad request: {exc}"}]}, status=400)
+        try:
+            operation = self._operation(query, payload.get("operationName"))
+        except GraphQLError as exc:
+            return web.json_response({"errors": [exc.formatted]})
+        roots = [s for s in operation.selection_set.selections if isinstance(s, FieldNode)]
+        for root in roots:
+            self.request_counts[root.name.value] += 1
+        self.graphql_requests.append((query, variables))
+        request[_PARSED] = _Parsed(scopes, variables, operation, roots)
+        return None
 
     # ------------------------------------------------------------------ OAuth
 
@@ -395,42 +393,18 @@ class ShopifySandbox:
         return scopes
 
     async def _graphql(self, request: web.Request) -> web.StreamResponse:
-        if request.match_info["version"] not in self.versions:
-            return web.json_response({"errors": "Not Found"}, status=404)
-        scopes = self._auth(request)
-        if scopes is None:
-            self.request_counts["unauthorized"] += 1
-            return web.json_response({"errors": INVALID_TOKEN}, status=401)
-        try:
-            payload = await request.json()
-            query = payload["query"]
-            variables = payload.get("variables") or {}
-            if not isinstance(query, str) or not isinstance(variables, dict):
-                raise TypeError("query must be a string and variables an object")
-        except (ValueError, KeyError, TypeError) as exc:
-            return web.json_response({"errors": [{"message": f"Bad request: {exc}"}]}, status=400)
-        try:
-            operation = self._operation(query, payload.get("operationName"))
-        except GraphQLError as exc:
-            return web.json_response({"errors": [exc.formatted]})
-        roots = [s for s in operation.selection_set.selections if isinstance(s, FieldNode)]
-        first = roots[0].name.value if roots else ""
-        for root in roots:
-            self.request_counts[root.name.value] += 1
-        self.graphql_requests.append((query, variables))
-        failure = self._take(self._fail, first)
-        if failure is not None:
-            text = _STATUS_TEXT.get(failure.status, "Error")
-            return web.json_response({"errors": text}, status=failure.status)
+        parsed = request[_PARSED]
+        scopes, variables, operation, roots = parsed
+        first = parsed.first
         mutation = operation.operation.value == "mutation"
         requested = float(sum(self._cost(r, variables) + (10 if mutation else 0) for r in roots))
         self._refill()
-        forced = self._take(self._throttle, first)
-        if forced is not None:
+        forced = self._throttled(self.fault_key(request))
+        if forced:
             self._available = min(
                 self._available, max(0.0, requested - self.throttle_wait * self.restore_rate)
             )
-        if forced is not None or requested > self._available:
+        if forced or requested > self._available:
             self.throttled_count += 1
             body = {
                 "errors": [
@@ -460,13 +434,9 @@ class ShopifySandbox:
         if errors:
             body["errors"] = errors
         if mutation and first == "productSet" and not errors:
-            fault = self._take(self._commit_timeout, "productSet")
-            if fault is not None:
-                if fault.mode == "drop":
-                    if request.transport is not None:
-                        request.transport.abort()
-                    return web.Response(status=500)
-                await self._pause(self.hang_seconds)
+            dropped = await self.commit_fault(request)
+            if dropped is not None:
+                return dropped
         return web.json_response(body)
 
     @staticmethod

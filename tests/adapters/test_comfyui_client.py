@@ -377,7 +377,7 @@ def _fast_guard() -> Any:
 
 @pytest.mark.asyncio
 async def test_a_failed_submit_is_retried_and_runs_once(sandbox: ComfyUISandbox) -> None:
-    sandbox.fail_next(2, 503, path_prefix="/prompt")
+    sandbox.fail_next(2, 503, match="/prompt")
     c = ComfyUIClient(sandbox.url, guard=_fast_guard(), **FAST)
     try:
         result = await c.run(default_graph(seed=71), prompt_id=new_id(), on_update=Updates())

@@ -270,7 +270,7 @@ def test_faults_open_the_breaker_the_dock_counts_down_and_the_probe_closes_it(
     # breaker opens (a quarter of its window's calls failed) and the queue waits for a probe
     # to close it again. (A failed POST /prompt is not retried blindly: the queue schedules
     # the job for later instead.)
-    sandbox.call(lambda: comfy.fail_next(4, 503, path_prefix="/view"))
+    sandbox.call(lambda: comfy.fail_next(4, 503, match="/view"))
     window.prompt_editor.width_spin.setValue(128)
     window.prompt_editor.height_spin.setValue(128)
     window.prompt_editor.prompts_edit.setPlainText("a lighthouse at dusk")

@@ -37,7 +37,7 @@ async def test_a_hung_download_gets_a_twin_instead_of_waiting_for_the_read_timeo
         client = ComfyUIClient(sb.url, timeout=httpx.Timeout(300.0, connect=5.0), **FAST)
         async with client:
             assert await client.wait_connected(5)
-            sb.hang_next(1, "/view")
+            sb.hang_next(1, match="/view")
             result = await client.run(
                 default_graph(seed=3), prompt_id=new_id(), on_update=Updates()
             )
@@ -81,7 +81,7 @@ async def one_prompt_at_a_time(
 async def test_a_hung_submit_lets_the_next_job_run(tmp_path: Path) -> None:
     ev = Recorder()
     async with one_prompt_at_a_time(tmp_path / "home", ev) as (sb, core):
-        sb.hang_next(1, "/prompt")
+        sb.hang_next(1, match="/prompt")
         ids = await _enqueue(core, 3)
         async with queue_running(core):
             # one job's POST /prompt never gets an answer; the two others still finish
@@ -94,7 +94,7 @@ async def test_a_hung_submit_lets_the_next_job_run(tmp_path: Path) -> None:
 async def test_a_stuck_download_does_not_hold_the_next_prompt_back(tmp_path: Path) -> None:
     ev = Recorder()
     async with one_prompt_at_a_time(tmp_path / "home", ev) as (sb, core):
-        sb.hang_next(2, "/view")  # the first download and its twin both hang
+        sb.hang_next(2, match="/view")  # the first download and its twin both hang
         await _enqueue(core, 3)
         async with queue_running(core):
             await ev.until(lambda: len(_ready(ev)) >= 2, within=30)
@@ -109,7 +109,7 @@ async def test_an_unreadable_object_info_does_not_stop_the_work(tmp_path: Path) 
         ComfyUISandbox(seconds_per_job=0.05) as sb,
         started_core(tmp_path / "home", [sb.url], ev) as core,
     ):
-        sb.fail_next(1000, 500, "/object_info")
+        sb.fail_next(1000, 500, match="/object_info")
         ids = await _enqueue(core, 2)
         async with queue_running(core):
             await ev.until(lambda: _ready(ev) == {str(i) for i in ids}, within=30)

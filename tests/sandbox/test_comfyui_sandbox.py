@@ -585,12 +585,12 @@ async def test_origin_check_and_fault_knobs(
         await websockets.connect(
             ws_url(sandbox, "o"), origin=websockets.Origin("http://localhost:1420")
         )
-    sandbox.fail_next(2, status=503, path_prefix="/queue")
+    sandbox.fail_next(2, status=503, match="/queue")
     assert (await http.get("/queue")).status_code == 503
     assert (await http.get("/system_stats")).status_code == 200
     assert (await http.get("/api/queue")).status_code == 503
     assert (await http.get("/queue")).status_code == 200
-    sandbox.malformed_next(1, path_prefix="/history")
+    sandbox.malformed_next(1, match="/history")
     garbled = await http.get("/history")
     assert garbled.status_code == 200
     with pytest.raises(json.JSONDecodeError):

@@ -141,7 +141,7 @@ def test_retry_wait_counts_down_and_moves_to_another_server(
     # Both servers refuse their next prompt: the job fails on whichever the queue picks first
     # (the one whose connection and preflight finish first), and then moves to the other.
     for index in (0, 1):
-        studio.on_sandbox(lambda box: box.fail_next(1, 503, path_prefix="/prompt"), index)
+        studio.on_sandbox(lambda box: box.fail_next(1, 503, match="/prompt"), index)
     window = _window(qtbot, app)
     dock = window.queue_dock
     _generate(qtbot, window, "lighthouse at dusk")

@@ -79,7 +79,7 @@ def test_upscale_errors_are_shown_and_nothing_is_lost(qtbot: Any, app_ctl: Any) 
     _tee_only(panel)
     button = panel.preview_page.upscale_button
     # the server goes away: the upscale cannot reach it
-    app_ctl.studio_parts.on_sandbox(lambda box: box.fail_next(50, 400, "/upload/image"))
+    app_ctl.studio_parts.on_sandbox(lambda box: box.fail_next(50, 400, match="/upload/image"))
     with qtbot.waitSignal(panel.controller.sig_upscale_failed, timeout=60000) as failed:
         qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert "upload" in failed.args[0]

@@ -14,7 +14,6 @@ from pod_studio.cli import exits
 DEFAULT_PORTS = {"comfyui": 8188, "printify": 8790, "shopify": 8791, "etsy": 8792}
 ONLY_FOR = {
     "seconds_per_job": ("comfyui", "--seconds-per-job"),
-    "fault_rate": ("comfyui|printify", "--fault-rate"),
     "token": ("printify|shopify", "--token"),
     "time_scale": ("printify", "--time-scale"),
 }
@@ -46,8 +45,7 @@ def add_command(sub: Any) -> None:
         type=float,
         default=None,
         metavar="R",
-        help="comfyui, printify: share of requests answered with an injected fault, 0..1 "
-        "(default 0)",
+        help="share of requests answered with an injected fault, 0..1 (default 0)",
     )
     sb.add_argument(
         "--token",
@@ -87,21 +85,6 @@ def run(args: argparse.Namespace) -> int:
             fault_rate=args.fault_rate or 0.0,
         )
         return exits.OK
-    if args.kind == "etsy":
-        from pod_studio.sandbox import etsy
-
-        etsy.main(["--host", args.host, "--port", str(port)])
-        return exits.OK
-    if args.kind == "shopify":
-        from pod_studio.sandbox import shopify
-
-        argv = ["--host", args.host, "--port", str(port)]
-        for token in args.token or []:
-            argv += ["--token", token]
-        shopify.main(argv)
-        return exits.OK
-    from pod_studio.sandbox import printify
-
     argv = ["--host", args.host, "--port", str(port)]
     for token in args.token or []:
         argv += ["--token", token]
@@ -109,5 +92,16 @@ def run(args: argparse.Namespace) -> int:
         argv += ["--time-scale", str(args.time_scale)]
     if args.fault_rate is not None:
         argv += ["--fault-rate", str(args.fault_rate)]
-    printify.main(argv)
+    if args.kind == "etsy":
+        from pod_studio.sandbox import etsy
+
+        etsy.main(argv)
+    elif args.kind == "shopify":
+        from pod_studio.sandbox import shopify
+
+        shopify.main(argv)
+    else:
+        from pod_studio.sandbox import printify
+
+        printify.main(argv)
     return exits.OK

@@ -33,6 +33,7 @@ Imports nothing else from ``pod_studio``.
 from __future__ import annotations
 
 import abc
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -42,11 +43,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Self, TypedDict
 
 from aiohttp import web
 
-__all__ = ["FAULT_KINDS", "Handler", "SandboxServer"]
+__all__ = ["FAULT_KINDS", "FaultOptions", "Handler", "SandboxServer", "command_line"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,26 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 FAULT_KINDS = ("500", "503", "429", "reset", "timeout", "reset_after")
 _COMMIT_MODES = ("hang", "drop")
+
+
+class FaultOptions(TypedDict, total=False):
+    """The fault settings every stand-in's constructor takes (see ``SandboxServer``)."""
+
+    slow_seconds: float
+    hang_seconds: float
+    fault_rate: float
+    fault_kinds: Iterable[str]
+    rng_seed: int
+
+
+def command_line(description: str, port: int) -> argparse.ArgumentParser:
+    """A stand-in's ``python -m`` parser: ``--host``, ``--port`` (default ``port``) and
+    ``--fault-rate``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    return parser
 
 
 @dataclass
@@ -100,6 +121,8 @@ class SandboxServer(abc.ABC):
     #: True: ``stop()`` aborts open connections, as a killed server does
     abort_on_stop: ClassVar[bool] = False
     shutdown_timeout: ClassVar[float] = 1.0
+    #: what ``serve_forever`` prints once stopped (``None``: nothing)
+    farewell: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -251,6 +274,26 @@ class SandboxServer(abc.ABC):
                     if transport is not None:
                         transport.abort()
         await runner.cleanup()
+
+    def banner(self) -> str:
+        """What ``serve_forever`` prints once listening."""
+        return f"{self.title} on {self.url}"
+
+    def serve_forever(self, host: str, port: int) -> None:
+        """Serve on ``host:port`` until Ctrl-C (``pod-studio sandbox ...``)."""
+
+        async def _main() -> None:
+            await self.start(host, port)
+            print(self.banner(), flush=True)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await self.stop()
+                if self.farewell is not None:
+                    print(self.farewell, flush=True)
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_main())
 
     async def before_abort(self) -> None:
         """Hook: with ``abort_on_stop``, before open connections are aborted."""

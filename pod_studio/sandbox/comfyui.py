@@ -31,7 +31,7 @@ import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from aiohttp import WSMsgType, web
 from PIL import Image
@@ -48,7 +48,7 @@ from pod_studio.sandbox._comfy_nodes import (
     resolve_input_image,
 )
 from pod_studio.sandbox._comfy_validate import PromptTypeError, validate_prompt
-from pod_studio.sandbox.base import Handler, SandboxServer
+from pod_studio.sandbox.base import FaultOptions, Handler, SandboxServer
 
 __all__ = ["DEFAULT_CHECKPOINTS", "ComfyUISandbox", "serve_forever"]
 
@@ -307,6 +307,7 @@ class ComfyUISandbox(SandboxServer):
     pause_holds_requests = False  # pause() stops the GPU, not the HTTP API
     abort_on_stop = True  # stop() is a killed server: sockets dropped, no close frame
     shutdown_timeout = 0.5
+    farewell = "Stopped server"  # what ComfyUI prints on Ctrl-C / SIGINT
 
     def __init__(
         self,
@@ -314,16 +315,16 @@ class ComfyUISandbox(SandboxServer):
         seconds_per_job: float = 0.5,
         steps: int = 8,
         preview_every: int = 2,
-        fault_rate: float = 0.0,
-        rng_seed: int = 0,
         output_dir: Path | None = None,
         checkpoints: list[str] | None = None,
         upscale_models: list[str] | None = None,
         device_name: str = "Sandbox GPU (simulated)",
         vram_total: int = 24 * 1024**3,
+        **faults: Unpack[FaultOptions],
     ) -> None:
         # A random fault is "500" (aiohttp's trouble page) unless ``fault_kinds`` says more.
-        super().__init__(fault_rate=fault_rate, fault_kinds=["500"], rng_seed=rng_seed)
+        faults.setdefault("fault_kinds", ["500"])
+        super().__init__(**faults)
         self.seconds_per_job = seconds_per_job
         self.steps = max(1, steps)
         self.preview_every = max(1, preview_every)
@@ -376,6 +377,10 @@ class ComfyUISandbox(SandboxServer):
         self._worker_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
+
+    def banner(self) -> str:
+        url = self.url
+        return f"ComfyUI sandbox listening on {url} (Ctrl-C to stop)\nTo see the GUI go to: {url}"
 
     async def on_start(self) -> None:
         self._work = asyncio.Event()
@@ -1213,17 +1218,4 @@ class ComfyUISandbox(SandboxServer):
 
 def serve_forever(host: str, port: int, **options: Any) -> None:
     """Run a sandbox until Ctrl-C (``pod-studio sandbox comfyui``)."""
-
-    async def _main() -> None:
-        sandbox = ComfyUISandbox(**options)
-        url = await sandbox.start(host, port)
-        print(f"ComfyUI sandbox listening on {url} (Ctrl-C to stop)", flush=True)
-        print(f"To see the GUI go to: {url}", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await sandbox.stop()
-            print("Stopped server", flush=True)  # what ComfyUI prints on Ctrl-C / SIGINT
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main())
+    ComfyUISandbox(**options).serve_forever(host, port)

@@ -31,7 +31,6 @@ Independent of the rest of ``pod_studio``: nothing here imports the adapters or 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -43,12 +42,12 @@ import unicodedata
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from pod_studio.sandbox.base import Handler, SandboxServer
+from pod_studio.sandbox.base import FaultOptions, Handler, SandboxServer, command_line
 
 WHO_MADE = ("i_did", "someone_else", "collective")
 WHEN_MADE = (
@@ -236,18 +235,10 @@ class EtsySandbox(SandboxServer):
         return_policies: Iterable[Mapping[str, Any]] | None = None,
         readiness_states: Iterable[Mapping[str, Any]] | None = None,
         max_image_bytes: int = 20 * 1024 * 1024,
-        slow_seconds: float = 0.0,
-        hang_seconds: float = 30.0,
         clock: Callable[[], float] | None = None,
-        fault_rate: float = 0.0,
-        rng_seed: int = 0,
+        **faults: Unpack[FaultOptions],
     ) -> None:
-        super().__init__(
-            slow_seconds=slow_seconds,
-            hang_seconds=hang_seconds,
-            fault_rate=fault_rate,
-            rng_seed=rng_seed,
-        )
+        super().__init__(**faults)
         self.keystring = keystring
         self.shared_secret = shared_secret
         self.user_id = user_id
@@ -388,6 +379,13 @@ class EtsySandbox(SandboxServer):
         r.add_get(a + "/listings/{listing_id}/images", self._list_images)
         r.add_get(a + "/listings/{listing_id}/inventory", self._get_inventory)
         r.add_put(a + "/listings/{listing_id}/inventory", self._put_inventory)
+
+    def banner(self) -> str:
+        url = self.url
+        return (
+            f"Etsy sandbox on {url} (x-api-key {self.keystring}:<secret>; shop {self.shop_id}; "
+            f"OAuth: {url}/oauth/connect auto-approves, token endpoint {url}/v3/public/oauth/token)"
+        )
 
     # ------------------------------------------------------------------ middleware hooks
 
@@ -1097,46 +1095,24 @@ class EtsySandbox(SandboxServer):
         }
 
 
-async def serve_forever(host: str = "127.0.0.1", port: int = 8792, **options: Any) -> None:
-    """Run a sandbox until cancelled (``python -m pod_studio.sandbox.etsy --port N``)."""
-    sandbox = EtsySandbox(**options)
-    url = await sandbox.start(host, port)
-    print(
-        f"Etsy sandbox on {url} (x-api-key {sandbox.keystring}:<secret>; shop {sandbox.shop_id}; "
-        f"OAuth: {url}/oauth/connect auto-approves, token endpoint {url}/v3/public/oauth/token)",
-        flush=True,
-    )
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await sandbox.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m pod_studio.sandbox.etsy --port 8792``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Etsy Open API v3 sandbox")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8792)
+    parser = command_line("Etsy Open API v3 sandbox", 8792)
     parser.add_argument("--keystring", default="sandboxkeystring")
     parser.add_argument("--shared-secret", default="sandboxsecret")
     parser.add_argument("--per-second", type=int, default=10)
     parser.add_argument("--per-day", type=int, default=10_000)
     parser.add_argument("--access-ttl", type=int, default=3600)
     args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve_forever(
-                args.host,
-                args.port,
-                keystring=args.keystring,
-                shared_secret=args.shared_secret,
-                per_second=args.per_second,
-                per_day=args.per_day,
-                access_ttl=args.access_ttl,
-            )
-        )
+    sandbox = EtsySandbox(
+        keystring=args.keystring,
+        shared_secret=args.shared_secret,
+        per_second=args.per_second,
+        per_day=args.per_day,
+        access_ttl=args.access_ttl,
+        fault_rate=args.fault_rate,
+    )
+    sandbox.serve_forever(args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import contextvars
 import io
 import json
@@ -40,7 +39,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, Unpack
 from urllib.parse import urlsplit
 
 from aiohttp import ClientSession, ClientTimeout, web
@@ -53,7 +52,7 @@ from pod_studio.sandbox._printify_catalog import (
     SandboxVariant,
     build_providers,
 )
-from pod_studio.sandbox.base import FAULT_KINDS, Handler, SandboxServer
+from pod_studio.sandbox.base import FaultOptions, Handler, SandboxServer, command_line
 
 log = logging.getLogger(__name__)
 
@@ -162,21 +161,11 @@ class PrintifySandbox(SandboxServer):
         external_as_list: bool = False,
         newest_first: bool = True,
         min_effective_dpi: float | None = None,
-        slow_seconds: float = 0.0,
-        hang_seconds: float = 30.0,
-        fault_rate: float = 0.0,
-        fault_kinds: Iterable[str] = FAULT_KINDS,
-        rng_seed: int = 0,
         clock: Callable[[], float] | None = None,
         mockup_host: str | None = None,
+        **faults: Unpack[FaultOptions],
     ) -> None:
-        super().__init__(
-            slow_seconds=slow_seconds,
-            hang_seconds=hang_seconds,
-            fault_rate=fault_rate,
-            fault_kinds=fault_kinds,
-            rng_seed=rng_seed,
-        )
+        super().__init__(**faults)
         if publish_mode not in ("native", "custom"):
             raise ValueError("publish_mode must be 'native' or 'custom'")
         # a custom (API) shop shows its integration as the channel; a native one its platform
@@ -279,6 +268,10 @@ class PrintifySandbox(SandboxServer):
         r.add_post(base + "/{product_id}/publishing_failed.json", self._publishing_failed)
         r.add_post(base + "/{product_id}/unpublish.json", self._unpublish)
         r.add_get("/mockup/{product_id}/{variant_id}/{n}/{name}", self._mockup_image)
+
+    def banner(self) -> str:
+        tokens = ", ".join(sorted(self.tokens))
+        return f"Printify sandbox on {self.url} (tokens: {tokens}; shop {self.shop_id})"
 
     async def on_stop(self) -> None:
         for timer in list(self._timers):
@@ -1046,44 +1039,20 @@ def _image_info(data: bytes) -> tuple[str, int, int] | None:
     return mime, width, height
 
 
-async def serve_forever(host: str = "127.0.0.1", port: int = 8790, **options: Any) -> None:
-    """Run a sandbox until cancelled (``pod-studio sandbox printify --port N``)."""
-    sandbox = PrintifySandbox(**options)
-    url = await sandbox.start(host, port)
-    print(
-        f"Printify sandbox on {url} (tokens: {', '.join(sorted(sandbox.tokens))}; "
-        f"shop {sandbox.shop_id})",
-        flush=True,
-    )
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await sandbox.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m pod_studio.sandbox.printify --port 8790``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Printify API sandbox")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8790)
+    parser = command_line("Printify API sandbox", 8790)
     parser.add_argument("--token", action="append", default=None)
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--publish-mode", choices=["native", "custom"], default="native")
-    parser.add_argument("--fault-rate", type=float, default=0.0)
     args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve_forever(
-                args.host,
-                args.port,
-                tokens=tuple(args.token or ["sandbox-token"]),
-                time_scale=args.time_scale,
-                publish_mode=args.publish_mode,
-                fault_rate=args.fault_rate,
-            )
-        )
+    sandbox = PrintifySandbox(
+        tokens=tuple(args.token or ["sandbox-token"]),
+        time_scale=args.time_scale,
+        publish_mode=args.publish_mode,
+        fault_rate=args.fault_rate,
+    )
+    sandbox.serve_forever(args.host, args.port)
 
 
 if __name__ == "__main__":

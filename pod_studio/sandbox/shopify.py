@@ -30,15 +30,13 @@ Independent of the rest of ``pod_studio``: nothing here imports the adapters or 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 from aiohttp import BodyPartReader, web
 from graphql import (
@@ -51,7 +49,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from pod_studio.sandbox.base import Handler, SandboxServer
+from pod_studio.sandbox.base import FaultOptions, Handler, SandboxServer, command_line
 
 ALL_SCOPES = frozenset(
     {"write_products", "read_products", "write_files", "write_publications", "read_publications"}
@@ -144,18 +142,10 @@ class ShopifySandbox(SandboxServer):
         online_store: bool = True,
         token_lifetime: float = 86399.0,
         max_variants: int = 2048,
-        slow_seconds: float = 0.0,
-        hang_seconds: float = 30.0,
         clock: Callable[[], float] | None = None,
-        fault_rate: float = 0.0,
-        rng_seed: int = 0,
+        **faults: Unpack[FaultOptions],
     ) -> None:
-        super().__init__(
-            slow_seconds=slow_seconds,
-            hang_seconds=hang_seconds,
-            fault_rate=fault_rate,
-            rng_seed=rng_seed,
-        )
+        super().__init__(**faults)
         if isinstance(tokens, Mapping):
             self.tokens: dict[str, frozenset[str]] = {t: frozenset(s) for t, s in tokens.items()}
         else:
@@ -237,6 +227,13 @@ class ShopifySandbox(SandboxServer):
         app.router.add_post("/admin/oauth/access_token", self._token)
         app.router.add_post("/staged/{key}", self._staged_upload)
         app.router.add_get("/staged/{key}/{filename}", self._staged_get)
+
+    def banner(self) -> str:
+        versions = ", ".join(sorted(self.versions))
+        return (
+            f"Shopify sandbox on {self.url} (shop {self.shop_domain}; tokens: "
+            f"{', '.join(sorted(self.tokens))}; API versions {versions})"
+        )
 
     def count_key(self, request: web.Request) -> str | None:
         return None  # counted by root field (``admit``) or by route (the handlers)
@@ -1011,29 +1008,9 @@ def _slug(text: str) -> str:
     return "-".join(p for p in out.split("-") if p)[:100]
 
 
-async def serve_forever(host: str = "127.0.0.1", port: int = 8791, **options: Any) -> None:
-    """Run a sandbox until cancelled (``pod-studio sandbox shopify --port N``)."""
-    sandbox = ShopifySandbox(**options)
-    url = await sandbox.start(host, port)
-    versions = ", ".join(sorted(sandbox.versions))
-    print(
-        f"Shopify sandbox on {url} (shop {sandbox.shop_domain}; tokens: "
-        f"{', '.join(sorted(sandbox.tokens))}; API versions {versions})",
-        flush=True,
-    )
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await sandbox.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m pod_studio.sandbox.shopify --port 8791``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Shopify Admin GraphQL API sandbox")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8791)
+    parser = command_line("Shopify Admin GraphQL API sandbox", 8791)
     parser.add_argument("--token", action="append", default=None)
     parser.add_argument(
         "--client",
@@ -1052,18 +1029,15 @@ def main(argv: list[str] | None = None) -> None:
         if not cid or not secret:
             parser.error(f"--client {item!r}: expected ID:SECRET")
         clients[cid] = (secret, ALL_SCOPES)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve_forever(
-                args.host,
-                args.port,
-                tokens=tuple(args.token or ["shpat_sandbox"]),
-                clients=clients,
-                capacity=args.capacity,
-                restore_rate=args.restore_rate,
-                media_ready_after=args.media_ready_after,
-            )
-        )
+    sandbox = ShopifySandbox(
+        tokens=tuple(args.token or ["shpat_sandbox"]),
+        clients=clients,
+        capacity=args.capacity,
+        restore_rate=args.restore_rate,
+        media_ready_after=args.media_ready_after,
+        fault_rate=args.fault_rate,
+    )
+    sandbox.serve_forever(args.host, args.port)
 
 
 if __name__ == "__main__":

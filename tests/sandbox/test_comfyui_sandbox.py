@@ -604,6 +604,21 @@ async def test_origin_check_and_fault_knobs(
 
 
 @pytest.mark.asyncio
+async def test_commit_then_timeout_queues_the_prompt_and_loses_the_reply(
+    sandbox: ComfyUISandbox, http: httpx.AsyncClient
+) -> None:
+    sandbox.commit_then_timeout_next(1, mode="drop")
+    with pytest.raises(httpx.RemoteProtocolError):
+        await http.post("/prompt", json={"prompt": txt2img(seed=5), "prompt_id": "lost-reply"})
+    queue = (await http.get("/queue")).json()
+    history = (await http.get("/history/lost-reply")).json()
+    queued = [item[1] for item in queue["queue_running"] + queue["queue_pending"]]
+    assert "lost-reply" in queued or "lost-reply" in history
+    ok = await http.post("/prompt", json={"prompt": txt2img(seed=6)})
+    assert ok.status_code == 200
+
+
+@pytest.mark.asyncio
 async def test_upload_dedupe_and_load_image(
     sandbox: ComfyUISandbox, http: httpx.AsyncClient
 ) -> None:

@@ -92,11 +92,12 @@ class Running:
     server: SandboxServer
     http: httpx.AsyncClient
 
-    async def send(self, call: Call, timeout: float = 10.0) -> httpx.Response:
+    async def send(self, call: Call, read_timeout: float = 10.0) -> httpx.Response:
+        timeout = httpx.Timeout(10.0, read=read_timeout)
         return await self.http.request(call.method, call.path, json=call.body, timeout=timeout)
 
-    async def matching(self, timeout: float = 10.0) -> httpx.Response:
-        return await self.send(self.row.matching, timeout)
+    async def matching(self, read_timeout: float = 10.0) -> httpx.Response:
+        return await self.send(self.row.matching, read_timeout)
 
     async def other(self) -> httpx.Response:
         return await self.send(self.row.other)
@@ -151,7 +152,7 @@ async def test_hang_next_answers_late_with_a_server_error(running: Running) -> N
     running.server.hang_next(1, match=running.row.match)
     assert (await running.other()).status_code == 200
     with pytest.raises(httpx.ReadTimeout):
-        await running.matching(timeout=0.05)
+        await running.matching(read_timeout=0.05)
     running.server.hang_next(1, match=running.row.match)
     started = time.perf_counter()
     late = await running.matching()
@@ -192,7 +193,7 @@ async def test_random_faults_and_clear_faults(running: Running) -> None:
 async def test_slow_seconds_delays_every_api_answer(running: Running) -> None:
     running.server.slow_seconds = 0.3
     with pytest.raises(httpx.ReadTimeout):
-        await running.matching(timeout=0.05)
+        await running.matching(read_timeout=0.05)
     running.server.slow_seconds = 0.0
     assert (await running.matching()).status_code == 200
 
@@ -202,7 +203,7 @@ async def test_pause_holds_api_requests_until_resume(running: Running) -> None:
     running.server.pause()
     if running.server.pause_holds_requests:
         with pytest.raises(httpx.ReadTimeout):
-            await running.matching(timeout=0.2)
+            await running.matching(read_timeout=0.2)
     else:  # ComfyUI: the GPU waits, the HTTP API answers
         assert (await running.matching()).status_code == 200
     running.server.resume()

@@ -101,7 +101,7 @@ def _take(rules: list[_Rule], key: str) -> _Rule | None:
     return None
 
 
-def drop_connection(request: web.Request) -> web.Response:
+def _drop_connection(request: web.Request) -> web.Response:
     """Abort the connection: the client sees it closed with no reply."""
     if request.transport is not None:
         request.transport.abort()
@@ -335,7 +335,7 @@ class SandboxServer(abc.ABC):
         if rule is None:
             return None
         if rule.mode == "drop":
-            return drop_connection(request)
+            return _drop_connection(request)
         await self.wait(self.hang_seconds)
         return None
 
@@ -419,7 +419,7 @@ class SandboxServer(abc.ABC):
                 return await self._random_fault(request, random_fault)
         response = await self.handle(request, handler)
         if random_fault == "reset_after":
-            return drop_connection(request)
+            return _drop_connection(request)
         if 200 <= response.status < 300 and _take(self._malformed, key) is not None:
             return self._truncated(response)
         return response
@@ -430,7 +430,7 @@ class SandboxServer(abc.ABC):
         if kind == "429":
             return self.too_many(1.0)
         if kind == "reset":
-            return drop_connection(request)
+            return _drop_connection(request)
         if kind == "timeout":
             await self.wait(self.hang_seconds)
         return self.error_response(500)

@@ -215,6 +215,8 @@ class EtsySandbox(SandboxServer):
     ``http://127.0.0.1``/``http://localhost`` URI (a desktop app on a free port).
     """
 
+    title = "Etsy sandbox"
+
     def __init__(
         self,
         *,
@@ -353,8 +355,6 @@ class EtsySandbox(SandboxServer):
         self.requests.clear()
 
     # ------------------------------------------------------------------ routes
-
-    title = "Etsy sandbox"
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router

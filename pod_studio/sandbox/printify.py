@@ -139,6 +139,8 @@ class PrintifySandbox(SandboxServer):
     the product stays locked until ``publishing_succeeded.json``/``publishing_failed.json``).
     """
 
+    title = "Printify sandbox"
+
     def __init__(
         self,
         *,
@@ -240,8 +242,6 @@ class PrintifySandbox(SandboxServer):
         self.status_429_count = 0
 
     # ------------------------------------------------------------------ lifecycle
-
-    title = "Printify sandbox"
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router

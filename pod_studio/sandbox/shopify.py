@@ -125,6 +125,8 @@ class ShopifySandbox(SandboxServer):
     (secret, scopes) for the client-credentials grant, tokens valid ``token_lifetime`` s.
     """
 
+    title = "Shopify sandbox"
+
     def __init__(
         self,
         *,
@@ -219,7 +221,6 @@ class ShopifySandbox(SandboxServer):
 
     # ------------------------------------------------------------------ routes and hooks
 
-    title = "Shopify sandbox"
     _GRAPHQL = "/admin/api/{version}/graphql.json"
 
     def add_routes(self, app: web.Application) -> None:

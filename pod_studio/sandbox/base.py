@@ -47,7 +47,14 @@ from typing import ClassVar, Self, TypedDict
 
 from aiohttp import web
 
-__all__ = ["FAULT_KINDS", "FaultOptions", "Handler", "SandboxServer", "command_line"]
+__all__ = [
+    "FAULT_KINDS",
+    "FaultOptions",
+    "Handler",
+    "SandboxServer",
+    "command_line",
+    "serve_command",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +76,26 @@ class FaultOptions(TypedDict, total=False):
 
 def command_line(description: str, port: int) -> argparse.ArgumentParser:
     """A stand-in's ``python -m`` parser: ``--host``, ``--port`` (default ``port``) and
-    ``--fault-rate``."""
+    ``--fault-rate``. Each further option's ``dest`` is a constructor keyword (see
+    ``serve_command``)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port)
-    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--fault-rate", type=float)
     return parser
+
+
+def serve_command(
+    factory: Callable[..., SandboxServer],
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+) -> None:
+    """Parse ``argv``, build the stand-in from the options given (one left out keeps the
+    constructor's default) and serve it until Ctrl-C."""
+    options = vars(parser.parse_args(argv))
+    host, port = options.pop("host"), options.pop("port")
+    given = {name: value for name, value in options.items() if value is not None}
+    factory(**given).serve_forever(host, port)
 
 
 @dataclass

@@ -47,7 +47,13 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from pod_studio.sandbox.base import FaultOptions, Handler, SandboxServer, command_line
+from pod_studio.sandbox.base import (
+    FaultOptions,
+    Handler,
+    SandboxServer,
+    command_line,
+    serve_command,
+)
 
 WHO_MADE = ("i_did", "someone_else", "collective")
 WHEN_MADE = (
@@ -1098,21 +1104,12 @@ class EtsySandbox(SandboxServer):
 def main(argv: list[str] | None = None) -> None:
     """``python -m pod_studio.sandbox.etsy --port 8792``."""
     parser = command_line("Etsy Open API v3 sandbox", 8792)
-    parser.add_argument("--keystring", default="sandboxkeystring")
-    parser.add_argument("--shared-secret", default="sandboxsecret")
-    parser.add_argument("--per-second", type=int, default=10)
-    parser.add_argument("--per-day", type=int, default=10_000)
-    parser.add_argument("--access-ttl", type=int, default=3600)
-    args = parser.parse_args(argv)
-    sandbox = EtsySandbox(
-        keystring=args.keystring,
-        shared_secret=args.shared_secret,
-        per_second=args.per_second,
-        per_day=args.per_day,
-        access_ttl=args.access_ttl,
-        fault_rate=args.fault_rate,
-    )
-    sandbox.serve_forever(args.host, args.port)
+    parser.add_argument("--keystring")
+    parser.add_argument("--shared-secret")
+    parser.add_argument("--per-second", type=int)
+    parser.add_argument("--per-day", type=int)
+    parser.add_argument("--access-ttl", type=int)
+    serve_command(EtsySandbox, parser, argv)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,13 @@ from pod_studio.sandbox._printify_catalog import (
     SandboxVariant,
     build_providers,
 )
-from pod_studio.sandbox.base import FaultOptions, Handler, SandboxServer, command_line
+from pod_studio.sandbox.base import (
+    FaultOptions,
+    Handler,
+    SandboxServer,
+    command_line,
+    serve_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -1042,17 +1048,10 @@ def _image_info(data: bytes) -> tuple[str, int, int] | None:
 def main(argv: list[str] | None = None) -> None:
     """``python -m pod_studio.sandbox.printify --port 8790``."""
     parser = command_line("Printify API sandbox", 8790)
-    parser.add_argument("--token", action="append", default=None)
-    parser.add_argument("--time-scale", type=float, default=1.0)
-    parser.add_argument("--publish-mode", choices=["native", "custom"], default="native")
-    args = parser.parse_args(argv)
-    sandbox = PrintifySandbox(
-        tokens=tuple(args.token or ["sandbox-token"]),
-        time_scale=args.time_scale,
-        publish_mode=args.publish_mode,
-        fault_rate=args.fault_rate,
-    )
-    sandbox.serve_forever(args.host, args.port)
+    parser.add_argument("--token", dest="tokens", action="append")
+    parser.add_argument("--time-scale", type=float)
+    parser.add_argument("--publish-mode", choices=["native", "custom"])
+    serve_command(PrintifySandbox, parser, argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ Independent of the rest of ``pod_studio``: nothing here imports the adapters or 
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import secrets
 import time
@@ -49,7 +50,13 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from pod_studio.sandbox.base import FaultOptions, Handler, SandboxServer, command_line
+from pod_studio.sandbox.base import (
+    FaultOptions,
+    Handler,
+    SandboxServer,
+    command_line,
+    serve_command,
+)
 
 ALL_SCOPES = frozenset(
     {"write_products", "read_products", "write_files", "write_publications", "read_publications"}
@@ -131,7 +138,9 @@ class ShopifySandbox(SandboxServer):
         self,
         *,
         tokens: Iterable[str] | Mapping[str, Iterable[str]] = ("shpat_sandbox",),
-        clients: Mapping[str, tuple[str, Iterable[str]]] | None = None,
+        clients: Mapping[str, tuple[str, Iterable[str]]]
+        | Iterable[tuple[str, tuple[str, Iterable[str]]]]
+        | None = None,
         shop_name: str = "POD Studio Sandbox",
         shop_domain: str = "pod-studio-sandbox.myshopify.com",
         currency: str = "USD",
@@ -152,7 +161,7 @@ class ShopifySandbox(SandboxServer):
             self.tokens: dict[str, frozenset[str]] = {t: frozenset(s) for t, s in tokens.items()}
         else:
             self.tokens = dict.fromkeys(tokens, ALL_SCOPES)
-        self.clients = {cid: (sec, frozenset(sc)) for cid, (sec, sc) in (clients or {}).items()}
+        self.clients = {cid: (sec, frozenset(sc)) for cid, (sec, sc) in dict(clients or {}).items()}
         self.shop_name = shop_name
         self.shop_domain = shop_domain
         self.currency = currency
@@ -1012,33 +1021,26 @@ def _slug(text: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """``python -m pod_studio.sandbox.shopify --port 8791``."""
     parser = command_line("Shopify Admin GraphQL API sandbox", 8791)
-    parser.add_argument("--token", action="append", default=None)
+    parser.add_argument("--token", dest="tokens", action="append")
     parser.add_argument(
         "--client",
+        dest="clients",
         action="append",
-        default=None,
+        type=_client_option,
         metavar="ID:SECRET",
         help="a client-credentials app (all scopes)",
     )
-    parser.add_argument("--capacity", type=float, default=2000.0)
-    parser.add_argument("--restore-rate", type=float, default=100.0)
-    parser.add_argument("--media-ready-after", type=int, default=1)
-    args = parser.parse_args(argv)
-    clients = {}
-    for item in args.client or []:
-        cid, _, secret = item.partition(":")
-        if not cid or not secret:
-            parser.error(f"--client {item!r}: expected ID:SECRET")
-        clients[cid] = (secret, ALL_SCOPES)
-    sandbox = ShopifySandbox(
-        tokens=tuple(args.token or ["shpat_sandbox"]),
-        clients=clients,
-        capacity=args.capacity,
-        restore_rate=args.restore_rate,
-        media_ready_after=args.media_ready_after,
-        fault_rate=args.fault_rate,
-    )
-    sandbox.serve_forever(args.host, args.port)
+    parser.add_argument("--capacity", type=float)
+    parser.add_argument("--restore-rate", type=float)
+    parser.add_argument("--media-ready-after", type=int)
+    serve_command(ShopifySandbox, parser, argv)
+
+
+def _client_option(text: str) -> tuple[str, tuple[str, frozenset[str]]]:
+    cid, _, secret = text.partition(":")
+    if not cid or not secret:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ID:SECRET")
+    return cid, (secret, ALL_SCOPES)
 
 
 if __name__ == "__main__":

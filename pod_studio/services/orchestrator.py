@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,35 +39,14 @@ from pod_studio.domain.errors import (
     user_message,
     wait_seconds,
 )
-from pod_studio.domain.events import (
-    BatchFinished,
-    EventSink,
-    JobFailed,
-    JobQueued,
-    JobStateChanged,
-    PublishDone,
-)
-from pod_studio.domain.jobs import (
-    ErrorKind,
-    JobKind,
-    JobStatus,
-    StepStatus,
-    idempotency_key,
-)
+from pod_studio.domain.events import EventSink, JobQueued
+from pod_studio.domain.jobs import ErrorKind, JobKind, JobStatus, idempotency_key
 from pod_studio.domain.ledger_port import JobLedger, JobNotRunningError, JobRecord, LedgerError
-from pod_studio.domain.models import (
-    GeneratedImage,
-    GenerationRequest,
-    JobSpec,
-    JobState,
-    plan_jobs,
-)
+from pod_studio.domain.models import GeneratedImage, GenerationRequest, JobSpec, plan_jobs
 from pod_studio.domain.orchestration import (
-    DeadLettered,
-    FollowLag,
+    DesignPublishState,
     GenerationPayload,
     JobMoved,
-    PublishJobChanged,
     PublishPayload,
     QueueChanged,
     QueueEntry,
@@ -76,37 +54,21 @@ from pod_studio.domain.orchestration import (
     QueueSnapshot,
     RunSummary,
     ServerStatus,
-    parse_prompt_step_key,
     publish_job_id,
 )
 from pod_studio.domain.ports import ImageGenerator, ImageStore
 from pod_studio.domain.publishing import PublishExecutor, PublishTask
 from pod_studio.domain.workflow import WorkflowTemplate
-from pod_studio.services.queue_generation import GenerationRunMixin, ServerSlot
+from pod_studio.services.queue_events import QueueReporter
+from pod_studio.services.queue_generation import GenerationRun
 from pod_studio.services.queue_options import OrchestratorOptions
-from pod_studio.services.queue_publish import PublishRunMixin, serves
-from pod_studio.services.queue_views import attempt_history, latest_prompt_step, queue_entry
+from pod_studio.services.queue_publish import PublishRun
+from pod_studio.services.queue_views import attempt_history, queue_entry
+from pod_studio.services.scheduler import BreakerLookup, Scheduler, ServerSlot
 
 __all__ = ["Orchestrator", "OrchestratorOptions", "queue_entry"]
 
 log = logging.getLogger(__name__)
-
-BreakerLookup = Callable[[str], str]
-"""Server URL -> breaker state ("closed", "open", "half_open")."""
-
-_STATE_FOR_LIST: dict[JobStatus, JobState] = {
-    JobStatus.QUEUED: JobState.QUEUED,
-    JobStatus.RETRY_WAIT: JobState.QUEUED,
-    JobStatus.RUNNING: JobState.RUNNING,
-    JobStatus.SUCCEEDED: JobState.DONE,
-    JobStatus.PARTIALLY_PUBLISHED: JobState.FAILED,
-    JobStatus.DEAD: JobState.FAILED,
-    JobStatus.CANCELLED: JobState.CANCELLED,
-}
-
-
-def _always_closed(_url: str) -> str:
-    return "closed"
 
 
 @dataclass
@@ -118,8 +80,13 @@ class _Active:
     cancel_reason: str | None = None  # "cancel", "server", "move"; None = shutdown
 
 
-class Orchestrator(GenerationRunMixin, PublishRunMixin):
-    """Drives the durable queue: dispatch, resume, retry, dead-letter, pause."""
+class Orchestrator:
+    """Drives the durable queue: dispatch, resume, retry, dead-letter, pause.
+
+    The public face of the engine. It owns the running jobs (their tasks) and the drive loop,
+    and composes the collaborators that do the rest: the ``Scheduler`` (server slots,
+    capacity, picking, probing), the ``GenerationRun`` and the ``PublishRun`` (one job each
+    time), and the ``QueueReporter`` (the queue's events)."""
 
     def __init__(
         self,
@@ -134,53 +101,57 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         clock: Callable[[], float] = time.time,
         options: OrchestratorOptions | None = None,
     ) -> None:
-        self._ledger = ledger
-        # batch id -> pending job ids and counts, for BatchFinished (this app run only)
-        self._batches: dict[str, dict[str, Any]] = {}
-        self._store = store
-        self._template = template
-        self._sink = sink
-        self._publishers: dict[str, PublishExecutor] = dict(publishers or {})
-        self._breaker_state = breaker_state or _always_closed
-        self._clock = clock
         self.options = options or OrchestratorOptions()
         if self.options.in_flight_per_server < 1:
             raise ValueError("in_flight_per_server must be at least 1")
-        self._servers: dict[str, ServerSlot] = {g.url: ServerSlot(g, g.url) for g in generators}
+        self._ledger = ledger
+        self._sink = sink
+        self._clock = clock
         self._active: dict[str, _Active] = {}
-        self._helpers: set[asyncio.Task[Any]] = set()
-        self._platform_slots: dict[str, asyncio.Semaphore] = {}
-        self._pinned: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._last_progress = 0.0
         self._driving = False
+        self._scheduler = Scheduler(
+            generators,
+            template,
+            options=self.options,
+            clock=clock,
+            poke=self._poke,
+            breaker_state=breaker_state,
+        )
+        self._reporter = QueueReporter(ledger, sink, clock=clock, server_of=self._active_server)
+        self._generation = GenerationRun(
+            ledger,
+            store,
+            template,
+            scheduler=self._scheduler,
+            reporter=self._reporter,
+            sink=sink,
+            options=self.options,
+        )
+        self._publishing = PublishRun(
+            ledger, reporter=self._reporter, sink=sink, options=self.options, publishers=publishers
+        )
 
     # --- configuration ------------------------------------------------------------------------
 
     @property
     def template(self) -> WorkflowTemplate:
-        return self._template
+        return self._generation.template
 
     def set_template(self, template: WorkflowTemplate) -> None:
-        self._template = template
-        for server in self._servers.values():
-            server.problems = None
-            server.checked_at = -1e18
+        self._generation.set_template(template)
+        self._scheduler.set_template(template)
         self._poke()
 
     def set_generators(self, generators: Sequence[ImageGenerator]) -> None:
         """Switch servers; jobs running on a removed server go back to the queue."""
-        new = {g.url: g for g in generators}
-        for url, server in list(self._servers.items()):
-            if url not in new or new[url] is not server.gen:
-                self._evict(server, "move", "server removed from the settings")
-                del self._servers[url]
-        for url, gen in new.items():
-            self._servers.setdefault(url, ServerSlot(gen, url))
+        for slot in self._scheduler.set_generators(generators):
+            self._evict(slot, "move", "server removed from the settings")
         self._poke()
 
     def set_publisher(self, platform: str, executor: PublishExecutor) -> None:
-        self._publishers[platform] = executor
+        self._publishing.set_publisher(platform, executor)
         self._poke()
 
     # --- enqueueing ---------------------------------------------------------------------------
@@ -195,17 +166,13 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         """Record generation jobs durably (a job id already in the ledger is kept as it is)."""
         specs = self.plan(work, batch_id=batch_id) if isinstance(work, GenerationRequest) else work
         for spec in specs:  # a workflow that cannot take these inputs fails up front
-            self._template.build(spec, filename_prefix=self.options.filename_prefix)
+            self._generation.check(spec)
         ids: list[str] = []
         for spec in specs:
             ids.append(spec.job_id)
             if await self._ledger.get_job(spec.job_id) is not None:
                 continue
-            batch = self._batches.setdefault(
-                spec.batch_id,
-                {"pending": set(), "ok": 0, "failed": 0, "cancelled": 0, "started": self._clock()},
-            )
-            batch["pending"].add(spec.job_id)
+            self._reporter.track(spec.batch_id, spec.job_id)
             payload = GenerationPayload(spec=spec).model_dump(mode="json")
             rec = await self._ledger.add_job(
                 JobKind.GENERATE,
@@ -218,7 +185,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                     job_id=spec.job_id, batch_id=spec.batch_id, prompt=spec.prompt, seed=spec.seed
                 )
             )
-            self._queue_event(rec)
+            self._reporter.changed(rec)
         self._poke()
         return ids
 
@@ -259,8 +226,8 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                         job_id=job_id,
                         max_attempts=self.options.max_attempts,
                     )
-                    self._queue_event(rec)
-                    self._publish_event(task, "queued")
+                    self._reporter.changed(rec)
+                    self._reporter.publish(task, "queued")
         self._poke()
         return ids
 
@@ -282,7 +249,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
     async def retry_now(self, job_id: str) -> JobRecord:
         """Requeue a dead, cancelled or waiting job now (attempts reset; done steps stay done)."""
         rec = await self._ledger.manual_retry(job_id, now=self._clock())
-        self._queue_event(rec)
+        self._reporter.changed(rec)
         self._poke()
         return rec
 
@@ -315,14 +282,12 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         if job is None or job.state not in (JobStatus.QUEUED, JobStatus.RETRY_WAIT):
             return False
         rec = await self._ledger.mark_cancelled(job_id)
-        self._queue_event(rec)
+        self._reporter.changed(rec)
         return True
 
     async def move_to_server(self, job_id: str, url: str) -> bool:
         """Run a generation job on ``url`` (from now on, while that server is eligible)."""
-        if url not in self._servers:
-            raise ValueError(f"unknown ComfyUI server {url}")
-        self._pinned[job_id] = url
+        self._scheduler.pin(job_id, url)
         active = self._active.get(job_id)
         if (
             active is not None
@@ -348,40 +313,19 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
             if job is None or job.kind is not JobKind.PUBLISH:
                 continue
             try:
-                landed = await self._reconcile_publish(job)
+                landed = await self._publishing.reconcile(job)
             except PodStudioError as exc:
                 log.warning("could not reconcile job %s yet: %s", job.id, exc)
                 continue
             found += landed[0]
             missing += landed[1]
-        await self._track_unfinished_batches()
+        await self._reporter.track_unfinished()
         for job_id in requeued:
             rec = await self._ledger.get_job(job_id)
             if rec is not None:
-                self._queue_event(rec)
+                self._reporter.changed(rec)
         self._poke()
         return {"requeued": len(requeued), "landed": found, "not_landed": missing}
-
-    async def _track_unfinished_batches(self) -> None:
-        """Batches an earlier run left unfinished count as a run when their last job ends."""
-        by_batch: dict[str, list[JobRecord]] = {}
-        for job in await self._ledger.list_jobs(kind=JobKind.GENERATE):
-            batch_id = str(job.payload.get("spec", {}).get("batch_id", ""))
-            by_batch.setdefault(batch_id, []).append(job)
-        for batch_id, jobs in by_batch.items():
-            pending = {j.id for j in jobs if not j.state.is_terminal}
-            if not batch_id or not pending or batch_id in self._batches:
-                continue
-            done = [j for j in jobs if j.state.is_terminal]
-            self._batches[batch_id] = {
-                "pending": pending,
-                "ok": sum(1 for j in done if j.state is JobStatus.SUCCEEDED),
-                "cancelled": sum(1 for j in done if j.state is JobStatus.CANCELLED),
-                "failed": sum(
-                    1 for j in done if j.state not in (JobStatus.SUCCEEDED, JobStatus.CANCELLED)
-                ),
-                "started": min(j.created_at for j in jobs),
-            }
 
     # --- running ------------------------------------------------------------------------------
 
@@ -414,9 +358,9 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
 
     async def aclose(self) -> None:
         """Stop every running job (they stay ``running`` in the ledger: the next start
-        resumes them) and helper task."""
+        resumes them) and the scheduler's probes."""
         tasks = [a.task for a in self._active.values() if a.task is not None]
-        tasks += list(self._helpers)
+        tasks += self._scheduler.helper_tasks()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -448,11 +392,12 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         try:
             while True:
                 self._wake.clear()
-                self._watch_servers()
+                for slot in self._scheduler.watch():
+                    self._evict(slot, "server", f"the circuit breaker of {slot.url} is open")
                 if await self._claim_and_start():
                     self._last_progress = self._clock()
-                timeout = min(self.options.tick, self._next_stuck_in())
-                if not until_idle and not self._active and self._settled():
+                timeout = min(self.options.tick, self._scheduler.next_stuck_in())
+                if not until_idle and not self._active and self._scheduler.settled():
                     # idle: sleep until the next job is due or something pokes the queue
                     # (enqueue, retry, settings), not a scheduling pass every tick
                     timeout = await self._idle_timeout()
@@ -487,8 +432,8 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         pending = [
             j
             for j in pending
-            if (j.kind is JobKind.GENERATE and self._servers)
-            or (j.kind is JobKind.PUBLISH and self._can_publish(j))
+            if (j.kind is JobKind.GENERATE and self._scheduler)
+            or (j.kind is JobKind.PUBLISH and self._publishing.can_run(j))
         ]
         if not pending:
             return None
@@ -504,98 +449,14 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         self._last_progress = max(self._last_progress, now)
         return next_due - now
 
-    def _settled(self) -> bool:
-        """No server needs probing or checking (those run from the scheduling pass)."""
-        return all(
-            self._breaker(s) == "closed" and s.problems is not None for s in self._servers.values()
-        )
-
     async def _idle_timeout(self) -> float:
         due = await self._ledger.next_due()
         if due is None:
             return self.options.idle_wake
         return min(self.options.idle_wake, max(self.options.tick, due - self._clock()))
 
-    def _can_publish(self, job: JobRecord) -> bool:
-        try:
-            platform = PublishPayload.model_validate(job.payload).task.platform
-        except ValueError:
-            return bool(self._publishers)  # claimed, it fails with its own reason
-        executor = self._publishers.get(platform)
-        return executor is not None and serves(executor, platform)
-
-    # --- servers ------------------------------------------------------------------------------
-
-    def _breaker(self, server: ServerSlot) -> str:
-        try:
-            return str(self._breaker_state(server.url))
-        except Exception:
-            log.exception("breaker lookup failed for %s", server.url)
-            return "closed"
-
-    def _eligible(self, server: ServerSlot) -> bool:
-        return self._breaker(server) == "closed" and server.problems == []
-
-    def _capacity(self, server: ServerSlot) -> int:
-        now = self._clock()
-        stuck = sum(
-            1
-            for since in server.submitting.values()
-            if now - since >= self.options.submit_stuck_after
-        )
-        wanted = self.queue_depth(server) - (len(server.running) - stuck)
-        ceiling = max(self.options.in_flight_per_server, self.options.max_in_flight_per_server)
-        return max(0, min(wanted, ceiling - len(server.running)))
-
-    def queue_depth(self, server: ServerSlot) -> int:
-        """How many prompts to keep on ``server`` so that its GPU never waits."""
-        least = self.options.in_flight_per_server
-        most = max(least, self.options.max_in_flight_per_server)
-        per_prompt = server.exec_seconds
-        if per_prompt is None or per_prompt <= 0:
-            return least
-        recent = sorted(server.submit_seconds)
-        submit = recent[int(0.9 * (len(recent) - 1))] if recent else 0.0
-        lag = server.gen.follow_lag() if isinstance(server.gen, FollowLag) else 0.0
-        cover = max(submit, lag)
-        return max(least, min(most, 1 + math.ceil(cover / per_prompt)))
-
-    def _next_stuck_in(self) -> float:
-        """Seconds until a submit in flight counts as stuck (inf: none will)."""
-        now = self._clock()
-        limit = self.options.submit_stuck_after
-        waits = [
-            since + limit - now
-            for s in self._servers.values()
-            for since in s.submitting.values()
-            if now - since < limit
-        ]
-        return min(waits, default=math.inf)
-
-    def _watch_servers(self) -> None:
-        now = self._clock()
-        for server in self._servers.values():
-            state = self._breaker(server)
-            if state == "open" and any(
-                self._eligible(s) for s in self._servers.values() if s is not server
-            ):
-                # moved only where another server can take them: with nowhere to go, a job
-                # keeps its prompt on the server (cancelling it would throw away GPU work)
-                self._evict(server, "server", f"the circuit breaker of {server.url} is open")
-            if state != "closed":
-                if not server.probing and now - server.probed_at >= self.options.probe_interval:
-                    server.probing = True
-                    server.probed_at = now
-                    self._helper(self._probe(server), f"probe {server.url}")
-            elif (
-                (server.problems is None or server.object_info is None)
-                and not server.checking
-                and now - server.checked_at >= self.options.preflight_retry
-            ):
-                server.checking = True
-                self._helper(self._preflight(server), f"preflight {server.url}")
-
     def _evict(self, server: ServerSlot, reason: str, detail: str) -> None:
+        """Send the jobs running on ``server`` back to the queue (for another server)."""
         for job_id in list(server.running):
             active = self._active.get(job_id)
             if active is None or active.task is None or active.task.done():
@@ -606,75 +467,15 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                 self._sink(JobMoved(job_id=job_id, from_server=server.url, reason=detail))
                 active.task.cancel()
 
-    def _helper(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._helpers.add(task)
-        task.add_done_callback(self._helpers.discard)
-
-    async def _probe(self, server: ServerSlot) -> None:
-        try:
-            await server.gen.system_info()
-        except PodStudioError as exc:
-            log.debug("%s still unavailable: %s", server.url, exc)
-        finally:
-            server.probing = False
-            self._poke()
-
-    async def _preflight(self, server: ServerSlot) -> None:
-        try:
-            info = await server.gen.object_info()
-            server.object_info = info
-            # node classes only: a job's own inputs (checkpoint, overrides) replace the
-            # workflow's values, and are checked per job before it is sent
-            server.problems = self._template.preflight(info, values=False)
-            if server.problems:
-                log.warning("%s cannot run the workflow: %s", server.url, server.problems)
-        except PodStudioError as exc:
-            # /object_info could not be read: the check is a courtesy (ComfyUI validates
-            # every prompt itself), so jobs go ahead and it is tried again later; a server
-            # that is down opens its breaker and gets no jobs
-            log.info("preflight of %s failed: %s", server.url, exc)
-            if server.problems is None:
-                server.problems = []
-        finally:
-            server.checked_at = self._clock()
-            server.checking = False
-            self._poke()
-
     def servers(self) -> list[ServerStatus]:
-        return [
-            ServerStatus(
-                url=s.url,
-                breaker=self._breaker(s),
-                in_flight=len(s.running),
-                capacity=self.queue_depth(s),
-                eligible=self._eligible(s),
-                problems=list(s.problems or []),
-            )
-            for s in self._servers.values()
-        ]
-
-    def _pick_server(self, job: JobRecord) -> ServerSlot | None:
-        eligible = [s for s in self._servers.values() if self._eligible(s)]
-        if not eligible:
-            return None
-        wanted = self._pinned.get(job.id)
-        if wanted is None:
-            latest = latest_prompt_step(job)
-            if latest is not None and latest.state in (StepStatus.IN_FLIGHT, StepStatus.DONE):
-                with contextlib.suppress(ValueError):
-                    wanted = parse_prompt_step_key(latest.idem_key)[0]
-        for s in eligible:
-            if s.url == wanted and self._capacity(s) > 0:
-                return s
-        return min(eligible, key=lambda s: len(s.running) / self.options.in_flight_per_server)
+        return self._scheduler.statuses()
 
     # --- claiming -----------------------------------------------------------------------------
 
     async def _claim_and_start(self) -> int:
         started = 0
         now = self._clock()
-        capacity = sum(self._capacity(s) for s in self._servers.values() if self._eligible(s))
+        capacity = self._scheduler.capacity()
         if capacity > 0:
             jobs = await self._ledger.claim_ready(
                 now,
@@ -684,19 +485,19 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                 kind=JobKind.GENERATE,
             )
             for job in jobs:
-                self._queue_event(job)
-                server = self._pick_server(job)
+                self._reporter.changed(job)
+                server = self._scheduler.pick(job)
                 if server is None:
                     rec = await self._ledger.mark_waiting(
                         job.id, "waiting for a ComfyUI server", now + self.options.tick
                     )
-                    self._queue_event(rec)
+                    self._reporter.changed(rec)
                     continue
                 self._start(job, server)
                 started += 1
         busy = sum(1 for a in self._active.values() if a.kind is JobKind.PUBLISH)
         free = self.options.publish_concurrency - busy
-        if free > 0 and self._publishers:
+        if free > 0 and self._publishing:
             jobs = await self._ledger.claim_ready(
                 now,
                 free,
@@ -705,7 +506,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
                 kind=JobKind.PUBLISH,
             )
             for job in jobs:
-                self._queue_event(job)
+                self._reporter.changed(job)
                 self._start(job, None)
                 started += 1
         return started
@@ -714,8 +515,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         active = _Active(job.id, job.kind, server=server)
         self._active[job.id] = active
         if server is not None:
-            server.running.add(job.id)
-            server.submitting[job.id] = self._clock()
+            self._scheduler.take(server, job.id)
         coro = self._run_job(job, active)
         active.task = asyncio.create_task(coro, name=f"{job.kind.value}-{job.id[:12]}")
 
@@ -723,9 +523,9 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
         try:
             if job.kind is JobKind.GENERATE:
                 assert active.server is not None
-                await self._generate(job, active.server)
+                await self._generation.run(job, active.server)
             else:
-                await self._publish(job)
+                await self._publishing.run(job)
         except asyncio.CancelledError:
             reason = active.cancel_reason
             if reason is None:
@@ -743,8 +543,7 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
             await self._settle(self._failed(job, exc), job.id)
         finally:
             if active.server is not None:
-                active.server.running.discard(job.id)
-                active.server.submitting.pop(job.id, None)
+                self._scheduler.release(active.server, job.id)
             if self._active.get(job.id) is active:
                 del self._active[job.id]
             self._last_progress = self._clock()
@@ -760,14 +559,14 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
     async def _after_cancel(self, job: JobRecord, active: _Active, reason: str) -> None:
         if reason == "cancel":
             rec = await self._ledger.mark_cancelled(job.id)
-            self._queue_event(rec)
+            self._reporter.changed(rec)
             if job.kind is JobKind.GENERATE:
-                self._sink(JobStateChanged(job_id=job.id, state=JobState.CANCELLED))
+                self._generation.cancelled(job)
             return
         where = active.server.url if active.server else ""
         why = "server unavailable" if reason == "server" else "moved by the seller"
         rec = await self._ledger.mark_waiting(job.id, f"moved off {where}: {why}", self._clock())
-        self._queue_event(rec)
+        self._reporter.changed(rec)
 
     async def _failed(self, job: JobRecord, exc: BaseException) -> None:
         reason = user_message(exc)
@@ -788,105 +587,19 @@ class Orchestrator(GenerationRunMixin, PublishRunMixin):
             rec = await self._ledger.mark_retry(job.id, reason, ErrorKind.TRANSIENT, now + delay)
         else:
             rec = await self._ledger.mark_dead(job.id, reason, ErrorKind.PERMANENT)
-        self._queue_event(rec)
+        self._reporter.changed(rec)
         if job.kind is JobKind.GENERATE:
-            kind = exc.kind if isinstance(exc, PodStudioError) else type(exc).__name__
-            if rec.state is JobStatus.DEAD:
-                self._sink(
-                    JobFailed(job_id=job.id, reason=reason, error_kind=kind, retryable=False)
-                )
-            self._sink(
-                JobStateChanged(
-                    job_id=job.id,
-                    state=_STATE_FOR_LIST[rec.state],
-                    detail=reason if rec.state is JobStatus.DEAD else f"retrying: {reason}",
-                )
-            )
+            self._generation.failed(job, rec, reason, exc)
         else:
-            task = PublishPayload.model_validate(job.payload).task
-            self._publish_event(task, rec.state.value, detail=reason)
-            if rec.state is JobStatus.DEAD:
-                self._sink(
-                    PublishDone(
-                        design_id=task.design_id, platform=task.platform, ok=False, detail=reason
-                    )
-                )
-                await self._design_check(task.design_id)
+            await self._publishing.failed(job, rec, reason)
         if rec.state is JobStatus.DEAD:
-            await self._dead_event(rec)
+            await self._reporter.dead(rec)
 
-    # --- events and views ---------------------------------------------------------------------
+    # --- views --------------------------------------------------------------------------------
 
-    def _batch_progress(self, rec: JobRecord) -> None:
-        """Emit ``BatchFinished`` when the last generation job of a batch ends (run statistics).
-
-        Batches are tracked for this app run only: a batch resumed after a restart counts its
-        jobs (images, failures) but not as a run.
-        """
-        if rec.kind is not JobKind.GENERATE or not rec.state.is_terminal:
-            return
-        batch_id = str(rec.payload.get("spec", {}).get("batch_id", ""))
-        batch = self._batches.get(batch_id)
-        if batch is None or rec.id not in batch["pending"]:
-            return
-        batch["pending"].discard(rec.id)
-        key = {JobStatus.SUCCEEDED: "ok", JobStatus.CANCELLED: "cancelled"}.get(rec.state, "failed")
-        batch[key] += 1
-        if not batch["pending"]:
-            del self._batches[batch_id]
-            self._sink(
-                BatchFinished(
-                    batch_id=batch_id,
-                    succeeded=batch["ok"],
-                    failed=batch["failed"],
-                    cancelled=batch["cancelled"],
-                    seconds=max(0.0, self._clock() - batch["started"]),
-                )
-            )
-
-    def _queue_event(self, rec: JobRecord, *, server: str = "") -> None:
-        self._batch_progress(rec)
-        active = self._active.get(rec.id)
-        if not server and active is not None and active.server is not None:
-            server = active.server.url
-        self._sink(
-            QueueChanged(
-                job_id=rec.id,
-                kind=rec.kind.value,
-                state=rec.state.value,
-                server=server,
-                attempts=rec.attempts,
-                next_run_at=rec.next_run_at if rec.state is JobStatus.RETRY_WAIT else None,
-                last_error=rec.last_error or "",
-            )
-        )
-
-    def _publish_event(
-        self, task: PublishTask, state: str, *, detail: str = "", remote_id: str = ""
-    ) -> None:
-        self._sink(
-            PublishJobChanged(
-                job_id=task.job_id,
-                design_id=task.design_id,
-                template=task.template_name,
-                platform=task.platform,
-                state=state,
-                detail=detail,
-                remote_id=remote_id,
-            )
-        )
-
-    async def _dead_event(self, rec: JobRecord) -> None:
-        history = attempt_history(await self._ledger.attempts(rec.id))
-        self._sink(
-            DeadLettered(
-                job_id=rec.id,
-                kind=rec.kind.value,
-                reason=rec.last_error or "",
-                attempts=rec.attempts,
-                history=history,
-            )
-        )
+    async def design_states(self) -> list[DesignPublishState]:
+        """Each design's publishing state (published, partially published, failed, ...)."""
+        return await self._publishing.design_states()
 
     async def dead_letters(self) -> list[tuple[QueueEntry, list[str]]]:
         """Each dead job with its full attempt history (oldest first)."""

@@ -1,4 +1,4 @@
-"""Services layer: running one generation job of the durable queue.
+"""Services layer: ``GenerationRun``, running the generation jobs of the durable queue.
 
 The prompt id is recorded (step ``prompt-N``, key ``server#prompt_id``) BEFORE the POST. On
 resume the prompt is looked up on its server (``/history``, ``/queue``): finished → its
@@ -6,6 +6,8 @@ images are downloaded; still queued → followed; vanished → resubmitted. Imag
 under a ``save`` step; an interrupted save is reconciled with the image store (images already
 stored for the job are not stored again). The workflow is checked against the server's
 ``/object_info`` with the job's own inputs (checkpoint, size, overrides) before it is sent.
+The server's slot is the ``Scheduler``'s: it hears when the prompt was accepted and when the
+GPU finished it; the job's progress, previews and outcome go to the event sink.
 """
 
 from __future__ import annotations
@@ -13,22 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from pod_studio.domain.errors import ExecutionError, PodStudioError, ValidationError
 from pod_studio.domain.events import (
     EventSink,
     ImageReady,
+    JobFailed,
     JobNodeExecuting,
     JobProgress,
     JobResubmitted,
     JobStateChanged,
     PreviewFrame,
 )
-from pod_studio.domain.jobs import ErrorKind, StepStatus
+from pod_studio.domain.jobs import ErrorKind, JobStatus, StepStatus
 from pod_studio.domain.ledger_port import JobLedger, JobRecord
 from pod_studio.domain.models import ImageRef, JobSpec, JobState
 from pod_studio.domain.orchestration import (
@@ -41,55 +42,81 @@ from pod_studio.domain.orchestration import (
     prompt_step_name,
     prompt_step_number,
 )
-from pod_studio.domain.ports import ImageGenerator, ImageStore, RunUpdate
+from pod_studio.domain.ports import ImageStore, RunUpdate
 from pod_studio.domain.workflow import WorkflowTemplate, preflight_graph
+from pod_studio.services.queue_events import QueueReporter
 from pod_studio.services.queue_options import OrchestratorOptions
 from pod_studio.services.queue_views import latest_prompt_step
+from pod_studio.services.scheduler import Scheduler, ServerSlot
+
+__all__ = ["GenerationRun"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class ServerSlot:
-    """One ComfyUI server as the scheduler sees it."""
-
-    gen: ImageGenerator
-    url: str
-    # jobs whose prompt the server has not finished yet (a job fetching its images has left)
-    running: set[str] = field(default_factory=set)
-    # of those, the ones whose POST /prompt has not been answered yet: job id -> since when
-    submitting: dict[str, float] = field(default_factory=dict)
-    # measured, to size the server's queue: seconds per prompt on the GPU (moving average)
-    # and how long the recent POST /prompt calls took, retries included
-    exec_seconds: float | None = None
-    submit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=32))
-    problems: list[str] | None = None  # None: not checked yet
-    object_info: dict[str, Any] | None = None
-    checked_at: float = -1e18
-    checking: bool = False
-    probed_at: float = -1e18
-    probing: bool = False
+# a failed attempt as the job list shows it
+_STATE_FOR_LIST: dict[JobStatus, JobState] = {
+    JobStatus.QUEUED: JobState.QUEUED,
+    JobStatus.RETRY_WAIT: JobState.QUEUED,
+    JobStatus.RUNNING: JobState.RUNNING,
+    JobStatus.SUCCEEDED: JobState.DONE,
+    JobStatus.PARTIALLY_PUBLISHED: JobState.FAILED,
+    JobStatus.DEAD: JobState.FAILED,
+    JobStatus.CANCELLED: JobState.CANCELLED,
+}
 
 
-class GenerationRunMixin:
-    """The orchestrator's generation side (state and event helpers come from ``Orchestrator``)."""
+class GenerationRun:
+    """Runs generation jobs: submit or resume the prompt, save the images, report."""
 
-    _ledger: JobLedger
-    _sink: EventSink
-    _store: ImageStore
-    _template: WorkflowTemplate
-    _servers: dict[str, ServerSlot]
-    _pinned: dict[str, str]
-    _clock: Callable[[], float]
-    options: OrchestratorOptions
+    def __init__(
+        self,
+        ledger: JobLedger,
+        store: ImageStore,
+        template: WorkflowTemplate,
+        *,
+        scheduler: Scheduler,
+        reporter: QueueReporter,
+        sink: EventSink,
+        options: OrchestratorOptions,
+    ) -> None:
+        self._ledger = ledger
+        self._store = store
+        self._template = template
+        self._scheduler = scheduler
+        self._reporter = reporter
+        self._sink = sink
+        self._options = options
 
-    def _queue_event(self, rec: JobRecord, *, server: str = "") -> None:
-        raise NotImplementedError
+    @property
+    def template(self) -> WorkflowTemplate:
+        return self._template
 
-    def _poke(self) -> None:
-        raise NotImplementedError
+    def set_template(self, template: WorkflowTemplate) -> None:
+        self._template = template
 
-    async def _generate(self, job: JobRecord, server: ServerSlot) -> None:
+    def check(self, spec: JobSpec) -> None:
+        """Raise when the workflow cannot take this job's inputs (before it is queued)."""
+        self._template.build(spec, filename_prefix=self._options.filename_prefix)
+
+    def cancelled(self, job: JobRecord) -> None:
+        self._sink(JobStateChanged(job_id=job.id, state=JobState.CANCELLED))
+
+    def failed(self, job: JobRecord, rec: JobRecord, reason: str, exc: BaseException) -> None:
+        """Announce a failed attempt (``rec``: the job as the ledger left it)."""
+        kind = exc.kind if isinstance(exc, PodStudioError) else type(exc).__name__
+        if rec.state is JobStatus.DEAD:
+            self._sink(JobFailed(job_id=job.id, reason=reason, error_kind=kind, retryable=False))
+        self._sink(
+            JobStateChanged(
+                job_id=job.id,
+                state=_STATE_FOR_LIST[rec.state],
+                detail=reason if rec.state is JobStatus.DEAD else f"retrying: {reason}",
+            )
+        )
+
+    async def run(self, job: JobRecord, server: ServerSlot) -> None:
+        """Run ``job`` on ``server`` (a prompt recorded before a restart is looked up on its
+        own server first)."""
         spec = GenerationPayload.model_validate(job.payload).spec
         save = job.step(SAVE_STEP)
         if save is not None and save.state is StepStatus.DONE:
@@ -99,9 +126,9 @@ class GenerationRunMixin:
         prompt_server, prompt_id, seconds = server.url, "", 0.0
         latest = latest_prompt_step(job)
         if latest is not None and latest.state in (StepStatus.IN_FLIGHT, StepStatus.DONE):
-            server.submitting.pop(job.id, None)  # submitted before the restart
+            self._scheduler.resumed(server, job.id)  # submitted before the restart
             found: list[tuple[ImageRef, bytes]] | None = None
-            if self.options.reconcile:
+            if self._options.reconcile:
                 try:
                     url, pid = parse_prompt_step_key(latest.idem_key)
                 except ValueError:
@@ -129,7 +156,7 @@ class GenerationRunMixin:
     ) -> tuple[list[tuple[ImageRef, bytes]], str, str, float]:
         numbers = [n for s in job.steps if (n := prompt_step_number(s.step)) is not None]
         step = prompt_step_name(max(numbers, default=0) + 1)
-        graph = self._template.build(spec, filename_prefix=self.options.filename_prefix)
+        graph = self._template.build(spec, filename_prefix=self._options.filename_prefix)
         if server.object_info is not None:
             problems = preflight_graph(graph, server.object_info)
             if problems:
@@ -169,18 +196,9 @@ class GenerationRunMixin:
 
         def on_update(u: RunUpdate) -> None:
             if u.kind == "submitted":
-                since = slot.submitting.pop(job_id, None)
-                if since is not None:
-                    slot.submit_seconds.append(max(0.0, self._clock() - since))
+                self._scheduler.submitted(slot, job_id)
             elif u.kind == "finished":
-                # the GPU is free of this job: its slot goes to the next prompt while the
-                # images download (a slow or retried download never holds the queue back)
-                slot.submitting.pop(job_id, None)
-                slot.running.discard(job_id)
-                if u.value > 0:
-                    old = slot.exec_seconds
-                    slot.exec_seconds = u.value if old is None else 0.7 * old + 0.3 * u.value
-                self._poke()
+                self._scheduler.finished(slot, job_id, u.value)
             elif u.kind == "progress":
                 self._sink(
                     JobProgress(
@@ -219,8 +237,7 @@ class GenerationRunMixin:
         self, url: str, prompt_id: str, job_id: str
     ) -> list[tuple[ImageRef, bytes]] | None:
         """The images of a prompt submitted before a restart, or None when it is gone."""
-        server = self._servers.get(url)
-        gen = server.gen if server is not None else None
+        gen = self._scheduler.generator(url)
         if gen is None or not prompt_id or not isinstance(gen, PromptLookup):
             return None
         try:
@@ -238,7 +255,7 @@ class GenerationRunMixin:
                                 detail="resumed: still on the server",
                             )
                         )
-                        await asyncio.sleep(self.options.poll_interval)
+                        await asyncio.sleep(self._options.poll_interval)
                         continue
                     entry = await gen.history_entry(prompt_id)  # it may have just finished
                     if entry is None:
@@ -265,7 +282,7 @@ class GenerationRunMixin:
         ids: list[str] = []
         if step is not None and step.state is StepStatus.IN_FLIGHT:
             # an earlier save was cut short: keep what reached the store
-            if self.options.reconcile:
+            if self._options.reconcile:
                 ids = [i.image_id for i in await self._store.list_images() if i.job_id == job.id]
             await self._ledger.reset_step(job.id, SAVE_STEP)
         await self._ledger.record_intent(job.id, SAVE_STEP, f"{job.id}:{SAVE_STEP}")
@@ -279,6 +296,6 @@ class GenerationRunMixin:
 
     async def _generation_done(self, job: JobRecord, server: str) -> None:
         rec = await self._ledger.mark_succeeded(job.id)
-        self._pinned.pop(job.id, None)
-        self._queue_event(rec, server=server)
+        self._scheduler.unpin(job.id)
+        self._reporter.changed(rec, server=server)
         self._sink(JobStateChanged(job_id=job.id, state=JobState.DONE, server=server))

@@ -3,20 +3,21 @@
 - ``LedgerJournal``: the ``StepJournal`` the ``PublishExecutor`` (``PublishService``, the one
   publish path) writes its intents and results through: one publish job, backed by the job
   ledger, with an event per step.
-- ``PublishRunMixin``: the orchestrator's publish side: a job runs its platform's executor
-  (bounded per platform), steps a crash left in flight are reconciled with the platform
-  before anything is sent again, and the design's overall state (published, partially
-  published, failed) is announced when its last listing ends.
+- ``PublishRun``: the publish jobs: a job runs its platform's executor (bounded per
+  platform), steps a crash left in flight are reconciled with the platform before anything
+  is sent again, and the design's overall state (published, partially published, failed) is
+  announced when its last listing ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from pod_studio.domain.errors import ServiceUnavailableError
 from pod_studio.domain.events import EventSink, PublishDone, PublishStepChanged
-from pod_studio.domain.jobs import JobKind, StepStatus
+from pod_studio.domain.jobs import JobKind, JobStatus, StepStatus
 from pod_studio.domain.ledger_port import JobLedger, JobRecord
 from pod_studio.domain.orchestration import (
     DesignPublishChanged,
@@ -24,6 +25,7 @@ from pod_studio.domain.orchestration import (
     PublishPayload,
 )
 from pod_studio.domain.publishing import PublishExecutor, PublishTask
+from pod_studio.services.queue_events import QueueReporter
 from pod_studio.services.queue_options import OrchestratorOptions
 from pod_studio.services.queue_views import design_state
 
@@ -90,24 +92,43 @@ class LedgerJournal:
         )
 
 
-class PublishRunMixin:
-    """The orchestrator's publish side (state and event helpers come from ``Orchestrator``)."""
+class PublishRun:
+    """Runs publish jobs through each platform's executor, bounded per platform."""
 
-    _ledger: JobLedger
-    _sink: EventSink
-    _publishers: dict[str, PublishExecutor]
-    _platform_slots: dict[str, asyncio.Semaphore]
-    options: OrchestratorOptions
-
-    def _queue_event(self, rec: JobRecord, *, server: str = "") -> None:
-        raise NotImplementedError
-
-    def _publish_event(
-        self, task: PublishTask, state: str, *, detail: str = "", remote_id: str = ""
+    def __init__(
+        self,
+        ledger: JobLedger,
+        *,
+        reporter: QueueReporter,
+        sink: EventSink,
+        options: OrchestratorOptions,
+        publishers: Mapping[str, PublishExecutor] | None = None,
     ) -> None:
-        raise NotImplementedError
+        self._ledger = ledger
+        self._reporter = reporter
+        self._sink = sink
+        self._options = options
+        self._publishers: dict[str, PublishExecutor] = dict(publishers or {})
+        self._platform_slots: dict[str, asyncio.Semaphore] = {}
 
-    async def _publish(self, job: JobRecord) -> None:
+    def set_publisher(self, platform: str, executor: PublishExecutor) -> None:
+        self._publishers[platform] = executor
+
+    def __bool__(self) -> bool:
+        """Whether any platform has an executor."""
+        return bool(self._publishers)
+
+    def can_run(self, job: JobRecord) -> bool:
+        """Whether ``job``'s platform can take it now (a platform that is not set up makes it
+        wait, uncharged, until it is)."""
+        try:
+            platform = PublishPayload.model_validate(job.payload).task.platform
+        except ValueError:
+            return bool(self._publishers)  # claimed, it fails with its own reason
+        executor = self._publishers.get(platform)
+        return executor is not None and serves(executor, platform)
+
+    async def run(self, job: JobRecord) -> None:
         task = PublishPayload.model_validate(job.payload).task
         executor = self._publishers.get(task.platform)
         if executor is None or not serves(executor, task.platform):
@@ -119,19 +140,19 @@ class PublishRunMixin:
             )
         slots = self._platform_slots.get(task.platform)
         if slots is None:
-            slots = asyncio.Semaphore(self.options.per_platform_concurrency)
+            slots = asyncio.Semaphore(self._options.per_platform_concurrency)
             self._platform_slots[task.platform] = slots
         async with slots:
-            self._publish_event(task, "running")
+            self._reporter.publish(task, "running")
             if any(s.state is StepStatus.IN_FLIGHT for s in job.steps):
-                await self._reconcile_publish(job)
+                await self.reconcile(job)
                 fresh = await self._ledger.get_job(job.id)
                 job = fresh if fresh is not None else job
             journal = LedgerJournal(self._ledger, job, task, self._sink)
             listing = await executor.execute(task, journal)
         rec = await self._ledger.mark_succeeded(job.id)
-        self._queue_event(rec)
-        self._publish_event(task, rec.state.value, remote_id=listing.remote_id)
+        self._reporter.changed(rec)
+        self._reporter.publish(task, rec.state.value, remote_id=listing.remote_id)
         self._sink(
             PublishDone(
                 design_id=task.design_id,
@@ -141,6 +162,18 @@ class PublishRunMixin:
             )
         )
         await self._design_check(task.design_id)
+
+    async def failed(self, job: JobRecord, rec: JobRecord, reason: str) -> None:
+        """Announce a failed attempt (``rec``: the job as the ledger left it)."""
+        task = PublishPayload.model_validate(job.payload).task
+        self._reporter.publish(task, rec.state.value, detail=reason)
+        if rec.state is JobStatus.DEAD:
+            self._sink(
+                PublishDone(
+                    design_id=task.design_id, platform=task.platform, ok=False, detail=reason
+                )
+            )
+            await self._design_check(task.design_id)
 
     async def design_states(self) -> list[DesignPublishState]:
         by_design: dict[str, list[JobRecord]] = {}
@@ -161,7 +194,8 @@ class PublishRunMixin:
                 DesignPublishChanged(design_id=design_id, state=state.state, reasons=state.reasons)
             )
 
-    async def _reconcile_publish(self, job: JobRecord) -> tuple[int, int]:
+    async def reconcile(self, job: JobRecord) -> tuple[int, int]:
+        """Settle the steps a crash left in flight with the platform: (landed, not landed)."""
         task = PublishPayload.model_validate(job.payload).task
         executor = self._publishers.get(task.platform)
         found = missing = 0
@@ -171,7 +205,7 @@ class PublishRunMixin:
             ref: str | None = None
             if executor is None or not serves(executor, task.platform):
                 continue  # nothing can tell yet whether it landed: ask once it is set up
-            if self.options.reconcile:
+            if self._options.reconcile:
                 ref = await executor.reconcile(task, step.step)
             if ref is not None:
                 await self._ledger.record_result(job.id, step.step, ref)

@@ -475,7 +475,10 @@ async def test_cancel_running_job_and_move_to_other_server(ledger: SqliteJobLedg
     runner = asyncio.create_task(orch.run_until_idle())
     await a.started.wait()
     await b.started.wait()
-    on_a = next(j for j in (first, second) if j in orch._servers["http://a"].running)
+    entries = (await orch.snapshot()).entries
+    on_a = next(
+        e.job_id for e in entries if e.state is JobStatus.RUNNING and e.server == "http://a"
+    )
     on_b = first if on_a == second else second
     assert await orch.cancel(on_b)
     b.gate.set()

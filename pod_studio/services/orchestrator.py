@@ -4,18 +4,25 @@ Every job — a prompt to generate, a design × product × platform to publish �
 ``JobLedger``; every side effect is preceded by a durable intent and followed by its result,
 so a crash at any point resumes without losing or duplicating work:
 
-- Generation: the prompt id is recorded (step ``prompt-N``, key ``server#prompt_id``) BEFORE
+The ``Orchestrator`` is the engine's one public face: it owns the running jobs and the drive
+loop (claim, start, settle each outcome in the ledger) and composes one collaborator per
+concern, each with its own state:
+
+- Generation (``GenerationRun``, ``services/queue_generation.py``): the prompt id is recorded (step ``prompt-N``, key ``server#prompt_id``) BEFORE
   the POST. On resume the prompt is looked up on its server (``/history``, ``/queue``):
   finished → its images are downloaded; still queued → followed; vanished → resubmitted.
   Images are saved under a ``save`` step; an interrupted save is reconciled with the image
   store (images already stored for the job are not stored again).
-- Publishing: each step goes through a ``StepJournal``; a step found in flight is reconciled
+- Publishing (``PublishRun``, ``services/queue_publish.py``): each step goes through a ``StepJournal``; a step found in flight is reconciled
   with the platform (``PublishExecutor.reconcile``, a lookup by idempotency key) before
   anything is sent again.
-- Scheduling: each ComfyUI server gets a few prompts in flight (default 2); a job goes to the
-  least busy eligible server (breaker closed, workflow preflight passed); when a server's
-  breaker opens its jobs go back to the queue for another server; an open server is probed
-  so it gets work again once it answers. Publish jobs run in parallel, bounded per platform.
+- Scheduling (``Scheduler``, ``services/scheduler.py``): each ComfyUI server gets a queue
+  sized from measured times (at least 2 prompts); a job goes to the least busy eligible
+  server (breaker closed, workflow preflight passed); when a server's breaker opens its jobs
+  go back to the queue for another server; an open server is probed so it gets work again
+  once it answers. Publish jobs run in parallel, bounded per platform.
+- Events (``QueueReporter``, ``services/queue_events.py``): a ``QueueChanged`` per ledger
+  change, publish job states, dead letters, finished batches.
 - Failures: retryable → ``retry_wait`` with the injectable schedule (1 min, 5 min, 30 min,
   2 h); permanent or exhausted → ``dead`` (the dead-letter queue) with the attempt history.
 

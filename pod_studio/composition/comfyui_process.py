@@ -1,7 +1,9 @@
 """Composition: builds the managed ComfyUI process and runs ``pod-studio comfyui
 start|stop|status`` (Qt-free; meant to move into ``pod_studio/composition/``).
 
-- ``build_comfyui_process``: a ``ComfyUIProcess`` from the settings section (the command line,
+- ``supervised_comfyui``: a ``ComfyUISupervisor`` (restart policy, ``services``) over a
+  ``ComfyUIProcess`` (the operating-system side, ``adapters``) for a command line.
+- ``build_comfyui_process``: the same from the settings section (the command line,
   auto-restart, keep-running mode, the state folder).
 - ``build_comfyui_server_service``: the service behind the ComfyUI dock, with a control client.
 - ``run_comfyui_command``: the body of the headless command. ``start`` starts the server in
@@ -29,17 +31,40 @@ from pod_studio.adapters.comfyui.process import (
     probe_ready,
     stop_recorded,
 )
+from pod_studio.domain.breaker import CircuitBreaker
 from pod_studio.domain.comfyui_process import ServerProcessError
 from pod_studio.domain.errors import PodStudioError
 from pod_studio.domain.events import EventSink, null_sink
 from pod_studio.domain.settings import ComfyUIProcessSettings
-from pod_studio.services.comfyui_process import ComfyUIServerService
+from pod_studio.services.comfyui_process import ComfyUIServerService, ComfyUISupervisor
 
 ACTIONS = ("start", "stop", "status")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+
+
+def supervised_comfyui(
+    command: Sequence[str],
+    *,
+    port: int,
+    sink: EventSink = null_sink,
+    auto_restart: bool = True,
+    restart_delay: float = 2.0,
+    breaker: CircuitBreaker | None = None,
+    **options: Any,
+) -> ComfyUISupervisor:
+    """A local server run by ``command`` on ``port``; ``options`` go to ``ComfyUIProcess``
+    (environment, timeouts, state folder, keep-running mode)."""
+    process = ComfyUIProcess(command, port=port, sink=sink, **options)
+    return ComfyUISupervisor(
+        process,
+        sink=sink,
+        auto_restart=auto_restart,
+        restart_delay=restart_delay,
+        breaker=breaker,
+    )
 
 
 def build_comfyui_process(
@@ -51,11 +76,11 @@ def build_comfyui_process(
     keep_running: bool | None = None,
     auto_restart: bool | None = None,
     **options: Any,
-) -> ComfyUIProcess:
+) -> ComfyUISupervisor:
     """The managed server. ``command`` replaces the ComfyUI command line (tests, demo)."""
     argv = list(command) if command is not None else command_from_settings(settings)
     folder = Path(settings.folder).expanduser() if settings.folder and command is None else None
-    return ComfyUIProcess(
+    return supervised_comfyui(
         argv,
         port=settings.port,
         cwd=folder,
@@ -78,7 +103,7 @@ def build_comfyui_server_service(
 ) -> ComfyUIServerService:
     """The dock's service. Pass the app's ``ComfyUIClient`` for ``settings.url`` as
     ``control`` when there is one (else a client is made; the caller closes it).
-    ``options`` go to ``ComfyUIProcess`` (environment, timeouts)."""
+    ``options`` go to ``supervised_comfyui`` (environment, timeouts, restart delay)."""
     process = (
         build_comfyui_process(settings, state_dir, sink=sink, command=command, **options)
         if settings.enabled or command is not None
@@ -195,7 +220,7 @@ async def _start(
         await process.aclose()
         return EXIT_FAILED
     print(f"ComfyUI is ready: pid {process.pid}, {process.url}", file=out)
-    if process.log_file is not None:
-        print(f"  log: {process.log_file}", file=out)
+    if process.process.log_file is not None:
+        print(f"  log: {process.process.log_file}", file=out)
     await process.aclose()  # keep-running: leaves the server running
     return EXIT_OK

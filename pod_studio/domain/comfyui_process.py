@@ -9,8 +9,10 @@
 - ``ComfyUIGauges``: queue length and VRAM as read from ``/queue`` and ``/system_stats``.
 - Events: ``ComfyUIProcessChanged``, ``ComfyUILogLine``, ``ComfyUIGaugesUpdated``.
 - ``ServerProcessError``: the error kind for a server that would not start or keeps dying.
-- Ports: ``ComfyUIProcessPort`` (the managed process) and ``ComfyUIControlPort`` (the server's
-  control calls), so services and the app never see the adapters.
+- Ports: ``ServerProcessPort`` (the operating-system side of one server process: spawn,
+  adopt, readiness, stop, output, state file), ``ComfyUIProcessPort`` (the supervised server
+  the dock and the commands use) and ``ComfyUIControlPort`` (the server's control calls), so
+  services and the app never see the adapters.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import signal
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -202,6 +205,92 @@ class ComfyUIGaugesUpdated(Event):
 
 
 # --- ports -----------------------------------------------------------------------------------
+
+
+class ServerProcessPort(Protocol):
+    """One local ComfyUI server process as the operating system runs it
+    (``adapters/comfyui/process.py``). One run at a time: the last spawned or adopted."""
+
+    @property
+    def pid(self) -> int | None:
+        """The running server's pid (``None`` when none runs)."""
+        ...
+
+    @property
+    def run_pid(self) -> int | None:
+        """The last run's pid, running or ended."""
+        ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def piped(self) -> bool:
+        """The last run's output is a pipe (it cannot outlive POD Studio)."""
+        ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def command(self) -> list[str]: ...
+
+    @property
+    def keep_running(self) -> bool: ...
+
+    @property
+    def ready_timeout(self) -> float: ...
+
+    @property
+    def spawns(self) -> int: ...
+
+    @property
+    def log_file(self) -> Path | None:
+        """Where the output goes in keep-running mode (``None``: a pipe)."""
+        ...
+
+    def log_lines(self) -> list[str]: ...
+
+    def search_log(self, text: str) -> list[tuple[int, str]]: ...
+
+    def exit_reason(self, *, requested: bool = False, note: str = "") -> ExitReason: ...
+
+    def check_free(self) -> None:
+        """``ServerProcessError`` when a new server could not run (one already does)."""
+        ...
+
+    async def adopt(self) -> int | None:
+        """Watch a server left running (state file): its pid, or ``None``."""
+        ...
+
+    async def spawn(self) -> None:
+        """Start a new run (``OSError`` when the program cannot start)."""
+        ...
+
+    async def wait_ready(self) -> bool | None:
+        """True once it answers; False if it ended first; None when it never answered."""
+        ...
+
+    async def wait_exit(self) -> None: ...
+
+    def record(self) -> None: ...
+
+    def forget(self) -> None: ...
+
+    async def terminate(self) -> str:
+        """Stop it (interrupt, terminate, kill its group); how it ended, in words."""
+        ...
+
+    async def drain(self) -> None: ...
+
+    async def stop_output(self) -> None: ...
+
+    async def detach(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 @runtime_checkable

@@ -2,20 +2,20 @@
 
 Every job — a prompt to generate, a design × product × platform to publish — is a row in the
 ``JobLedger``; every side effect is preceded by a durable intent and followed by its result,
-so a crash at any point resumes without losing or duplicating work:
+so a crash at any point resumes without losing or duplicating work. The ``Orchestrator`` is
+the engine's one public face: it owns the running jobs and the drive loop (claim, start,
+settle each outcome in the ledger) and composes one collaborator per concern, each with its
+own state:
 
-The ``Orchestrator`` is the engine's one public face: it owns the running jobs and the drive
-loop (claim, start, settle each outcome in the ledger) and composes one collaborator per
-concern, each with its own state:
-
-- Generation (``GenerationRun``, ``services/queue_generation.py``): the prompt id is recorded (step ``prompt-N``, key ``server#prompt_id``) BEFORE
-  the POST. On resume the prompt is looked up on its server (``/history``, ``/queue``):
-  finished → its images are downloaded; still queued → followed; vanished → resubmitted.
-  Images are saved under a ``save`` step; an interrupted save is reconciled with the image
-  store (images already stored for the job are not stored again).
-- Publishing (``PublishRun``, ``services/queue_publish.py``): each step goes through a ``StepJournal``; a step found in flight is reconciled
-  with the platform (``PublishExecutor.reconcile``, a lookup by idempotency key) before
-  anything is sent again.
+- Generation (``GenerationRun``, ``services/queue_generation.py``): the prompt id is
+  recorded (step ``prompt-N``, key ``server#prompt_id``) BEFORE the POST. On resume the
+  prompt is looked up on its server (``/history``, ``/queue``): finished → its images are
+  downloaded; still queued → followed; vanished → resubmitted. Images are saved under a
+  ``save`` step; an interrupted save is reconciled with the image store (images already
+  stored for the job are not stored again).
+- Publishing (``PublishRun``, ``services/queue_publish.py``): each step goes through a
+  ``StepJournal``; a step found in flight is reconciled with the platform
+  (``PublishExecutor.reconcile``, a lookup by idempotency key) before anything is sent again.
 - Scheduling (``Scheduler``, ``services/scheduler.py``): each ComfyUI server gets a queue
   sized from measured times (at least 2 prompts); a job goes to the least busy eligible
   server (breaker closed, workflow preflight passed); when a server's breaker opens its jobs

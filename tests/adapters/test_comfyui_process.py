@@ -1,5 +1,8 @@
-"""ComfyUIProcess against a stand-in server run as a real subprocess: the sandbox ComfyUI
-(``python -m pod_studio sandbox comfyui --port N``) and small ``python -c`` programs.
+"""The operating-system side of a local ComfyUI server (``adapters/comfyui/process.py``)
+against a stand-in server run as a real subprocess: the sandbox ComfyUI (``python -m
+pod_studio sandbox comfyui --port N``) and small ``python -c`` programs. The process is run
+as the app runs it, under its supervisor (``composition.comfyui_process.supervised_comfyui``);
+the restart policy itself is tested in ``tests/services/test_comfyui_supervisor.py``.
 
 Every wait is on an event or a condition with a timeout; processes and process groups are
 checked with the OS (psutil, ``os.killpg``) after each stop.
@@ -21,7 +24,6 @@ import psutil
 import pytest
 import pytest_asyncio
 
-from pod_studio.adapters.comfyui.client import ComfyUIClient
 from pod_studio.adapters.comfyui.process import (
     MARKER,
     STATE_FILE_NAME,
@@ -33,7 +35,7 @@ from pod_studio.adapters.comfyui.process import (
     read_record,
     stop_recorded,
 )
-from pod_studio.domain.breaker import BreakerState
+from pod_studio.composition.comfyui_process import supervised_comfyui
 from pod_studio.domain.comfyui_process import (
     ComfyUILogLine,
     ComfyUIProcessChanged,
@@ -41,10 +43,9 @@ from pod_studio.domain.comfyui_process import (
     ServerProcessError,
     ServerRecord,
 )
-from pod_studio.domain.errors import TimeoutError as PodTimeoutError
 from pod_studio.domain.events import Event
 from pod_studio.domain.settings import ComfyUIProcessSettings
-from tests.adapters.test_comfyui_client import FAST, Updates, default_graph, new_id
+from pod_studio.services.comfyui_process import ComfyUISupervisor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,26 +135,33 @@ def recorder() -> Recorder:
 
 
 @pytest_asyncio.fixture
-async def made() -> AsyncIterator[list[ComfyUIProcess]]:
-    """Processes a test made; each is stopped (nothing left running) at the end."""
-    processes: list[ComfyUIProcess] = []
-    yield processes
-    for proc in processes:
+async def made() -> AsyncIterator[list[ComfyUISupervisor]]:
+    """Servers a test made; each is stopped (nothing left running) at the end."""
+    servers: list[ComfyUISupervisor] = []
+    yield servers
+    for proc in servers:
         await proc.stop()
         await proc.aclose()
 
 
 def make(
-    made: list[ComfyUIProcess], command: Sequence[str], port: int, **options: Any
-) -> ComfyUIProcess:
+    made: list[ComfyUISupervisor], command: Sequence[str], port: int, **options: Any
+) -> ComfyUISupervisor:
+    """A supervised server, as the app makes it (``supervised_comfyui``)."""
     options.setdefault("env", child_env())
     options.setdefault("ready_timeout", 30.0)
     options.setdefault("ready_poll", 0.05)
     options.setdefault("restart_delay", 0.05)
     options.setdefault("interrupt_timeout", 10.0)
-    proc = ComfyUIProcess(command, port=port, **options)
+    proc = supervised_comfyui(command, port=port, **options)
     made.append(proc)
     return proc
+
+
+def output(proc: ComfyUISupervisor) -> LogBuffer:
+    """The server's kept output."""
+    assert isinstance(proc.process, ComfyUIProcess)
+    return proc.process.log
 
 
 # --- start, readiness, stop ------------------------------------------------------------------
@@ -161,7 +169,7 @@ def make(
 
 @pytest.mark.asyncio
 async def test_start_waits_for_system_stats_and_stop_leaves_nothing_behind(
-    made: list[ComfyUIProcess], recorder: Recorder
+    made: list[ComfyUISupervisor], recorder: Recorder
 ) -> None:
     port = free_port()
     proc = make(made, sandbox_command(port), port, sink=recorder)
@@ -174,8 +182,8 @@ async def test_start_waits_for_system_stats_and_stop_leaves_nothing_behind(
     pid = proc.pid
     assert pid is not None and running(pid)
     assert os.getpgid(pid) == pid  # its own process group (start_new_session)
-    assert proc.log.search("LISTENING ON"), proc.log.lines()
-    assert proc.log.lines()[0].startswith(f"{MARKER} started ComfyUI (pid {pid})")
+    assert output(proc).search("LISTENING ON"), output(proc).lines()
+    assert output(proc).lines()[0].startswith(f"{MARKER} started ComfyUI (pid {pid})")
 
     reason = await proc.stop()
 
@@ -196,30 +204,12 @@ async def test_start_waits_for_system_stats_and_stop_leaves_nothing_behind(
         ProcessState.STOPPED,
     ]
     lines = [e for e in recorder.items if isinstance(e, ComfyUILogLine)]
-    assert [e.line for e in lines] == proc.log.lines()
+    assert [e.line for e in lines] == output(proc).lines()
     assert [e.number for e in lines] == list(range(1, len(lines) + 1))
 
 
 @pytest.mark.asyncio
-async def test_restart_replaces_the_process(made: list[ComfyUIProcess]) -> None:
-    port = free_port()
-    proc = make(made, sandbox_command(port), port)
-    await proc.start()
-    first = proc.pid
-    assert first is not None
-
-    await proc.restart()
-
-    second = proc.pid
-    assert proc.state is ProcessState.READY
-    assert second is not None and second != first
-    assert not running(first) and group_members(first) == []
-    assert await probe_ready(proc.url)
-    assert proc.spawns == 2 and proc.restarts == 0  # a requested restart is no crash
-
-
-@pytest.mark.asyncio
-async def test_start_refuses_a_port_in_use(made: list[ComfyUIProcess]) -> None:
+async def test_start_refuses_a_port_in_use(made: list[ComfyUISupervisor]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
@@ -228,139 +218,6 @@ async def test_start_refuses_a_port_in_use(made: list[ComfyUIProcess]) -> None:
         with pytest.raises(ServerProcessError, match="already in use"):
             await proc.start()
     assert proc.spawns == 0
-
-
-@pytest.mark.asyncio
-async def test_readiness_is_bounded_and_the_silent_process_is_stopped(
-    made: list[ComfyUIProcess], recorder: Recorder
-) -> None:
-    port = free_port()
-    silent = [sys.executable, "-c", "import time; print('loading', flush=True); time.sleep(60)"]
-    proc = make(made, silent, port, ready_timeout=0.5, sink=recorder)
-
-    with pytest.raises(PodTimeoutError, match="did not answer") as caught:
-        await proc.start()
-
-    assert "within 0.5 s" in caught.value.user_message
-    assert proc.state is ProcessState.FAILED
-    assert proc.spawns == 1  # a server that never answers is not restarted
-    pid = recorder.changes(ProcessState.EXITED)[0].pid
-    assert pid is not None and not running(pid) and group_members(pid) == []
-
-
-# --- auto-restart and the crash-loop breaker -------------------------------------------------
-
-
-@pytest.mark.asyncio
-async def test_killed_server_is_restarted_and_the_reason_is_given(
-    made: list[ComfyUIProcess], recorder: Recorder
-) -> None:
-    port = free_port()
-    proc = make(made, sandbox_command(port), port, sink=recorder)
-    await proc.start()
-    first = proc.pid
-    assert first is not None
-
-    os.kill(first, signal.SIGKILL)
-
-    exited = await recorder.wait_for(
-        lambda e: isinstance(e, ComfyUIProcessChanged) and e.state is ProcessState.EXITED
-    )
-    assert isinstance(exited, ComfyUIProcessChanged)
-    assert exited.returncode == -signal.SIGKILL and exited.pid == first
-    assert "killed by SIGKILL" in exited.detail and "out-of-memory killer" in exited.detail
-    await recorder.wait_for(
-        lambda e: (
-            isinstance(e, ComfyUIProcessChanged)
-            and e.state is ProcessState.READY
-            and e.restarts == 1
-        )
-    )
-    assert proc.state is ProcessState.READY
-    assert proc.pid not in (None, first)
-    assert await probe_ready(proc.url)
-    assert proc.last_exit is not None and proc.last_exit.signal_name == "SIGKILL"
-    assert proc.breaker.state is BreakerState.CLOSED
-
-
-@pytest.mark.asyncio
-async def test_crash_loop_opens_the_breaker_with_an_out_of_memory_reason(
-    made: list[ComfyUIProcess], recorder: Recorder
-) -> None:
-    port = free_port()
-    crash = [
-        sys.executable,
-        "-c",
-        "import sys; print('torch.OutOfMemoryError: CUDA out of memory'); sys.exit(1)",
-    ]
-    proc = make(made, crash, port, sink=recorder)
-
-    with pytest.raises(ServerProcessError) as caught:
-        await proc.start()
-
-    threshold = proc.breaker.config.failure_threshold
-    assert proc.breaker.state is BreakerState.OPEN
-    assert proc.spawns == threshold  # stopped after the breaker opened, not restarted forever
-    assert proc.state is ProcessState.FAILED
-    message = caught.value.user_message
-    assert f"died {threshold} times" in message and "not restarting" in message
-    assert "exited with code 1" in message and "out of memory" in message
-    assert caught.value.reason is not None and caught.value.reason.out_of_memory
-    assert recorder.states().count(ProcessState.EXITED) == threshold
-    assert recorder.states()[-1] is ProcessState.FAILED
-    failed = recorder.changes(ProcessState.FAILED)[-1]
-    assert failed.out_of_memory and failed.returncode == 1
-
-    # Start again by hand: the breaker is reset and the loop runs (and stops) once more.
-    with pytest.raises(ServerProcessError):
-        await proc.start()
-    assert proc.spawns == 2 * threshold
-
-
-@pytest.mark.asyncio
-async def test_without_auto_restart_a_death_is_final(
-    made: list[ComfyUIProcess], recorder: Recorder
-) -> None:
-    port = free_port()
-    proc = make(made, sandbox_command(port), port, sink=recorder, auto_restart=False)
-    await proc.start()
-    pid = proc.pid
-    assert pid is not None
-
-    os.kill(pid, signal.SIGKILL)
-
-    assert await proc.wait_for_state(ProcessState.FAILED, within=30) is ProcessState.FAILED
-    assert proc.spawns == 1
-    assert proc.failure is not None and "SIGKILL" in proc.failure.user_message
-
-
-@pytest.mark.asyncio
-async def test_running_prompt_is_resubmitted_after_the_server_is_restarted(
-    made: list[ComfyUIProcess], recorder: Recorder
-) -> None:
-    port = free_port()
-    proc = make(made, sandbox_command(port, "--seconds-per-job", "1.5"), port, sink=recorder)
-    await proc.start()
-    first = proc.pid
-    assert first is not None
-    client = ComfyUIClient(proc.url, **FAST)
-    await client.start()
-    try:
-        assert await client.wait_connected(10)
-        updates = Updates()
-        task = asyncio.create_task(
-            client.run(default_graph(), prompt_id=new_id(), on_update=updates)
-        )
-        await updates.wait("started")
-
-        os.kill(first, signal.SIGKILL)
-
-        result = await asyncio.wait_for(task, 60)
-    finally:
-        await client.aclose()
-    assert updates.of("resubmitted"), updates.kinds()
-    assert result.images
-    assert proc.restarts == 1 and proc.pid not in (None, first)
 
 
 # --- graceful stop ---------------------------------------------------------------------------
@@ -385,7 +242,7 @@ comfyui.serve_forever('127.0.0.1', int(sys.argv[1]))
 
 @pytest.mark.asyncio
 async def test_stop_escalates_and_kills_the_whole_process_group(
-    made: list[ComfyUIProcess],
+    made: list[ComfyUISupervisor],
 ) -> None:
     port = free_port()
     command = [sys.executable, "-c", _STUBBORN, str(port)]
@@ -393,8 +250,8 @@ async def test_stop_escalates_and_kills_the_whole_process_group(
     await proc.start()
     pid = proc.pid
     assert pid is not None
-    helper_lines = [line for line in proc.log.lines() if line.startswith("helper pid ")]
-    assert helper_lines, proc.log.lines()
+    helper_lines = [line for line in output(proc).lines() if line.startswith("helper pid ")]
+    assert helper_lines, output(proc).lines()
     helper = int(helper_lines[0].split()[-1])
     assert sorted(group_members(pid)) == sorted([pid, helper])
 
@@ -440,7 +297,7 @@ out.flush()
 
 @pytest.mark.asyncio
 async def test_output_lines_reach_the_ring_buffer_and_the_listeners(
-    made: list[ComfyUIProcess], recorder: Recorder
+    made: list[ComfyUISupervisor], recorder: Recorder
 ) -> None:
     seen: list[str] = []
     proc = make(
@@ -455,11 +312,11 @@ async def test_output_lines_reach_the_ring_buffer_and_the_listeners(
     with pytest.raises(ServerProcessError, match="exited normally"):
         await proc.start()
 
-    assert len(proc.log) == 10
-    assert proc.log.total == 1 + 50 + 3  # marker, 50 lines, progress, café, last partial
-    assert proc.log.tail(3) == ["progress 100%", "café ☃", "no newline at the end"]
+    assert len(output(proc)) == 10
+    assert output(proc).total == 1 + 50 + 3  # marker, 50 lines, progress, café, last partial
+    assert output(proc).tail(3) == ["progress 100%", "café ☃", "no newline at the end"]
     assert seen == [e.line for e in recorder.items if isinstance(e, ComfyUILogLine)]
-    assert len(seen) == proc.log.total
+    assert len(seen) == output(proc).total
 
 
 # --- keep-running mode, the state file, stale pids -------------------------------------------
@@ -467,7 +324,7 @@ async def test_output_lines_reach_the_ring_buffer_and_the_listeners(
 
 @pytest.mark.asyncio
 async def test_keep_running_leaves_the_server_for_another_process_to_stop(
-    made: list[ComfyUIProcess], tmp_path: Path, recorder: Recorder
+    made: list[ComfyUISupervisor], tmp_path: Path, recorder: Recorder
 ) -> None:
     port = free_port()
     state_dir = tmp_path / "state"
@@ -501,35 +358,8 @@ async def test_keep_running_leaves_the_server_for_another_process_to_stop(
 
 
 @pytest.mark.asyncio
-async def test_attach_adopts_a_kept_server_and_stops_it(
-    made: list[ComfyUIProcess], tmp_path: Path, recorder: Recorder
-) -> None:
-    port = free_port()
-    state_dir = tmp_path / "state"
-    first = make(made, sandbox_command(port), port, state_dir=state_dir, keep_running=True)
-    await first.start()
-    pid = first.pid
-    await first.detach()
-
-    other = make(made, sandbox_command(port), port, state_dir=state_dir, sink=recorder)
-    with pytest.raises(ServerProcessError, match="already runs"):
-        await other.start()
-    assert await other.attach()
-
-    assert other.state is ProcessState.READY and other.pid == pid
-    reason = await other.stop()
-    assert reason is not None and reason.requested
-    assert pid is not None and not running(pid) and group_members(pid) == []
-    assert read_record(state_dir) is None
-    # The adopted server's last words come from its log file.
-    await recorder.wait_for(
-        lambda e: isinstance(e, ComfyUILogLine) and e.line == "Stopped server", within=10
-    )
-
-
-@pytest.mark.asyncio
 async def test_app_exit_stops_a_server_it_does_not_keep(
-    made: list[ComfyUIProcess], tmp_path: Path
+    made: list[ComfyUISupervisor], tmp_path: Path
 ) -> None:
     port = free_port()
     proc = make(made, sandbox_command(port), port, state_dir=tmp_path)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from pod_studio.adapters.comfyui.client import ComfyUIClient
-from pod_studio.adapters.comfyui.process import ComfyUIProcess
 from pod_studio.composition.comfyui_process import (
     EXIT_FAILED,
     EXIT_NOT_RUNNING,
@@ -22,6 +21,7 @@ from pod_studio.composition.comfyui_process import (
 )
 from pod_studio.domain.comfyui_process import ComfyUIGaugesUpdated, ProcessState
 from pod_studio.domain.settings import ComfyUIProcessSettings
+from pod_studio.services.comfyui_process import ComfyUISupervisor
 from tests.adapters.test_comfyui_process import (
     Recorder,
     free_port,
@@ -131,7 +131,7 @@ async def test_the_dock_service_adopts_a_server_left_running(tmp_path: Path) -> 
     try:
         assert await service.on_app_start() is ProcessState.READY
         process = service.process
-        assert isinstance(process, ComfyUIProcess)
+        assert isinstance(process, ComfyUISupervisor)
         assert process.pid == pid and process.spawns == 0
     finally:
         await service.aclose()  # not keep-running: the adopted server is stopped

@@ -61,11 +61,11 @@ async def test_jobs_survive_a_managed_server_that_is_killed_and_auto_restarted(
     import signal
     import sys
 
-    from pod_studio.adapters.comfyui.process import ComfyUIProcess
+    from pod_studio.composition.comfyui_process import supervised_comfyui
     from tests.adapters.test_comfyui_process import child_env, free_port, sandbox_command
 
     port = free_port()
-    server = ComfyUIProcess(
+    server = supervised_comfyui(
         sandbox_command(port, "--seconds-per-job", "0.3"),
         port=port,
         env=child_env(),

@@ -1,19 +1,19 @@
-"""Adapter layer (ComfyUI): ``ComfyUIProcess``, a local ComfyUI server that POD Studio starts,
-watches, restarts and stops.
+"""Adapter layer (ComfyUI): the operating-system side of a local ComfyUI server.
 
-- Start: ``asyncio.create_subprocess_exec`` in a new session (its own process group), stdout
-  and stderr merged. Lines go into a bounded ``LogBuffer`` and to line listeners / the event
-  sink. Ready once ``GET /system_stats`` answers (polled, bounded by ``ready_timeout``).
+- ``ComfyUIProcess``: one server process: spawn it (``loop.subprocess_exec``, or ``Popen``
+  writing to a log file) in a new session (its own process group), stdout and stderr merged,
+  or adopt one left running; lines go into a bounded ``LogBuffer`` and to line listeners /
+  the event sink (``ComfyUILogLine``).
+  ``wait_ready`` polls ``GET /system_stats`` (bounded by ``ready_timeout``). Stop: SIGINT to
+  the process group (ComfyUI stops cleanly on it), then SIGTERM, then SIGKILL after
+  timeouts; members of the group still alive after the leader exited are killed too.
+  When to start, restart or give up is not decided here: that is the supervisor's policy
+  (``services/comfyui_process.py``: restart rules and the crash-loop breaker).
 - Keep-running mode: the output goes to a log file instead of a pipe (a pipe would break when
   POD Studio exits), the file is tailed, and a state file (pid, port, start time) lets another
   ``pod-studio`` process find the server (``live_record``), ask it (``probe_ready``) and stop it
-  (``stop_recorded``). ``attach()`` adopts such a server.
-- Auto-restart: a supervisor task restarts a server that died on its own, guarded by the
-  project's ``CircuitBreaker``: a server that dies at start opens it after a few deaths and
-  is not restarted again; the reason is given in words (exit code or signal, last lines, an
-  out-of-memory hint).
-- Stop: SIGINT to the process group (ComfyUI stops cleanly on it), then SIGTERM, then SIGKILL
-  after timeouts; members of the group still alive after the leader exited are killed too.
+  (``stop_recorded``); ``ComfyUIProcess.adopt`` watches such a server.
+- ``command_from_settings``: the ComfyUI command line (its folder, its Python).
 
 psutil is used for what the standard library cannot do portably: process start times
 (telling a live pid from a reused one) and waiting for a process that is not our child.
@@ -45,19 +45,13 @@ import psutil
 from pydantic import ValidationError as PydanticValidationError
 
 from pod_studio.adapters.storage.atomic import atomic_write_text, move_aside
-from pod_studio.domain.breaker import BreakerConfig, CircuitBreaker
 from pod_studio.domain.comfyui_process import (
-    SERVICE,
     ComfyUILogLine,
-    ComfyUIProcessChanged,
     ExitReason,
-    ProcessState,
     ServerProcessError,
     ServerRecord,
     describe_exit,
 )
-from pod_studio.domain.errors import CircuitOpenError, PodStudioError
-from pod_studio.domain.errors import TimeoutError as PodTimeoutError
 from pod_studio.domain.events import EventSink, null_sink
 from pod_studio.domain.settings import ComfyUIProcessSettings
 
@@ -68,7 +62,6 @@ __all__ = [
     "LogBuffer",
     "command_from_settings",
     "comfyui_command",
-    "default_process_breaker",
     "live_record",
     "probe_ready",
     "read_record",
@@ -86,13 +79,6 @@ _POLL_INTERVAL = 0.1  # seconds between exit checks of a process without exit no
 
 LineListener = Callable[[str], None]
 MARKER = "[POD Studio]"  # prefix of the lines POD Studio itself adds to the log
-
-
-def default_process_breaker(name: str = "comfyui-process") -> CircuitBreaker:
-    """Three deaths within two minutes is a crash loop: stop restarting."""
-    return CircuitBreaker(
-        name, BreakerConfig(failure_threshold=3, window_seconds=120.0, reset_timeout=60.0)
-    )
 
 
 def comfyui_command(
@@ -548,13 +534,13 @@ _DETACHED: list[subprocess.Popen[bytes]] = []
 
 
 class ComfyUIProcess:
-    """A ComfyUI server process: start, stop, restart, watch, auto-restart.
+    """One local ComfyUI server process, as the operating system sees it: spawn it (or adopt
+    the one the state file names), tell when it answers, stop it (SIGINT, SIGTERM, SIGKILL on
+    its process group), keep its output, and record it in the state file.
 
-    Use it from the event-loop thread. ``start()`` returns once the server answers
-    ``/system_stats``. It raises ``ServerProcessError`` when the server will not run (it died
-    at start and the crash-loop breaker opened, or it died and auto-restart is off, or the
-    port is taken) and the domain ``TimeoutError`` when it never answered within
-    ``ready_timeout`` (then it is stopped and not restarted).
+    It starts nothing by itself and restarts nothing: the supervisor
+    (``services/comfyui_process.py``) decides when. One run at a time: the one spawned or
+    adopted last (``alive`` while it runs). Use it from the event-loop thread.
     """
 
     def __init__(
@@ -573,9 +559,6 @@ class ComfyUIProcess:
         ready_poll: float = 0.25,
         interrupt_timeout: float = 15.0,
         terminate_timeout: float = 5.0,
-        auto_restart: bool = True,
-        restart_delay: float = 2.0,
-        breaker: CircuitBreaker | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         keep_running: bool = False,
         log_file: str | os.PathLike[str] | None = None,
@@ -596,9 +579,6 @@ class ComfyUIProcess:
         self._ready_poll = ready_poll
         self._interrupt_timeout = interrupt_timeout
         self._terminate_timeout = terminate_timeout
-        self.auto_restart = auto_restart
-        self._restart_delay = restart_delay
-        self.breaker = breaker or default_process_breaker()
         self._state_dir = Path(state_dir) if state_dir is not None else None
         self._keep_running = keep_running
         if log_file is not None:
@@ -611,19 +591,8 @@ class ComfyUIProcess:
             raise ValueError("keep_running needs a state_dir or a log_file (not a pipe)")
         self._transport = transport
         self._http = self._new_http()
-
-        self._state = ProcessState.STOPPED
-        self._changed = asyncio.Condition()
         self._run: _Run | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        self._stop_requested = False
-        self._detaching = False
-        self._failure: PodStudioError | None = None
-        self._restarts = 0
         self._spawns = 0
-        self.last_exit: ExitReason | None = None
-        self._closed = False
 
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -633,19 +602,30 @@ class ComfyUIProcess:
     # --- queries -------------------------------------------------------------------------------
 
     @property
-    def state(self) -> ProcessState:
-        return self._state
-
-    @property
     def pid(self) -> int | None:
         """The running server's pid (``None`` when none runs)."""
         run = self._run
         return run.pid if run is not None and not run.poll() else None
 
     @property
+    def run_pid(self) -> int | None:
+        """The pid of the last run, running or ended (``None``: none yet, or left running)."""
+        return self._run.pid if self._run is not None else None
+
+    @property
     def pgid(self) -> int | None:
         run = self._run
         return run.pgid if run is not None else None
+
+    @property
+    def alive(self) -> bool:
+        """The last run still runs."""
+        return self._run is not None and not self._run.poll()
+
+    @property
+    def piped(self) -> bool:
+        """The last run's output is a pipe (it cannot outlive POD Studio)."""
+        return self._run is not None and self._run.piped
 
     @property
     def port(self) -> int:
@@ -664,9 +644,8 @@ class ComfyUIProcess:
         return self._keep_running
 
     @property
-    def restarts(self) -> int:
-        """Automatic restarts since the last ``start()``."""
-        return self._restarts
+    def ready_timeout(self) -> float:
+        return self._ready_timeout
 
     @property
     def spawns(self) -> int:
@@ -676,11 +655,6 @@ class ComfyUIProcess:
     @property
     def log_file(self) -> Path | None:
         return self._log_file
-
-    @property
-    def failure(self) -> PodStudioError | None:
-        """Why the server was given up on (state FAILED), else ``None``."""
-        return self._failure
 
     def log_lines(self) -> list[str]:
         """The kept output lines, oldest first."""
@@ -696,116 +670,18 @@ class ComfyUIProcess:
     def remove_line_listener(self, fn: LineListener) -> None:
         self._listeners.remove(fn)
 
-    async def wait_for_state(self, *states: ProcessState, within: float = 30.0) -> ProcessState:
-        """Wait until the state is one of ``states`` and return it (the builtin
-        ``TimeoutError`` after ``within`` seconds)."""
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: self._state in states), within)
-            return self._state
+    def exit_reason(self, *, requested: bool = False, note: str = "") -> ExitReason:
+        """Why the last run ended: its return code and what it printed."""
+        run = self._run
+        if run is None:
+            return describe_exit(None, [], requested=requested, note=note)
+        return describe_exit(run.returncode, self._lines_of(run), requested=requested, note=note)
 
-    # --- start / stop / restart ----------------------------------------------------------------
+    # --- a run ---------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the server (unless it runs) and wait until it answers ``/system_stats``."""
-        async with self._lock:
-            if self._closed:
-                raise ServerProcessError("this ComfyUI process object was closed")
-            if self._supervisor is None or self._supervisor.done():
-                self._preflight()
-                self._reset_for_start()
-                await self._set_state(ProcessState.STARTING, detail=" ".join(self._command[:2]))
-                self._supervisor = asyncio.create_task(
-                    self._supervise(None), name=f"comfyui-process:{self._port}"
-                )
-        await self._wait_settled()
-
-    async def attach(self) -> bool:
-        """Adopt the server the state file names (left running by an earlier POD Studio, or
-        started by ``pod-studio comfyui start``). True when one runs and is now watched; it is
-        then stopped and auto-restarted like a server this object started."""
-        if self._state_dir is None:
-            return False
-        async with self._lock:
-            if self._closed:
-                return False
-            if self._supervisor is not None and not self._supervisor.done():
-                return True
-            record = live_record(self._state_dir)
-            if record is None:
-                return False
-            if (record.host, record.port) != (self._host, self._port):
-                self._host, self._port = record.host, record.port
-                await self._http.aclose()
-                self._http = self._new_http()
-            if record.log_file:
-                self._log_file = Path(record.log_file)
-            self._reset_for_start()
-            run = _Run(record.pid, create_time=record.create_time)
-            run.pgid = record.pgid
-            self._run = run
-            self._on_line(run, f"{MARKER} watching ComfyUI (pid {run.pid}) started earlier")
-            run.first_line = self.log.total
-            if record.log_file:
-                run.reader = asyncio.create_task(
-                    self._tail_file(run, Path(record.log_file), from_end=True),
-                    name="comfyui-log-tail",
-                )
-            await self._set_state(ProcessState.STARTING, detail=f"adopting pid {record.pid}")
-            self._supervisor = asyncio.create_task(
-                self._supervise(run), name=f"comfyui-process:{self._port}"
-            )
-        try:
-            await self._wait_settled()
-        except PodStudioError as exc:
-            log.warning("could not adopt ComfyUI (pid %s): %s", record.pid, exc)
-            return False
-        return True
-
-    async def stop(self) -> ExitReason | None:
-        """Stop gracefully (SIGINT, then SIGTERM, then SIGKILL on the process group) and wait
-        until nothing of it is left. Returns how it ended; ``None`` when nothing ran."""
-        async with self._lock:
-            return await self._stop_locked()
-
-    async def restart(self) -> None:
-        async with self._lock:
-            await self._stop_locked()
-        await self.start()
-
-    async def detach(self) -> None:
-        """Stop watching and leave the server running (its output goes to the log file)."""
-        async with self._lock:
-            run = self._run
-            if run is not None and run.piped and not run.poll():
-                raise ServerProcessError(
-                    "a server whose output is a pipe cannot be left running; "
-                    "start it with keep_running=True"
-                )
-            await self._detach_locked()
-
-    async def aclose(self) -> None:
-        """At app exit: stop the server, unless keep-running mode leaves it running."""
-        async with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            run = self._run
-            if self._keep_running and (run is None or not run.piped):
-                await self._detach_locked()
-            else:
-                await self._stop_locked()
-        await self._http.aclose()
-
-    # --- internals: lifecycle ------------------------------------------------------------------
-
-    def _reset_for_start(self) -> None:
-        self._stop_requested = False
-        self._detaching = False
-        self._failure = None
-        self._restarts = 0
-        self.breaker.reset()
-
-    def _preflight(self) -> None:
+    def check_free(self) -> None:
+        """``ServerProcessError`` when a server recorded in the state file still runs, or
+        the port is taken (a new server could not listen)."""
         if self._state_dir is not None:
             record = live_record(self._state_dir)
             if record is not None:
@@ -822,150 +698,34 @@ class ComfyUIProcess:
                 "running? Stop it or choose another port in the settings.",
             )
 
-    async def _wait_settled(self) -> None:
-        # Bounded: every start attempt is bounded by ready_timeout, and the breaker bounds
-        # the number of attempts.
-        attempts = self.breaker.config.failure_threshold + 1
-        within = attempts * (self._ready_timeout + self._restart_delay + 30.0)
-        state = await self.wait_for_state(
-            ProcessState.READY, ProcessState.FAILED, ProcessState.STOPPED, within=within
-        )
-        if state is ProcessState.READY:
-            return
-        if state is ProcessState.FAILED and self._failure is not None:
-            raise self._failure
-        raise ServerProcessError(
-            "ComfyUI was stopped before it became ready",
-            reason=self.last_exit,
-            user_message="ComfyUI was stopped before it became ready.",
-        )
-
-    async def _supervise(self, adopted: _Run | None) -> None:
-        try:
-            await self._supervise_loop(adopted)
-        except asyncio.CancelledError:
-            run = self._run
-            if not self._detaching and run is not None and not run.poll():
-                await self._terminate(run)
-            raise
-        except Exception as exc:  # a bug here must not leave a server nobody watches
-            log.exception("the ComfyUI supervisor failed")
-            run = self._run
-            if run is not None and not run.poll():
-                await self._terminate(run)
-            self._failure = ServerProcessError(f"the ComfyUI supervisor failed: {exc}")
-            await self._set_state(ProcessState.FAILED, detail=self._failure.message)
-
-    async def _supervise_loop(self, adopted: _Run | None) -> None:
-        first = True
-        while True:
-            try:
-                admission = self.breaker.admit()
-            except CircuitOpenError:
-                await self._give_up()
-                return
-            if not first:
-                self._restarts += 1
-                await self._set_state(
-                    ProcessState.STARTING,
-                    detail=f"restarting in {self._restart_delay:g} s (restart {self._restarts})",
-                )
-                await asyncio.sleep(self._restart_delay)
-            if first and adopted is not None:
-                outcome = await self._follow(adopted, spawned=False)
-            else:
-                outcome = await self._run_once()
-            first = False
-            if self._stop_requested or outcome is None:
-                return
-            reason, timed_out, was_ready = outcome
-            self.last_exit = reason
-            if was_ready:
-                self.breaker.record_success(admission)
-            self.breaker.record_failure(admission, ServerProcessError(reason.summary))
-            await self._set_state(
-                ProcessState.EXITED,
-                detail=reason.summary,
-                returncode=reason.returncode,
-                out_of_memory=reason.out_of_memory,
-            )
-            if timed_out:
-                self._failure = PodTimeoutError(
-                    reason.summary, service=SERVICE, user_message=reason.summary, retryable=False
-                )
-                await self._set_state(ProcessState.FAILED, detail=reason.summary)
-                return
-            if not self.auto_restart:
-                self._failure = ServerProcessError(
-                    reason.summary, reason=reason, user_message=reason.summary
-                )
-                await self._set_state(ProcessState.FAILED, detail=reason.summary)
-                return
-
-    async def _give_up(self) -> None:
-        reason = self.last_exit
-        cause = reason.summary if reason is not None else "it kept dying"
-        config = self.breaker.config
-        message = (
-            f"ComfyUI died {config.failure_threshold} times within {config.window_seconds:g} s;"
-            f" not restarting it again. {cause}"
-        )
-        self._failure = ServerProcessError(message, reason=reason, user_message=message)
-        await self._set_state(
-            ProcessState.FAILED,
-            detail=message,
-            returncode=reason.returncode if reason is not None else None,
-            out_of_memory=reason.out_of_memory if reason is not None else False,
-        )
-
-    async def _run_once(self) -> tuple[ExitReason, bool, bool] | None:
-        """Spawn, wait until ready, wait until it ends. ``None`` when it was stopped on
-        request; else (why it ended, whether readiness timed out, whether it was ready)."""
-        try:
-            run = await self._spawn()
-        except OSError as exc:
-            note = f"ComfyUI could not be started ({' '.join(self._command[:2])}): {exc}"
-            return describe_exit(None, [], note=note), False, False
-        return await self._follow(run, spawned=True)
-
-    async def _follow(self, run: _Run, *, spawned: bool) -> tuple[ExitReason, bool, bool] | None:
-        ready = await self._wait_ready(run)
-        if self._stop_requested:
+    async def adopt(self) -> int | None:
+        """Watch the server the state file names (left running by an earlier POD Studio, or
+        started by ``pod-studio comfyui start``): its pid, or ``None`` when none runs."""
+        if self._state_dir is None:
             return None
-        if ready is None:
-            note = (
-                f"ComfyUI did not answer on {self.url}/system_stats within "
-                f"{self._ready_timeout:g} s; it was stopped"
-            )
-            await self._terminate(run)
-            await self._drain(run)
-            self._forget_record(run)
-            return describe_exit(run.returncode, self._lines_of(run), note=note), True, False
-        if ready:
-            if spawned and self._state_dir is not None:
-                self._record(run)
-            await self._set_state(ProcessState.READY, detail=f"answering on {self.url}")
-            await run.wait()
-        await self._drain(run)
-        if self._stop_requested:
+        record = live_record(self._state_dir)
+        if record is None:
             return None
-        self._forget_record(run)
-        return describe_exit(run.returncode, self._lines_of(run)), False, bool(ready)
+        if (record.host, record.port) != (self._host, self._port):
+            self._host, self._port = record.host, record.port
+            await self._http.aclose()
+            self._http = self._new_http()
+        if record.log_file:
+            self._log_file = Path(record.log_file)
+        run = _Run(record.pid, create_time=record.create_time)
+        run.pgid = record.pgid
+        self._run = run
+        self._on_line(run, f"{MARKER} watching ComfyUI (pid {run.pid}) started earlier")
+        run.first_line = self.log.total
+        if record.log_file:
+            run.reader = asyncio.create_task(
+                self._tail_file(run, Path(record.log_file), from_end=True),
+                name="comfyui-log-tail",
+            )
+        return record.pid
 
-    async def _wait_ready(self, run: _Run) -> bool | None:
-        """True once /system_stats answers; False if the process ended first; None on timeout."""
-        deadline = time.monotonic() + self._ready_timeout
-        while not run.poll():
-            if await _answers(self._http):
-                return not run.poll()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            # Polling: the server announces readiness only by answering.
-            await run.wait(min(self._ready_poll, left))
-        return False
-
-    async def _spawn(self) -> _Run:
+    async def spawn(self) -> None:
+        """Start a new run (``OSError`` when the program cannot be started)."""
         env = dict(os.environ if self._env is None else self._env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("PYTHONIOENCODING", "utf-8")
@@ -981,7 +741,112 @@ class ComfyUIProcess:
         self._spawns += 1
         self._run = run
         log.info("started ComfyUI (pid %s): %s", run.pid, " ".join(self._command))
-        return run
+
+    async def wait_ready(self) -> bool | None:
+        """True once /system_stats answers; False if the run ended first; None on timeout."""
+        run = self._need_run()
+        deadline = time.monotonic() + self._ready_timeout
+        while not run.poll():
+            if await _answers(self._http):
+                return not run.poll()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            # Polling: the server announces readiness only by answering.
+            await run.wait(min(self._ready_poll, left))
+        return False
+
+    async def wait_exit(self) -> None:
+        await self._need_run().wait()
+
+    def record(self) -> None:
+        """Write the state file for the run (so another process can find and stop it)."""
+        run = self._need_run()
+        if self._state_dir is None:
+            return
+        record = ServerRecord(
+            pid=run.pid,
+            pgid=run.pgid,
+            port=self._port,
+            host=self._host,
+            started_at=datetime.now(UTC),
+            create_time=run.create_time,
+            command=self._command,
+            log_file=os.fspath(self._log_file) if not run.piped and self._log_file else None,
+        )
+        _write_record(self._state_dir, record)
+
+    def forget(self) -> None:
+        """Remove the state file, if it names the run."""
+        if self._state_dir is not None and self._run is not None:
+            _remove_record(self._state_dir, self._run.pid)
+
+    async def terminate(self) -> str:
+        """SIGINT the group, then SIGTERM, then SIGKILL; returns how it ended."""
+        run = self._need_run()
+        how = "stopped on SIGINT"
+        _signal_group(run.pid, run.pgid, signal.SIGINT)
+        if not await run.wait(self._interrupt_timeout):
+            log.warning("ComfyUI (pid %s) ignored SIGINT; terminating", run.pid)
+            how = f"did not stop within {self._interrupt_timeout:g} s of SIGINT; terminated"
+            _signal_group(run.pid, run.pgid, _SIGTERM)
+            if not await run.wait(self._terminate_timeout):
+                log.warning("ComfyUI (pid %s) ignored SIGTERM; killing", run.pid)
+                how = "did not stop on SIGINT or SIGTERM; killed"
+                _signal_group(run.pid, run.pgid, _SIGKILL)
+                await run.wait(10.0)
+        await _kill_leftovers(run.pgid)
+        return how
+
+    async def drain(self) -> None:
+        """Let the reader take the last output, then release the run's resources."""
+        run = self._need_run()
+        if run.protocol is not None and run.transport is not None:
+            # A helper left in the group could hold the pipe open: bounded.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.protocol.pipe_closed.wait(), 2.0)
+            run.transport.close()  # the process has ended: this only closes the pipe
+            for line in run.splitter.flush():
+                self._on_line(run, line)
+        reader = run.reader
+        if reader is not None and not reader.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), 2.0)
+            except TimeoutError:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+        if run.log_fh is not None:
+            run.log_fh.close()
+            run.log_fh = None
+
+    async def stop_output(self) -> None:
+        """Stop following the run's log file."""
+        run = self._run
+        if run is not None and run.reader is not None and not run.reader.done():
+            run.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.reader
+
+    async def detach(self) -> None:
+        """Stop watching the run and leave it running (its output goes to the log file)."""
+        run = self._run
+        if run is not None:
+            if run.popen is not None and run.popen.poll() is None:
+                _DETACHED.append(run.popen)
+            await self.stop_output()
+            if run.log_fh is not None:
+                run.log_fh.close()  # the child keeps its own descriptor
+                run.log_fh = None
+        self._run = None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _need_run(self) -> _Run:
+        if self._run is None:
+            raise ServerProcessError("no ComfyUI process was started")
+        return self._run
 
     async def _spawn_piped(self, kwargs: dict[str, Any]) -> _Run:
         loop = asyncio.get_running_loop()
@@ -1039,118 +904,7 @@ class ComfyUIProcess:
         )
         return run
 
-    def _record(self, run: _Run) -> None:
-        assert self._state_dir is not None
-        record = ServerRecord(
-            pid=run.pid,
-            pgid=run.pgid,
-            port=self._port,
-            host=self._host,
-            started_at=datetime.now(UTC),
-            create_time=run.create_time,
-            command=self._command,
-            log_file=os.fspath(self._log_file) if not run.piped and self._log_file else None,
-        )
-        _write_record(self._state_dir, record)
-
-    def _forget_record(self, run: _Run) -> None:
-        if self._state_dir is not None:
-            _remove_record(self._state_dir, run.pid)
-
-    async def _terminate(self, run: _Run) -> str:
-        """SIGINT the group, then SIGTERM, then SIGKILL; returns how it ended."""
-        how = "stopped on SIGINT"
-        _signal_group(run.pid, run.pgid, signal.SIGINT)
-        if not await run.wait(self._interrupt_timeout):
-            log.warning("ComfyUI (pid %s) ignored SIGINT; terminating", run.pid)
-            how = f"did not stop within {self._interrupt_timeout:g} s of SIGINT; terminated"
-            _signal_group(run.pid, run.pgid, _SIGTERM)
-            if not await run.wait(self._terminate_timeout):
-                log.warning("ComfyUI (pid %s) ignored SIGTERM; killing", run.pid)
-                how = "did not stop on SIGINT or SIGTERM; killed"
-                _signal_group(run.pid, run.pgid, _SIGKILL)
-                await run.wait(10.0)
-        await _kill_leftovers(run.pgid)
-        return how
-
-    async def _drain(self, run: _Run) -> None:
-        """Let the reader take the last output, then release the run's resources."""
-        if run.protocol is not None and run.transport is not None:
-            # A helper left in the group could hold the pipe open: bounded.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run.protocol.pipe_closed.wait(), 2.0)
-            run.transport.close()  # the process has ended: this only closes the pipe
-            for line in run.splitter.flush():
-                self._on_line(run, line)
-        reader = run.reader
-        if reader is not None and not reader.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(reader), 2.0)
-            except TimeoutError:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-        if run.log_fh is not None:
-            run.log_fh.close()
-            run.log_fh = None
-
-    async def _stop_locked(self) -> ExitReason | None:
-        self._stop_requested = True
-        run = self._run
-        supervisor = self._supervisor
-        reason: ExitReason | None = None
-        if run is not None and not run.poll():
-            await self._set_state(ProcessState.STOPPING, detail="stopping (SIGINT)")
-            how = await self._terminate(run)
-            await self._drain(run)
-            reason = describe_exit(
-                run.returncode,
-                self._lines_of(run),
-                requested=True,
-                note=f"ComfyUI (pid {run.pid}) {how}",
-            )
-            self.last_exit = reason
-            self._forget_record(run)
-        if supervisor is not None and not supervisor.done():
-            supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
-        self._supervisor = None
-        if run is not None and run.reader is not None and not run.reader.done():
-            run.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await run.reader
-        if self._state is not ProcessState.STOPPED:
-            await self._set_state(
-                ProcessState.STOPPED,
-                detail=reason.summary if reason is not None else "stopped",
-                returncode=reason.returncode if reason is not None else None,
-            )
-        return reason
-
-    async def _detach_locked(self) -> None:
-        self._stop_requested = True
-        self._detaching = True
-        supervisor, self._supervisor = self._supervisor, None
-        run = self._run
-        tasks = [supervisor]
-        if run is not None:
-            tasks.append(run.reader)
-            if run.popen is not None and run.popen.poll() is None:
-                _DETACHED.append(run.popen)
-        for task in tasks:
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if run is not None and run.log_fh is not None:
-            run.log_fh.close()  # the child keeps its own descriptor
-            run.log_fh = None
-        self._run = None
-        if self._state is not ProcessState.STOPPED:
-            await self._set_state(ProcessState.STOPPED, detail="left running (keep-running mode)")
-
-    # --- internals: output ---------------------------------------------------------------------
+    # --- output --------------------------------------------------------------------------------
 
     async def _tail_file(self, run: _Run, path: Path, *, from_end: bool) -> None:
         splitter = _LineSplitter()
@@ -1185,39 +939,10 @@ class ComfyUIProcess:
             except Exception:
                 log.exception("a ComfyUI log listener failed")
         if self._emit_log_events:
-            self._emit(ComfyUILogLine(line=line, pid=run.pid, number=number))
-
-    # --- internals: events ---------------------------------------------------------------------
-
-    async def _set_state(
-        self,
-        state: ProcessState,
-        *,
-        detail: str = "",
-        returncode: int | None = None,
-        out_of_memory: bool = False,
-    ) -> None:
-        async with self._changed:
-            self._state = state
-            self._changed.notify_all()
-        self._emit(
-            ComfyUIProcessChanged(
-                state=state,
-                pid=self._run.pid if self._run is not None else None,
-                port=self._port,
-                url=self.url,
-                detail=detail,
-                returncode=returncode,
-                out_of_memory=out_of_memory,
-                restarts=self._restarts,
-            )
-        )
-
-    def _emit(self, event: ComfyUIProcessChanged | ComfyUILogLine) -> None:
-        try:
-            self._sink(event)
-        except Exception:
-            log.exception("the event sink failed")
+            try:
+                self._sink(ComfyUILogLine(line=line, pid=run.pid, number=number))
+            except Exception:
+                log.exception("the event sink failed")
 
 
 def _port_in_use(host: str, port: int) -> bool:

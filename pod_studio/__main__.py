@@ -12,6 +12,7 @@ import sys
 
 from pod_studio.cli import exits
 from pod_studio.cli.main import parse_args, run
+from pod_studio.domain.errors import PodStudioError, user_message
 
 
 def _qt_platform() -> str:
@@ -34,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         return exits.UNREACHABLE if problem.kind == "display" else exits.USAGE
     from pod_studio import bootstrap
 
-    return bootstrap.main(args)
+    try:
+        return bootstrap.main(args)
+    except PodStudioError as exc:  # before the window opens: its folders cannot be used
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        return exits.for_error(exc)
 
 
 if __name__ == "__main__":

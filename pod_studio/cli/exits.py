@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pod_studio.domain.errors import exit_class
+
 OK = 0  # everything asked for was done
 FAILED = 1  # some work failed or is left unfinished (it stays in the queue: `pod-studio queue`)
 USAGE = 2  # a usage error or bad input: nothing was started
@@ -12,3 +14,9 @@ POLICY = (
     "exit status: 0 done; 1 some work failed or is unfinished (it stays in the queue); "
     "2 usage error or bad input; 3 a needed server cannot be reached; 130 interrupted"
 )
+
+
+def for_error(exc: BaseException) -> int:
+    """The exit status of a command that ends on ``exc``: from the error's type (its
+    ``exit_class``), never from its words."""
+    return int(exit_class(exc))

@@ -8,6 +8,7 @@ command and running it again resumes the batch (finished jobs are never generate
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -18,7 +19,12 @@ from pydantic import ValidationError as PydanticValidationError
 from pod_studio.cli import exits
 from pod_studio.cli.progress import ProgressPrinter
 from pod_studio.composition.core import load_template
-from pod_studio.composition.headless import open_core, preflight_servers, run_generation
+from pod_studio.composition.headless import (
+    check_output_folder,
+    open_core,
+    preflight_servers,
+    run_generation,
+)
 from pod_studio.domain.errors import ValidationError
 from pod_studio.domain.models import MAX_PROMPTS_PER_BATCH, GenerationRequest
 from pod_studio.domain.urls import check_server_urls
@@ -140,12 +146,14 @@ async def run(args: argparse.Namespace) -> int:
         )
     except PydanticValidationError as exc:
         first = exc.errors()[0]
-        print(f"error: {first.get('loc', ('',))[0]}: {first.get('msg')}", file=err)
+        message = str(first.get("msg", "")).removeprefix("Value error, ")
+        print(f"error: {first.get('loc', ('',))[0]}: {message}", file=err)
         return exits.USAGE
     template = None
     if args.workflow or args.prompt_input:
         template = load_template(args.workflow, prompt_input=args.prompt_input)
     out_dir = Path(args.out)
+    await asyncio.to_thread(check_output_folder, out_dir)
     printer = ProgressPrinter(err, quiet=args.quiet)
     async with open_core(sinks=[printer], servers=servers or None, template=template) as core:
         from pod_studio.composition.headless import batch_specs
@@ -154,8 +162,8 @@ async def run(args: argparse.Namespace) -> int:
         if problems and len(problems) >= len(core.generators):
             for p in problems:
                 print(f"error: {p}", file=err)
-            unreachable = all("reach" in p or "offline" in p for p in problems)
-            return exits.UNREACHABLE if unreachable else exits.USAGE
+            # every server unreachable: 3; any bad input (a missing node or model): 2
+            return min(int(p.exit_class) for p in problems)
         for p in problems:
             print(f"warning: {p}", file=err)
         outcome = await run_generation(core, request, out_dir, horizon=args.horizon)

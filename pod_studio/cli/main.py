@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from pod_studio import __version__
 from pod_studio.cli import comfyui, diagnose, etsy, exits, generate, publish, queue, sandbox
-from pod_studio.domain.errors import PodStudioError, ValidationError, user_message
+from pod_studio.domain.errors import PodStudioError, user_message
 
 COMMANDS = ("generate", "publish", "doctor", "stats", "comfyui", "etsy", "sandbox", *queue.COMMANDS)
 
@@ -114,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
     from pod_studio.composition.diagnostics import configure_logging, log_file, shutdown_logging
 
     started = time.monotonic()
-    if args.command != "sandbox":
-        configure_logging()
     try:
+        if args.command != "sandbox":
+            configure_logging()  # makes the folders: one that cannot be used is said below
         if args.command == "generate":
             return asyncio.run(generate.run(args))
         if args.command == "publish":
@@ -136,12 +136,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {user_message(exc)}", file=sys.stderr)
         for line in getattr(exc, "details", None) or []:
             print(f"  - {line}", file=sys.stderr)
-        if args.command != "sandbox":
+        if args.command != "sandbox" and log_file().is_file():
             print(f"  (details in the log: {log_file()})", file=sys.stderr)
-        bad_input = exc.service in ("cli", "settings", "manifest") or isinstance(
-            exc, ValidationError
-        )
-        return exits.USAGE if bad_input else exits.FAILED
+        return exits.for_error(exc)
     except KeyboardInterrupt:
         print(
             f"interrupted after {time.monotonic() - started:.1f} s; unfinished work stays in the "

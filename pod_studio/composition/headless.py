@@ -30,7 +30,7 @@ from pod_studio.adapters.storage.images import OutputFolder
 from pod_studio.adapters.storage.ledger import SqliteJobLedger
 from pod_studio.adapters.storage.paths import AppPaths, app_paths
 from pod_studio.composition.core import Core, build_core
-from pod_studio.domain.errors import PodStudioError, ValidationError, user_message
+from pod_studio.domain.errors import ExitClass, PodStudioError, ValidationError, user_message
 from pod_studio.domain.events import EventSink
 from pod_studio.domain.jobs import JobStatus, StepStatus, idempotency_key
 from pod_studio.domain.ledger_port import JobRecord
@@ -138,19 +138,39 @@ def batch_specs(
     ]
 
 
-async def preflight_servers(core: Core, spec: JobSpec) -> list[str]:
-    """Problems per server for the graph this request sends (overrides applied): unreachable,
-    missing node classes or model files."""
+@dataclass(frozen=True)
+class ServerCheck:
+    """One problem one server has with the graph a request sends, and its exit class."""
+
+    url: str
+    message: str
+    exit_class: ExitClass
+
+    def __str__(self) -> str:
+        return f"{self.url}: {self.message}"
+
+
+async def preflight_servers(core: Core, spec: JobSpec) -> list[ServerCheck]:
+    """Problems per server for the graph this request sends (overrides applied): unreachable
+    (the error's own exit class), missing node classes or model files (bad input)."""
     graph = core.template.build(spec, filename_prefix=core.orchestrator.options.filename_prefix)
-    problems: list[str] = []
+    problems: list[ServerCheck] = []
     for gen in core.generators:
         try:
             info = await gen.object_info()
         except PodStudioError as exc:
-            problems.append(f"{gen.url}: {user_message(exc)}")
+            problems.append(ServerCheck(gen.url, user_message(exc), exc.exit_class))
             continue
-        problems.extend(f"{gen.url}: {p}" for p in preflight_graph(graph, info))
+        problems.extend(
+            ServerCheck(gen.url, p, ExitClass.BAD_INPUT) for p in preflight_graph(graph, info)
+        )
     return problems
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """``--out`` checked before anything starts (``OutputFolder.check``): a folder, made when
+    missing, writable, with no manifest link out of it."""
+    OutputFolder(out_dir).check()
 
 
 async def run_generation(

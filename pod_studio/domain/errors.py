@@ -2,19 +2,31 @@
 
 Every library exception is mapped once, at the adapter edge, into one of these
 (``raise ... from exc``). Each error knows the ``service`` it came from, whether it
-is ``retryable`` and a ``user_message`` a seller can act on. Messages never contain
-secrets: adapters build them from status codes and response excerpts only.
+is ``retryable``, a ``user_message`` a seller can act on and its ``exit_class``: what a
+command that ends on it exits with (the CLI's exit code comes from the type, never from the
+words). Messages never contain secrets: adapters build them from status codes and response
+excerpts only.
 """
 
 from __future__ import annotations
 
 import builtins
+from enum import IntEnum
+
+
+class ExitClass(IntEnum):
+    """What kind of ending an error is, as the ``pod-studio`` exit status says it."""
+
+    WORK_FAILED = 1  # the work was tried and failed (it stays in the queue)
+    BAD_INPUT = 2  # the seller's input (arguments, files, settings, a token) is wrong
+    UNREACHABLE = 3  # a needed server cannot be reached, is failing, or is not what we expect
 
 
 class PodStudioError(Exception):
     """Root of every error POD Studio raises on purpose."""
 
     default_retryable: bool = False
+    exit_class: ExitClass = ExitClass.WORK_FAILED
 
     def __init__(
         self,
@@ -58,11 +70,15 @@ class APIError(PodStudioError):
 class AuthenticationError(APIError):
     """401/403 or a missing/invalid secret. Never retried; the seller must fix the token."""
 
+    exit_class = ExitClass.BAD_INPUT
+
     default_retryable = False
 
 
 class RateLimitError(APIError):
     """429 or a throttle reply. ``retry_after`` is the server's hint in seconds, if any."""
+
+    exit_class = ExitClass.UNREACHABLE
 
     default_retryable = True
 
@@ -84,6 +100,8 @@ class RateLimitError(APIError):
 class TimeoutError(PodStudioError):
     """The remote did not answer in time (connect, read, write or pool timeout)."""
 
+    exit_class = ExitClass.UNREACHABLE
+
     default_retryable = True
 
 
@@ -94,6 +112,8 @@ BuiltinTimeoutError = builtins.TimeoutError
 
 class ValidationError(PodStudioError):
     """Our input is wrong (bad workflow, bad price, rejected payload). Never retried."""
+
+    exit_class = ExitClass.BAD_INPUT
 
     default_retryable = False
 
@@ -111,6 +131,8 @@ class ValidationError(PodStudioError):
 
 class ServiceError(PodStudioError):
     """The remote is unreachable or failing (5xx, connection refused/reset). Retryable."""
+
+    exit_class = ExitClass.UNREACHABLE
 
     default_retryable = True
 
@@ -134,6 +156,8 @@ class UpstreamDataError(ServiceError):
 class CircuitOpenError(PodStudioError):
     """The breaker for ``service`` is open: failing fast without touching the network."""
 
+    exit_class = ExitClass.UNREACHABLE
+
     default_retryable = False
 
     def __init__(self, service: str, retry_in: float, *, last_error: str | None = None) -> None:
@@ -154,6 +178,8 @@ class ServiceUnavailableError(PodStudioError):
     """A service the job needs is not usable yet through no fault of the job: not set up, no
     token, the keyring locked. The queue waits for it (``retry_in`` seconds, or its own
     schedule when None) without charging an attempt."""
+
+    exit_class = ExitClass.UNREACHABLE
 
     default_retryable = False
 
@@ -219,6 +245,16 @@ class JobInterruptedError(PodStudioError):
 
 class PromptLostError(ServiceError):
     """The server forgot a prompt (restart): it is neither queued nor in history. Resubmit it."""
+
+    exit_class = ExitClass.WORK_FAILED
+
+
+def exit_class(exc: BaseException) -> ExitClass:
+    """The exit class of any exception: an error of ours says it; anything else is a failure
+    of the work."""
+    if isinstance(exc, PodStudioError):
+        return exc.exit_class
+    return ExitClass.WORK_FAILED
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pod_studio.domain.errors import PodStudioError
+from pod_studio.domain.errors import ExitClass, PodStudioError
 from pod_studio.domain.jobs import MAX_ATTEMPTS, ErrorKind, JobKind, JobStatus, StepStatus
 
 
@@ -30,6 +30,8 @@ class LedgerLockedError(LedgerError):
 
 class UnknownJobError(LedgerError):
     """No job (or step) with that id."""
+
+    exit_class = ExitClass.BAD_INPUT
 
 
 class JobNotRunningError(LedgerError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -49,6 +50,11 @@ class ServerProblem(StrEnum):
     BUSY = "busy"  # ComfyUI, but it does not answer in time
 
 
+# C0 and C1 control characters but tab and line breaks (a pasted multi-line prompt stays one
+# prompt per line in the editor; the command line keeps what it was given)
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 class GenerationRequest(Frozen):
     """What the seller asked for in the prompt editor (or on the command line)."""
 
@@ -75,7 +81,20 @@ class GenerationRequest(Frozen):
         too_long = [i + 1 for i, p in enumerate(cleaned) if len(p) > MAX_PROMPT_CHARS]
         if too_long:
             raise ValueError(f"prompt line(s) {too_long[:5]} exceed {MAX_PROMPT_CHARS} characters")
+        controls = [i + 1 for i, p in enumerate(cleaned) if _CONTROL_CHARS.search(p)]
+        if controls:
+            raise ValueError(
+                f"prompt line(s) {controls[:5]} contain control characters (such as NUL); "
+                "a prompt is plain text: remove them"
+            )
         return cleaned
+
+    @field_validator("negative")
+    @classmethod
+    def _clean_negative(cls, negative: str) -> str:
+        if _CONTROL_CHARS.search(negative):
+            raise ValueError("the negative prompt contains control characters (such as NUL)")
+        return negative
 
 
 class JobSpec(Frozen):

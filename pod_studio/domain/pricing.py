@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 CENT = Decimal("0.01")
 MARGIN_QUANTUM = Decimal("0.0001")
 MAX_PRICE = Decimal("10000")
+_MAX_DIGITS = 12  # no amount reaches a trillion; beyond 26 digits cents cannot be kept
 DEFAULT_CURRENCY = "USD"
 
 MoneyInput = Decimal | int | str
@@ -51,6 +52,12 @@ def _as_decimal(value: Any, *, what: str) -> Decimal:
         raise ValidationError(f"{what} has an unsupported type {type(value).__name__}")
     if not dec.is_finite():
         raise ValidationError(f"{what} {value!r} is not a finite number")
+    if dec.adjusted() >= _MAX_DIGITS:  # 1e30 cannot be rounded to cents (28 digits)
+        raise ValidationError(
+            f"{what} {value!r} is too large",
+            user_message=f"{what} {value} is too large to be an amount of money; "
+            "write it like 19.99",
+        )
     return dec
 
 

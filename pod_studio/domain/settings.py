@@ -15,30 +15,23 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pod_studio.domain.errors import ValidationError
+from pod_studio.domain.urls import parse_http_url
+
 SETTINGS_SCHEMA_VERSION = 1
-DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"
+DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"  # = domain.urls.EXAMPLE_URL
 
 _MYSHOPIFY_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*$")
 
 
 def normalise_http_url(value: str) -> str:
-    """Validate an http(s) URL with a host; return it stripped, without a trailing slash."""
-    from pod_studio.domain.urls import mask_url  # urls.py imports this module
-
-    text = value.strip()
-    shown = repr(mask_url(text))  # a message never carries a password
-    parts = urlsplit(text)
-    if "@" in parts.netloc or parts.username or parts.password:
-        raise ValueError(f"{shown}: URLs must not embed a user name or password")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{shown} is not an http(s) URL (expected e.g. {DEFAULT_COMFYUI_URL})")
+    """``domain.urls.parse_http_url`` for the settings model's validators (pydantic wants a
+    ``ValueError``)."""
     try:
-        _ = parts.port
-    except ValueError as exc:
-        raise ValueError(f"{shown} has an invalid port") from exc
-
-    return text.rstrip("/")
+        return parse_http_url(value)
+    except ValidationError as exc:
+        raise ValueError(exc.user_message) from None
 
 
 class _Section(BaseModel):

@@ -159,6 +159,14 @@ def validate_graph(data: Any) -> Graph:
         inputs = node.get("inputs", {})
         if not isinstance(inputs, dict):
             problems.append(f"node {node_id!r} ({class_type}) has inputs that are not an object")
+    if not problems:
+        problems = _link_problems(data)
+        if problems:
+            raise WorkflowError(
+                "the workflow's links are broken: " + "; ".join(problems[:5]),
+                details=problems if len(problems) > 1 else [],
+                service="workflow",
+            )
     if problems:
         raise WorkflowError(
             "not an API-format workflow: "
@@ -170,6 +178,56 @@ def validate_graph(data: Any) -> Graph:
             service="workflow",
         )
     return cast(Graph, data)
+
+
+def _link_problems(graph: Mapping[str, Any]) -> list[str]:
+    """Links to nodes that are not in the graph, and cycles (ComfyUI cannot order a graph that
+    loops back on itself), each named by its nodes."""
+    problems: list[str] = []
+    edges: dict[str, list[str]] = {}
+    for node_id in sorted(graph, key=_node_sort_key):
+        inputs = graph[node_id].get("inputs", {})
+        for name, value in inputs.items():
+            if not _is_link(value):
+                continue
+            source = str(value[0])
+            if source not in graph:
+                problems.append(
+                    f"node {node_id} input {name} is linked to node {source}, which is not in "
+                    "the workflow"
+                )
+            else:
+                edges.setdefault(node_id, []).append(source)
+    # Depth-first search with colours; iterative, so a long chain cannot hit the recursion limit.
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(graph, key=_node_sort_key):
+        if state.get(start):
+            continue
+        path: list[str] = [start]
+        stack: list[tuple[str, int]] = [(start, 0)]
+        state[start] = 1
+        while stack:
+            node, index = stack[-1]
+            targets = edges.get(node, [])
+            if index == len(targets):
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                continue
+            stack[-1] = (node, index + 1)
+            nxt = targets[index]
+            if state.get(nxt) == 1:
+                loop = [*path[path.index(nxt) :], nxt]
+                problems.append(
+                    "the workflow has a cycle: "
+                    + " → ".join(f"node {n} ({graph[n].get('class_type')})" for n in loop)
+                )
+                return problems
+            if not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, 0))
+    return problems
 
 
 class _Detector:
@@ -412,6 +470,14 @@ def preflight_graph(
     """Problems that would make the server reject ``graph``: missing classes, and (with
     ``values``) models and choices the server does not list."""
     problems: list[str] = []
+    outputs = output_classes_from(object_info)
+    if not any(
+        isinstance(node, dict) and node.get("class_type") in outputs for node in graph.values()
+    ):
+        problems.append(
+            "The workflow has no output node (such as SaveImage): ComfyUI would run nothing "
+            'and refuse it with "Prompt has no outputs"'
+        )
     for node_id in sorted(graph, key=_node_sort_key):
         node = graph[node_id]
         if not isinstance(node, dict):

@@ -510,6 +510,42 @@ class OutputFolder:
         self.warnings: list[str] = []
         self._append_ok = True
 
+    def check(self) -> None:
+        """Make sure the folder can be written before any work starts: it is a folder (made
+        when missing), writable, and its manifest is not a link to somewhere else (nothing is
+        written through a link out of the folder). Raises ``ValidationError`` naming the
+        problem."""
+        where = str(self.out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ValidationError(
+                f"output path is not a folder: {where}",
+                service="cli",
+                user_message=f"--out {where} is a file, not a folder: name a folder (it is "
+                "made when missing)",
+            )
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValidationError(
+                f"cannot make output folder {where}: {exc.strerror}",
+                service="cli",
+                user_message=f"--out {where} cannot be made: {exc.strerror}",
+            ) from None
+        if not os.access(self.out_dir, os.W_OK | os.X_OK):
+            raise ValidationError(
+                f"output folder not writable: {where}",
+                service="cli",
+                user_message=f"--out {where} is not writable: choose a folder you can write to",
+            )
+        if self.manifest_path.is_symlink():
+            raise ValidationError(
+                f"{MANIFEST_NAME} in {where} is a link",
+                service="cli",
+                user_message=f"{self.manifest_path} is a link to another place; POD Studio "
+                "writes nothing through a link out of --out. Remove the link or choose "
+                "another folder.",
+            )
+
     def _load(self) -> list[dict[str, Any]]:
         if not self.manifest_path.exists():
             return []
@@ -541,9 +577,11 @@ class OutputFolder:
         while True:
             if name not in taken:
                 path = self.out_dir / name
-                if not path.exists():
+                if path.is_symlink():
+                    pass  # never written or read through: the name is taken
+                elif not path.exists():
                     return path, False
-                if _sha256_file(path) == sha256:
+                elif path.is_file() and _sha256_file(path) == sha256:
                     return path, True
             name = f"{stem}-{n}.{ext}"
             n += 1
@@ -570,7 +608,7 @@ class OutputFolder:
     def write(self, images: list[GeneratedImage]) -> list[dict[str, Any]]:
         """Copy the images not listed yet and write the manifest once (blocking: run it in a
         worker thread). Returns the manifest's entries."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.check()
         self._append_ok = True
         entries = self._load()
         known = len(entries)
@@ -600,7 +638,9 @@ class OutputFolder:
         """Write ``new`` before the manifest's closing ``]`` (in place, fsynced); the file
         stays a JSON list. A failed write puts the ``]`` back."""
         body = json.dumps(new, indent=2)[1:-1].strip("\n")  # the entries, indented by 2
-        with open(self.manifest_path, "r+b") as fh:
+        # O_NOFOLLOW: a link planted after the check is refused by the OS, not followed
+        flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(self.manifest_path, flags), "r+b") as fh:
             size = fh.seek(0, 2)
             fh.seek(max(0, size - 64))
             tail = fh.read()

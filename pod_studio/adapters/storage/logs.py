@@ -84,6 +84,35 @@ class _QueueHandler(logging.handlers.QueueHandler):
         return record
 
 
+class _LogFileHandler(logging.handlers.RotatingFileHandler):
+    """The rotating log file. A log that cannot be written (a full disk, a folder made
+    read-only) is said once, in one line on stderr, and then left alone: the stock handler
+    prints "--- Logging error ---" and a traceback for every record."""
+
+    _failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if self._failed:
+            return
+        self._failed = True
+        exc = sys.exc_info()[1]
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        try:
+            sys.stderr.write(f"warning: cannot write the log {self.baseFilename}: {reason}\n")
+        except (OSError, ValueError):
+            pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._failed:
+            super().emit(record)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # flushing onto a full disk: the failure was said once already
+            self.stream = None  # type: ignore[assignment]
+
+
 class _State:
     def __init__(
         self,
@@ -118,7 +147,7 @@ def configure_logging(
     with _lock:
         _shutdown_locked()
         paths.log_dir.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
+        file_handler = _LogFileHandler(
             paths.log_file,
             maxBytes=LOG_MAX_BYTES,
             backupCount=LOG_BACKUPS,

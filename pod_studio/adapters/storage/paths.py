@@ -12,6 +12,8 @@ from pathlib import Path
 
 import platformdirs
 
+from pod_studio.domain.errors import ValidationError
+
 APP_DIR_NAME = "pod-studio"
 APP_AUTHOR = "pod-studio"
 
@@ -65,9 +67,41 @@ class AppPaths:
         return self.data_dir / "export"
 
     def ensure(self) -> AppPaths:
+        """Make the folders; a ``DataFolderError`` names the one that cannot be used (a file
+        where a folder should be, no permission, a read-only or full disk)."""
         for d in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            blocker = next((p for p in (d, *d.parents) if p.exists() and not p.is_dir()), None)
+            if blocker is not None:
+                raise DataFolderError(blocker, "it is a file, not a folder")
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DataFolderError(d, exc.strerror or type(exc).__name__) from None
+            if _read_only(d):
+                raise DataFolderError(d, "it is read-only")
         return self
+
+
+def _read_only(folder: Path) -> bool:
+    """No permission to write, or a file system mounted read-only (which the permission
+    check misses for root)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return True
+    statvfs = getattr(os, "statvfs", None)  # not on Windows
+    return statvfs is not None and bool(statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1))
+
+
+class DataFolderError(ValidationError):
+    """A folder POD Studio keeps its files in cannot be used. Nothing was started."""
+
+    def __init__(self, folder: Path, reason: str) -> None:
+        super().__init__(
+            f"cannot use {folder}: {reason}",
+            service="settings",
+            user_message=f"POD Studio cannot use its folder {folder}: {reason}. Fix it, or "
+            "point POD_STUDIO_HOME at a folder you can write to.",
+        )
+        self.folder = folder
 
 
 def app_paths(home: str | os.PathLike[str] | None = None) -> AppPaths:

@@ -67,7 +67,7 @@ def test_queue_retry_discard(capsys: pytest.CaptureFixture[str]) -> None:
     assert "dead-letter queue: 1" in text and "rejected the workflow" in text
     assert run(["retry", "--all-dead"]) == 0
     assert f"requeued {ids[0]}" in capsys.readouterr().out
-    assert run(["retry", "nope"]) == 1
+    assert run(["retry", "nope"]) == 2  # an unknown id is bad input
     assert run(["discard", ids[2]]) == 0
     assert f"removed {ids[2]}" in capsys.readouterr().out
     assert run(["queue", "--pause", "--json"]) == 0

@@ -59,7 +59,6 @@ from pod_studio.domain.preflight import ImageInfo, PrintFileInfo
 from pod_studio.domain.products import ProductTemplate, default_templates
 from pod_studio.domain.settings import AppSettings
 from pod_studio.sandbox.printify import PrintifySandbox
-from pod_studio.services.publishing import Design
 from pod_studio.services.ratelimit import PrintifyBudget, RateBudget
 
 TOKEN = "bench-token"
@@ -97,6 +96,16 @@ def floor_seconds(sandbox: PrintifySandbox, admitted: Mapping[str, int]) -> floa
 
 
 # --- workload ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Design:
+    """A print-ready design file of the benchmark."""
+
+    design_id: str
+    path: Path
+    sha256: str
+    prompt: str
 
 
 def make_designs(folder: Path, count: int) -> list[Design]:

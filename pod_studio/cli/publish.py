@@ -2,10 +2,11 @@
 
 Each design × template × platform is one publish job of the durable queue (keyed by its
 idempotency key: a design named twice is one listing), run by the same engine and
-``PublishService`` as the window. Breaker pauses and rate budgets are waited out; a platform
-that is not usable (no token, a wrong token, no shop) fails its own listings at once and
-nothing else. One line per listing on stdout: ``OK|FAIL design | template | platform | id or
-reason``.
+``PublishService`` as the window. Each platform's credential is checked before anything is
+queued: a platform that is not usable (no token, a wrong token, no shop) fails its own
+listings at once and nothing else, and the same command run once it is fixed publishes them
+(nothing to retry by hand). Breaker pauses and rate budgets are waited out. One line per
+listing on stdout: ``OK|FAIL design | template | platform | id or reason``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pod_studio.cli.progress import ProgressPrinter
 from pod_studio.composition.core import load_settings
 from pod_studio.composition.headless import ListingResult, open_core, read_manifest, run_publish
 from pod_studio.composition.publishing import load_product_templates_checked
-from pod_studio.domain.errors import ValidationError
+from pod_studio.domain.errors import PodStudioError, ValidationError, user_message
 from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.settings import AppSettings
 from pod_studio.domain.urls import check_server_url
@@ -132,8 +133,11 @@ async def run(args: argparse.Namespace) -> int:
         for platform, ok, reason in core.platforms():
             if platform not in platforms:
                 continue
-            if ok and platform == "printify":
-                ok, reason = await _printify_ready(core)
+            if ok:  # the credential is checked before anything is queued
+                try:
+                    await core.publishing.check_credentials(platform)
+                except PodStudioError as exc:
+                    ok, reason = False, user_message(exc)
             if ok:
                 usable.append(platform)
             else:
@@ -169,24 +173,3 @@ async def run(args: argparse.Namespace) -> int:
         ]
         await asyncio.to_thread(Path(args.json).write_text, json.dumps(body, indent=2), "utf-8")
     return exits.OK if ok_count == len(results) and not problems else exits.FAILED
-
-
-async def _printify_ready(core: Any) -> tuple[bool, str]:
-    """Whether the token works and names one usable shop (else the reason, in words)."""
-    from pod_studio.domain.errors import PodStudioError, user_message
-
-    try:
-        shops = await core.printify.shops()
-    except PodStudioError as exc:
-        return False, user_message(exc)
-    shop_id = core.settings.printify.shop_id
-    listing = ", ".join(f"{s.id} {s.title!r}" for s in shops) or "none"
-    if shop_id is not None:
-        if any(s.id == str(shop_id) for s in shops):
-            return True, ""
-        return False, f"Printify shop {shop_id} is not on this account (shops: {listing})."
-    if len(shops) != 1:
-        return False, (
-            f"{len(shops)} Printify shops on this account ({listing}): choose one in Settings."
-        )
-    return True, ""

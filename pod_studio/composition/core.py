@@ -52,7 +52,7 @@ from pod_studio.domain.workflow import WorkflowTemplate
 from pod_studio.services.comfyui_process import ComfyUIServerService
 from pod_studio.services.health import HealthResult, HealthService
 from pod_studio.services.orchestrator import Orchestrator, OrchestratorOptions
-from pod_studio.services.publishing import PublishService, RemoteCatalog
+from pod_studio.services.publishing import PublishService
 from pod_studio.services.resilience import ResilienceHub
 from pod_studio.services.stats import StatsService
 
@@ -317,6 +317,7 @@ class Core:
         """(Re)build the Printify client from the stored token (read off the event loop)."""
         from pod_studio.composition.publishing import (
             build_printify_client,
+            printify_platform,
             printify_token_help,
             read_printify_token,
         )
@@ -331,13 +332,11 @@ class Core:
                 self.settings, self.secrets, self.hub, self.paths, token=token
             )
             self.printify, self.printify_problem = client, ""
-            self.publishing.set_marketplace(
-                "printify", client, RemoteCatalog(client, costs=self.publishing.cost_book)
-            )
+            self.publishing.set_platform("printify", printify_platform(client, self.paths))
             self.health.add_check("printify", _printify_health(client))
         else:
             self.printify_problem = self.printify_problem or printify_token_help()
-            self.publishing.set_marketplace("printify", None)
+            self.publishing.set_platform("printify", None)
         self.orchestrator.set_publisher("printify", self.publishing)
         if old is not None:
             with contextlib.suppress(Exception):
@@ -348,6 +347,7 @@ class Core:
         from pod_studio.composition.publishing import (
             build_shopify_client,
             read_shopify_secrets,
+            shopify_platform,
             shopify_setup_help,
         )
 
@@ -370,11 +370,11 @@ class Core:
                 self.shopify_problem = user_message(exc)
             else:
                 self.shopify = client
-                self.publishing.set_marketplace("shopify", client)
+                self.publishing.set_platform("shopify", shopify_platform(client))
                 self.health.add_check("shopify", _shopify_health(client))
         if self.shopify is None:
             self.shopify_problem = self.shopify_problem or shopify_setup_help()
-            self.publishing.set_marketplace("shopify", None)
+            self.publishing.set_platform("shopify", None)
         self.orchestrator.set_publisher("shopify", self.publishing)
         if old is not None:
             with contextlib.suppress(Exception):
@@ -385,6 +385,7 @@ class Core:
         from pod_studio.composition.publishing import (
             build_etsy_auth,
             build_etsy_client,
+            etsy_platform,
             etsy_setup_help,
         )
 
@@ -400,12 +401,12 @@ class Core:
                 self.settings, auth, self.hub, self.paths, catalog=self.printify
             )
             self.etsy, self.etsy_auth = client, auth
-            self.publishing.set_marketplace("etsy", client)
+            self.publishing.set_platform("etsy", etsy_platform(client))
             self.health.add_check("etsy", _etsy_health(client))
         else:
             await auth.aclose()
             self.etsy_problem = self.etsy_problem or etsy_setup_help()
-            self.publishing.set_marketplace("etsy", None)
+            self.publishing.set_platform("etsy", None)
         self.orchestrator.set_publisher("etsy", self.publishing)
         for closing in (old, old_auth):
             if closing is not None:
@@ -938,6 +939,7 @@ def build_core(
     from pod_studio.composition.publishing import (
         build_export_marketplace,
         build_publish_service,
+        export_platform,
         load_product_templates,
     )
 
@@ -967,7 +969,7 @@ def build_core(
     ledger = SqliteJobLedger(paths.ledger_file)
     seller_cost_store = JsonSellerCostStore(paths.seller_costs_file)
     publishing = build_publish_service(
-        {"export": build_export_marketplace(settings, paths)},
+        [export_platform(build_export_marketplace(settings, paths))],
         load_product_templates(settings),
         sink=sink,
         paths=paths,

@@ -32,7 +32,7 @@ from pod_studio.adapters.storage.paths import AppPaths, app_paths
 from pod_studio.composition.core import Core, build_core
 from pod_studio.domain.errors import ExitClass, PodStudioError, ValidationError, user_message
 from pod_studio.domain.events import EventSink
-from pod_studio.domain.jobs import JobStatus, StepStatus, idempotency_key
+from pod_studio.domain.jobs import ErrorKind, JobStatus, StepStatus, idempotency_key
 from pod_studio.domain.ledger_port import JobRecord
 from pod_studio.domain.models import GeneratedImage, GenerationRequest, JobSpec, plan_jobs
 from pod_studio.domain.orchestration import SAVE_STEP, PublishPayload, publish_job_id
@@ -305,9 +305,16 @@ async def run_publish(
 ) -> list[ListingResult]:
     """Queue one publish job per design × template × platform (one per idempotency key,
     however often the input names it), run them until each is done, dead, or waiting past
-    ``horizon``, and report each."""
+    ``horizon``, and report each. A listing named again whose job waits, uncharged, for its
+    platform (a refused credential, a platform not set up) is due at once: the seller asks for
+    it now, so the fix is tried now (no ``retry`` by hand)."""
     ids = await core.orchestrator.enqueue_publish(designs, templates, platforms, draft=draft)
     unique = list(dict.fromkeys(ids))
+    for job_id in unique:
+        rec = await core.ledger.get_job(job_id)
+        waiting = rec is not None and rec.state is JobStatus.RETRY_WAIT
+        if waiting and rec is not None and rec.last_error_kind is ErrorKind.WAIT:
+            await core.orchestrator.retry_now(job_id)
     await core.orchestrator.run_until_done(unique, horizon=horizon)
     results: list[ListingResult] = []
     seen: set[str] = set()

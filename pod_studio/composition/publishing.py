@@ -1,17 +1,18 @@
-"""Composition (Qt-free) for publishing: product templates, marketplaces and the PublishService.
+"""Composition (Qt-free) for publishing: product templates, platforms and the PublishService.
 
-Builds a ``PrintifyClient`` from settings, the secret store and the resilience hub (its guard,
-with Printify's rate budget) with a persistent catalog cache (``DiskCache`` under
-``catalog_cache_dir`` behind a ``CachedLoader``), an ``ExportMarketplace``, and the
-``PublishService`` wired with the imaging adapter's ``prepare_print_file``. ``wiring`` and the
-``publish`` command call these helpers; nothing here imports Qt.
+Builds each platform's client from settings, the secret store and the resilience hub (its
+guard and rate budget; Printify's with a persistent catalog cache, a ``DiskCache`` under
+``catalog_cache_dir`` behind a ``CachedLoader``), pairs it with its publish strategy
+(``services.publish_platforms``: the only place that knows what differs per platform), and
+builds the ``PublishService`` wired with the imaging adapter's ``prepare_print_file``. The
+engine (``composition.core``) and the commands call these helpers; nothing here imports Qt.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,15 @@ from pod_studio.adapters.storage.resources import resource_path
 from pod_studio.domain.errors import ValidationError
 from pod_studio.domain.events import EventSink
 from pod_studio.domain.products import ProductTemplate, default_templates, load_templates
+from pod_studio.domain.publishing import PublishPlatform
 from pod_studio.domain.settings import AppSettings, SecretName, SecretStorePort
 from pod_studio.services.cache import AsyncTTLCache, CachedLoader
-from pod_studio.services.publishing import (
+from pod_studio.services.publish_platforms import (
+    BasicPlatform,
     CostBook,
-    CostTable,
-    ProductCatalog,
-    PublishMarketplace,
-    PublishService,
-    RemoteCatalog,
+    PrintifyPlatform,
 )
+from pod_studio.services.publishing import PublishService
 from pod_studio.services.ratelimit import EtsyBudget, PrintifyBudget, ShopifyCostBucket
 from pod_studio.services.resilience import ResilienceHub
 
@@ -291,32 +291,46 @@ def build_export_marketplace(
     return ExportMarketplace(root)
 
 
+# --- (client, strategy) pairs: what differs per platform, in one place ---------------------
+
+
+def cost_book(paths: AppPaths) -> CostBook:
+    """The provider costs created products reported (kept in the catalog cache, so they
+    survive a restart)."""
+    return CostBook(DiskCache(paths.catalog_cache_dir / "costs", default_ttl=CostBook.TTL))
+
+
+def printify_platform(client: PrintifyClient, paths: AppPaths) -> PrintifyPlatform:
+    """Printify's strategy, its catalog's costs from the ``CostBook``."""
+    return PrintifyPlatform(client, costs=cost_book(paths))
+
+
+def shopify_platform(client: ShopifyClient) -> BasicPlatform:
+    # the shop query answers only for an accepted token (it also names the granted scopes)
+    return BasicPlatform(client, check=client.granted_scopes)
+
+
+def etsy_platform(client: EtsyClient) -> BasicPlatform:
+    return BasicPlatform(client, check=client.shops)
+
+
+def export_platform(market: ExportMarketplace) -> BasicPlatform:
+    return BasicPlatform(market)  # a local folder: no credential
+
+
 def build_publish_service(
-    marketplaces: Mapping[str, PublishMarketplace],
+    platforms: Sequence[PublishPlatform],
     templates: Mapping[str, ProductTemplate],
     *,
     sink: EventSink,
     paths: AppPaths,
-    costs: CostTable | None = None,
     work_dir: Path | None = None,
-    concurrency: int = 4,
 ) -> PublishService:
-    """The service over ``marketplaces``; a Printify client also serves as its catalog.
-
-    Costs come from ``costs`` when given, else from the ``CostBook`` of costs that created
-    products reported (kept in the catalog cache, so they survive a restart)."""
-    book = CostBook(DiskCache(paths.catalog_cache_dir / "costs", default_ttl=CostBook.TTL))
-    catalogs: dict[str, ProductCatalog] = {}
-    for name, market in marketplaces.items():
-        if isinstance(market, PrintifyClient):
-            catalogs[name] = RemoteCatalog(market, costs=costs if costs is not None else book)
+    """The service over ``platforms`` (more are set up later with ``set_platform``)."""
     return PublishService(
-        marketplaces,
+        platforms,
         templates,
         work_dir=work_dir or paths.cache_dir / "print_files",
         sink=sink,
         prepare=prepare_print_file,
-        catalogs=catalogs,
-        concurrency=concurrency,
-        cost_book=book,
     )

@@ -209,6 +209,11 @@ class CatalogVariant(_Value):
     def placeholder(self, position: str) -> Placeholder | None:
         return next((p for p in self.placeholders if p.position == position), None)
 
+    def option(self, name: str) -> str | None:
+        """The value of option ``name`` (e.g. "color", "size"), matched case-insensitively."""
+        wanted = name.casefold()
+        return next((v for k, v in self.options.items() if k.casefold() == wanted), None)
+
 
 class Blueprint(_Value):
     id: int
@@ -248,8 +253,8 @@ class Marketplace(Protocol):
         """The listing created earlier for ``idem_key``, if the platform holds one."""
 
     async def create_listing(self, spec: ListingSpec) -> RemoteListing:
-        """Create a draft listing. Not idempotent by itself: see each adapter's reconciling
-        variant (e.g. ``create_listing_once``)."""
+        """Create a draft listing. Not idempotent by itself: the publish executor looks the
+        listing up by its key after an ambiguous failure before sending it again."""
 
     async def publish(self, listing: RemoteListing) -> RemoteListing:
         """Make the draft live (or start doing so); returns the state read back."""

@@ -36,9 +36,11 @@ from pod_studio.domain.orchestration import (
 )
 from pod_studio.domain.ports import RunResult, UpdateCallback
 from pod_studio.domain.products import default_templates
+from pod_studio.domain.publishing import PublishMarketplace
 from pod_studio.domain.workflow import WorkflowTemplate
 from pod_studio.services.orchestrator import Orchestrator, OrchestratorOptions
-from pod_studio.services.publishing import PublishMarketplace, PublishService, TemplateCatalog
+from pod_studio.services.publish_platforms import BasicPlatform
+from pod_studio.services.publishing import PublishService, TemplateCatalog
 
 TEMPLATE = WorkflowTemplate.from_json_text(default_workflow_text())
 OBJECT_INFO: dict[str, Any] = {
@@ -167,13 +169,13 @@ PRINT_AREA = (300, 360)  # small print files: the tests are about the queue, not
 def publisher(markets: dict[str, PublishMarketplace], events: list[Event]) -> PublishService:
     """The shipped publish service over ``markets``, each with a small catalog print area."""
     service = build_publish_service(
-        {},
+        [],
         {t.name: t for t in default_templates()},
         sink=events.append,
         paths=app_paths().ensure(),
     )
     for name, market in markets.items():
-        service.set_marketplace(name, market, TemplateCatalog(PRINT_AREA))
+        service.set_platform(name, BasicPlatform(market, catalog=TemplateCatalog(PRINT_AREA)))
     return service
 
 
@@ -538,6 +540,7 @@ async def test_a_platform_that_is_not_set_up_waits_and_the_run_ends(
     job = await ledger.get_job(job_id)
     assert job is not None and job.state is JobStatus.RETRY_WAIT and job.attempts == 0
     assert "not set up" in (job.last_error or "") and summary.waiting == 1
-    service.set_marketplace("printify", CountingMarket("printify"), TemplateCatalog(PRINT_AREA))
+    market = CountingMarket("printify")
+    service.set_platform("printify", BasicPlatform(market, catalog=TemplateCatalog(PRINT_AREA)))
     await orch.retry_now(job_id)
     assert (await orch.run_until_idle()).ok

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pod_studio.adapters.marketplaces.export import ExportMarketplace
 from pod_studio.adapters.storage.seller_costs import JsonSellerCostStore
 from pod_studio.domain.costs import (
     CostSource,
@@ -17,6 +18,7 @@ from pod_studio.domain.costs import (
     merge_shipping,
 )
 from pod_studio.domain.products import default_templates
+from pod_studio.services.publish_platforms import BasicPlatform
 from pod_studio.services.publishing import PublishService, TemplateCatalog
 
 TEE = default_templates()[0]
@@ -65,12 +67,11 @@ def test_with_template_replaces_and_drops_empty_entries() -> None:
 
 def _service(catalog: TemplateCatalog, costs: SellerCosts, tmp_path: Path) -> PublishService:
     return PublishService(
-        {},
+        [BasicPlatform(ExportMarketplace(tmp_path / "export"), catalog=catalog)],
         {TEE.name: TEE},
         work_dir=tmp_path,
         sink=lambda _e: None,
         prepare=lambda *_a, **_k: None,  # type: ignore[arg-type,return-value]
-        catalogs={"printify": catalog},
         seller_costs=costs,
     )
 

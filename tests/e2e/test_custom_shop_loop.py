@@ -140,33 +140,43 @@ def test_a_printify_shop_connected_to_shopify_gets_no_second_shopify_product(
 
 
 @pytest.mark.asyncio
-async def test_one_platform_failing_leaves_the_others_published(
+async def test_a_revoked_storefront_token_leaves_the_others_published_and_waits_for_a_fix(
     printify: tuple[str, PrintifySandbox],
     shopify: tuple[str, ShopifySandbox],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Printify, Shopify and export at once with Shopify failing for good (its token was
-    revoked): the other two are made, the design is "partially published", and Shopify's
-    listing is dead-lettered with its reason."""
+    """Printify, Shopify and export at once with Shopify's token revoked: the other two are
+    made; Shopify's listing waits with its reason (not dead-lettered: a wrong token is not the
+    listing's fault), and once the token works again the same publish makes it."""
     from pod_studio.composition.headless import open_core, read_manifest, run_publish
+    from pod_studio.domain.jobs import JobStatus
     from pod_studio.domain.orchestration import DesignPublishChanged
+    from pod_studio.sandbox.shopify import ALL_SCOPES
 
     (p_url, _p_box), (s_url, s_box) = printify, shopify
     monkeypatch.setenv("POD_PRINTIFY_TOKEN", TOKEN)
     monkeypatch.setenv("POD_SHOPIFY_TOKEN", SHOP_TOKEN)
     _settings(p_url, s_url)
     designs, _problems = read_manifest(_manifest(tmp_path))
+    platforms = ["printify", "shopify", "export"]
     s_box.revoke(SHOP_TOKEN)
     seen: list[DesignPublishChanged] = []
     async with open_core(sinks=[lambda e: seen.append(e) if isinstance(e, DesignPublishChanged)
                                 else None], servers=[]) as core:  # fmt: skip
-        results = await run_publish(
-            core, designs, ["Classic T-shirt"], ["printify", "shopify", "export"], draft=True
-        )
-    by_platform = {r.platform: r for r in results}
-    assert by_platform["printify"].ok and by_platform["export"].ok
-    assert not by_platform["shopify"].ok
-    assert "token" in by_platform["shopify"].detail.lower(), by_platform["shopify"].detail
-    assert seen and seen[-1].state == "partially published", seen
-    assert s_box.products == {}
+        results = await run_publish(core, designs, ["Classic T-shirt"], platforms, draft=True)
+        by_platform = {r.platform: r for r in results}
+        assert by_platform["printify"].ok and by_platform["export"].ok
+        shop = by_platform["shopify"]
+        assert not shop.ok and "token" in shop.detail.lower() and "waits" in shop.detail, shop
+        assert (await core.orchestrator.summary()).dead == {}
+        assert seen == []  # still in progress: nothing is announced as failed
+        assert s_box.products == {}
+
+        s_box.set_scopes(SHOP_TOKEN, ALL_SCOPES)  # the seller fixed the token
+        again = await run_publish(core, designs, ["Classic T-shirt"], platforms, draft=True)
+        assert all(r.ok for r in again), again
+        counts = (await core.orchestrator.summary()).counts
+    assert counts[JobStatus.SUCCEEDED.value] == 3
+    assert len(s_box.products) == 1
+    assert seen and seen[-1].state == "published", seen

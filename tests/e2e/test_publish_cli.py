@@ -1,5 +1,5 @@
 """The headless ``publish`` command, run in-process through its own parser, against the
-Printify sandbox and an export folder."""
+Printify and Shopify sandboxes and an export folder."""
 
 from __future__ import annotations
 
@@ -15,9 +15,14 @@ import pytest
 import pytest_asyncio
 from PIL import Image, ImageDraw
 
+from pod_studio.__main__ import main
+from pod_studio.adapters.storage.paths import app_paths
+from pod_studio.adapters.storage.settings_store import SettingsStore
 from pod_studio.cli.main import parse_args, run
 from pod_studio.domain.products import default_templates, dump_templates
+from pod_studio.domain.settings import AppSettings
 from pod_studio.sandbox.printify import PrintifySandbox
+from pod_studio.sandbox.shopify import ShopifySandbox
 
 TOKEN = "sandbox-token-cli-41c9"
 TEE = "Classic T-shirt"
@@ -263,3 +268,57 @@ async def test_usage_errors_exit_2(
     )
     assert code == 2
     assert "no manifest at" in capsys.readouterr().err
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_shopify_token_is_refused_before_queueing_and_the_fix_needs_no_retry(
+    run_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Shopify's token is checked before anything is queued, as Printify's is: a wrong one
+    fails Shopify's listings in one line each (nothing queued, nothing dead-lettered), and the
+    same command run with the right token makes every listing (no ``retry --all-dead``)."""
+    right = "shpat_sandbox_cli_right"
+    manifest = write_manifest(
+        run_dir, [("sunset.png", "retro sunset, palm trees"), ("forest.png", "misty pine forest")]
+    )
+    async with ShopifySandbox(tokens=(right,)) as shop:
+        settings = AppSettings().with_changes(
+            shopify={"shop_domain": "pod-studio-sandbox.myshopify.com", "base_url": shop.base_url}
+        )
+        SettingsStore(app_paths().ensure().settings_file).save(settings)
+        args = parse(
+            [
+                "--manifest", str(manifest), "--template", TEE,
+                "--platform", "shopify", "--platform", "export",
+                "--export-dir", str(tmp_path / "export"),
+            ]
+        )  # fmt: skip
+
+        monkeypatch.setenv("POD_SHOPIFY_TOKEN", "shpat_wrong_value_9d1e")
+        code = await run_publish(args)
+        captured = capsys.readouterr()
+        out = lines_of(captured.out)
+        assert code == 1, out
+        assert len(out) == 4
+        for line in (
+            find(out, "sunset.png", "| shopify |"),
+            find(out, "forest.png", "| shopify |"),
+        ):
+            assert line.startswith("FAIL") and "token" in line.lower(), line
+        assert "shpat_wrong_value_9d1e" not in captured.out + captured.err
+        assert all(line.startswith("OK") for line in out if "| export |" in line)
+        assert shop.products == {}
+        assert shop.request_counts["unauthorized"] == 1  # the one credential check
+        assert await asyncio.to_thread(main, ["queue"]) == 0
+        listed = capsys.readouterr().out
+        assert "@ export" in listed and "@ shopify" not in listed, listed  # nothing queued
+
+        monkeypatch.setenv("POD_SHOPIFY_TOKEN", right)
+        code = await run_publish(args)
+        out = lines_of(capsys.readouterr().out)
+        assert code == 0, out
+        assert len(out) == 4 and all(line.startswith("OK") for line in out), out
+        assert len(shop.products) == 2

@@ -36,10 +36,18 @@ async def run(args: argparse.Namespace) -> int:
     printer = ProgressPrinter(sys.stderr)
     async with open_core(sinks=[printer]) as core:
         if args.action == "disconnect":
-            if core.etsy_auth is not None:
-                await core.etsy_auth.disconnect()
-            await core.configure_etsy()
-            print("Etsy disconnected: its tokens were removed from the keyring")
+            was_connected = core.etsy is not None
+            await core.disconnect_etsy()
+            if core.etsy is not None:
+                print(
+                    "Etsy is still connected: its tokens come from a store POD Studio cannot "
+                    f"change ({core.describe_secrets()}); remove them there."
+                )
+                return exits.FAILED
+            if was_connected:
+                print("Etsy disconnected: its tokens were removed from the secret store")
+            else:
+                print("Etsy was not connected: there were no tokens to remove")
             return exits.OK
         if args.action == "status":
             if core.etsy is None:

@@ -146,3 +146,22 @@ async def test_a_printify_shop_connected_to_etsy_gets_no_second_etsy_listing(
             assert await _connected_core_publish(tmp_path, sandbox, printify, server.url) == [True]
     assert len(printify.products) == 1
     assert sandbox.listings == {}  # Printify's own Etsy connection lists it
+
+
+def test_disconnect_says_what_it_did(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``pod-studio etsy disconnect`` runs the engine's one disconnect and tells the truth:
+    nothing to remove when Etsy was not connected; tokens it cannot remove (environment
+    variables) are named, not reported as removed."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    assert main(["etsy", "disconnect"]) == 0
+    assert "Etsy was not connected: there were no tokens to remove" in capsys.readouterr().out
+
+    monkeypatch.setenv("POD_ETSY_TOKEN", "12345678.env-access-token")
+    monkeypatch.setenv("POD_ETSY_REFRESH_TOKEN", "12345678.env-refresh-token")
+    assert main(["etsy", "disconnect"]) == 1
+    out = capsys.readouterr().out
+    assert "still connected" in out and "POD_ETSY_REFRESH_TOKEN" in out, out
+    assert "removed" not in out
+    assert "env-refresh-token" not in out

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -72,6 +72,7 @@ class PublishExecutor(Protocol):
 # --- the platform port -------------------------------------------------------------------
 
 
+@runtime_checkable
 class PublishMarketplace(Protocol):
     """What the executor calls on a platform's client (a subset of ``Marketplace``)."""
 

@@ -408,13 +408,13 @@ class PublishService:
         try:
             template = self._template(task.template_name)
             platform = self._platform(task.platform)
-            await self._ready(platform)
             native = await self._listed_elsewhere(task)
             if native is not None:
                 if journal.completed("create") is None:
                     await journal.intent("create")
                     await journal.done("create", native.remote_id)
                 return native
+            await self._ready(platform)
             market = platform.market
             created_ref = journal.completed("create")
             matches: list[VariantMatch] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pod_studio.domain.errors import exit_class
 
 OK = 0  # everything asked for was done
@@ -20,3 +22,13 @@ def for_error(exc: BaseException) -> int:
     """The exit status of a command that ends on ``exc``: from the error's type (its
     ``exit_class``), never from its words."""
     return int(exit_class(exc))
+
+
+def for_failures(failed: Iterable[int], *, unfinished: bool) -> int:
+    """The exit status of a run whose jobs ``failed`` with these exit classes: 0 when none
+    failed and none is left; the failures' one class when they share it (every job refused
+    as bad input: 2; every server unreachable: 3); else 1."""
+    classes = set(failed)
+    if unfinished or len(classes) > 1:
+        return FAILED
+    return classes.pop() if classes else OK

@@ -26,6 +26,7 @@ from pod_studio.composition.headless import (
     run_generation,
 )
 from pod_studio.domain.errors import ValidationError
+from pod_studio.domain.events import Event, EventSink, JobFailed
 from pod_studio.domain.models import MAX_PROMPTS_PER_BATCH, GenerationRequest
 from pod_studio.domain.urls import check_server_urls
 
@@ -155,7 +156,14 @@ async def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     await asyncio.to_thread(check_output_folder, out_dir)
     printer = ProgressPrinter(err, quiet=args.quiet)
-    async with open_core(sinks=[printer], servers=servers or None, template=template) as core:
+    failed: dict[str, int] = {}  # job id -> exit class, for the jobs that failed in this run
+
+    def note_failure(event: Event) -> None:
+        if isinstance(event, JobFailed):
+            failed[event.job_id] = event.exit_class
+
+    sinks: list[EventSink] = [printer, note_failure]
+    async with open_core(sinks=sinks, servers=servers or None, template=template) as core:
         from pod_studio.composition.headless import batch_specs
 
         problems = await preflight_servers(core, batch_specs(request, core.template, out_dir)[0])
@@ -176,4 +184,5 @@ async def run(args: argparse.Namespace) -> int:
     for line in outcome.unfinished:
         print(f"UNFINISHED {line} (run the same command again, or `pod-studio resume`)", file=err)
     print(f"{len(outcome.images)} image(s) in {out_dir} (manifest: {outcome.manifest})", file=err)
-    return exits.OK if outcome.ok else exits.FAILED
+    classes = [failed.get(job_id, exits.FAILED) for job_id in outcome.failures]
+    return exits.for_failures(classes, unfinished=bool(outcome.unfinished))

@@ -81,6 +81,7 @@ class JobFailed(Event):
     reason: str
     error_kind: str = ""
     retryable: bool = False
+    exit_class: int = 1  # domain.errors.ExitClass of the error: what a command exits with
 
 
 class JobCancelled(Event):

@@ -18,7 +18,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pod_studio.domain.errors import ExecutionError, PodStudioError, ValidationError
+from pod_studio.domain.errors import (
+    ExecutionError,
+    PodStudioError,
+    ValidationError,
+    exit_class,
+)
 from pod_studio.domain.events import (
     EventSink,
     ImageReady,
@@ -105,7 +110,15 @@ class GenerationRun:
         """Announce a failed attempt (``rec``: the job as the ledger left it)."""
         kind = exc.kind if isinstance(exc, PodStudioError) else type(exc).__name__
         if rec.state is JobStatus.DEAD:
-            self._sink(JobFailed(job_id=job.id, reason=reason, error_kind=kind, retryable=False))
+            self._sink(
+                JobFailed(
+                    job_id=job.id,
+                    reason=reason,
+                    error_kind=kind,
+                    retryable=False,
+                    exit_class=int(exit_class(exc)),
+                )
+            )
         self._sink(
             JobStateChanged(
                 job_id=job.id,

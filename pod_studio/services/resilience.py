@@ -294,6 +294,7 @@ class _CallState:
     wait_reason: str = ""
     stop_reason: str = ""
     replacement: PodStudioError | None = None
+    last_failure: PodStudioError | None = None  # the last real error of this call's attempts
     retried: bool = False
     hints: list[float] = field(default_factory=list)
 
@@ -362,7 +363,7 @@ class ServiceGuard:
                     return result
         except Exception as exc:
             final: BaseException = state.replacement or exc
-            gave_up = is_retryable(exc) and state.stop_reason != "not retried"
+            gave_up = is_retryable(final) and state.stop_reason != "not retried"
             self._emit_outcome(
                 operation, state, "gave up" if gave_up else "failed", describe_error(final)
             )
@@ -428,6 +429,15 @@ class ServiceGuard:
         exc = outcome.exception()
         if not isinstance(exc, Exception):
             return False  # cancellation and friends propagate untouched
+        if isinstance(exc, CircuitOpenError) and state.last_failure is not None:
+            # This call's own failures opened the breaker: it failed with them, and the
+            # caller is told what happened (a job is charged for it), not that calls are
+            # paused. A call that meets a breaker already open gets CircuitOpenError.
+            state.stop_reason = "breaker opened"
+            state.replacement = state.last_failure
+            return False
+        if isinstance(exc, PodStudioError) and not isinstance(exc, CircuitOpenError):
+            state.last_failure = exc
         if isinstance(exc, CircuitOpenError | AuthenticationError) or not is_retryable(exc):
             state.stop_reason = "not retried"
             return False

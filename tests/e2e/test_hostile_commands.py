@@ -3,6 +3,8 @@ ends in bounded time with one sentence naming the problem, no traceback, the doc
 class (2 bad input, 3 unreachable) and nothing written where it should not be.
 
 Kinds covered here: server URLs (IPv6 brackets, control characters, spaces, schemes, ports),
+a ComfyUI that answers ``POST /prompt`` with something that is not ComfyUI's or refuses the
+graph with node errors on a 200,
 ``--out`` (a file, a planted manifest link), prompts with control characters, workflows (a
 cycle, a link to a missing node, no output node), an unreachable server, and a data folder
 that is a file, read-only or full (the last two in a private mount namespace where the
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from pod_studio.sandbox.comfyui import ComfyUISandbox
 from pod_studio.sandbox.threaded import ServerThread
@@ -224,3 +227,76 @@ def test_a_full_disk_is_one_sentence_and_no_traceback(comfy: ServerThread, tmp_p
     text = _clean(proc)
     assert proc.returncode in (1, 2, 3), text
     assert "disk is full" in text.lower() or "No space left" in text, text
+
+
+NOT_IN_LIST = "ckpt_name: 'x.safetensors' not in ['a.safetensors']"
+
+
+class HostileComfy(ComfyUISandbox):
+    """The sandbox ComfyUI, except for ``POST /prompt``, answered as ``mode`` says."""
+
+    def __init__(self, mode: str, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.mode = mode
+
+    def make_app(self) -> web.Application:
+        app = super().make_app()
+
+        @web.middleware
+        async def hostile(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+            if request.method != "POST" or not request.path.endswith("/prompt"):
+                return await handler(request)
+            if self.mode == "garbage":
+                return web.Response(text="<html>router login</html>", content_type="text/html")
+            return web.json_response(  # ComfyUI's validation answer, but with status 200
+                {
+                    "error": {
+                        "type": "prompt_outputs_failed_validation",
+                        "message": "Prompt outputs failed validation",
+                        "details": "",
+                    },
+                    "node_errors": {
+                        "4": {
+                            "errors": [
+                                {
+                                    "type": "value_not_in_list",
+                                    "message": "Value not in list",
+                                    "details": NOT_IN_LIST,
+                                    "extra_info": {"input_name": "ckpt_name"},
+                                }
+                            ],
+                            "dependent_outputs": ["9"],
+                            "class_type": "CheckpointLoaderSimple",
+                        }
+                    },
+                }
+            )
+
+        app.middlewares.insert(0, hostile)
+        return app
+
+
+def test_node_errors_on_a_200_are_shown_and_are_bad_input(tmp_path: Path) -> None:
+    with ServerThread(HostileComfy("node_errors", seconds_per_job=0.05)) as server:
+        proc = run_cli(
+            "generate", "--server", server.url, "--prompt", "a fox", "--horizon", "30",
+            "--out", str(tmp_path / "out"), home=tmp_path / "home",
+        )  # fmt: skip
+    text = _clean(proc)
+    assert "node 4 (CheckpointLoaderSimple): ckpt_name: 'x.safetensors' not in" in text
+    assert "not like a ComfyUI server" not in text
+    assert proc.returncode == 2
+
+
+def test_a_prompt_answered_with_garbage_ends_within_the_horizon(tmp_path: Path) -> None:
+    with ServerThread(HostileComfy("garbage", seconds_per_job=0.05)) as server:
+        proc = run_cli(
+            "generate", "--server", server.url, "--prompt", "a fox", "--horizon", "30",
+            "--out", str(tmp_path / "out"), home=tmp_path / "home", timeout=100,
+        )  # fmt: skip
+    text = _clean(proc)
+    assert f"{server.url} answered, but not like a ComfyUI server does" in text
+    assert proc.returncode == 1  # unfinished: it stays in the queue, charged one attempt
+    queue = run_cli("queue", "--json", home=tmp_path / "home")
+    [job] = json.loads(queue.stdout)["entries"]
+    assert job["attempts"] >= 1

@@ -313,13 +313,19 @@ async def test_breaker_opens_after_threshold_and_fails_fast() -> None:
 
 
 @pytest.mark.asyncio
-async def test_breaker_opening_mid_retry_stops_retrying() -> None:
+async def test_breaker_opening_mid_retry_stops_retrying_with_the_calls_own_error() -> None:
+    """The call whose failures opened the breaker failed with them (a job is charged for
+    it); the next call meets the open breaker and is paused (uncharged)."""
     env = Env(breaker=BreakerConfig(failure_threshold=2))
     fn, calls = script(ServiceError("503"))
+    with pytest.raises(ServiceError) as info:
+        await env.guard.call("op", fn)
+    assert not isinstance(info.value, CircuitOpenError) and "503" in str(info.value)
+    assert calls[0] == 2 and len(env.sleeps) == 2
+    assert env.of(RetryOutcome)[0].outcome == "gave up"
     with pytest.raises(CircuitOpenError):
         await env.guard.call("op", fn)
-    assert calls[0] == 2 and len(env.sleeps) == 2
-    assert env.of(RetryOutcome)[0].outcome == "failed"
+    assert calls[0] == 2
 
 
 @pytest.mark.asyncio

@@ -226,6 +226,17 @@ class _Finished(Exception):
     """Internal: the prompt ended successfully (raised out of message handling)."""
 
 
+def _rejects_the_graph(data: Any) -> bool:
+    """A ``POST /prompt`` answer that refuses the graph: node errors, or an error object,
+    with no prompt id (an accepted prompt may carry node errors for some of its outputs)."""
+    if not isinstance(data, dict) or isinstance(data.get("prompt_id"), str):
+        return False
+    node_errors = data.get("node_errors")
+    return (
+        bool(node_errors) and isinstance(node_errors, dict) or isinstance(data.get("error"), dict)
+    )
+
+
 class ComfyUIClient:
     """A ComfyUI server: REST for requests, one websocket for live updates."""
 
@@ -779,6 +790,14 @@ class ComfyUIClient:
                     data = json_body(response, url=self._url, operation="submit")
                 except UpstreamDataError:
                     data = {"error": {"message": excerpt(response.text) or "HTTP 400"}}
+                raise validation_error(data, run.graph)
+            try:
+                data = json_body(response, url=self._url, operation="submit")
+            except UpstreamDataError:
+                data = None
+            if _rejects_the_graph(data):
+                # ComfyUI's own validation of the graph, whatever status it came with (a
+                # proxy or an older server may send it with 200 or 500): bad input, named
                 raise validation_error(data, run.graph)
             err = error_for_status(response, url=self._url, operation="submit")
             if err is not None:

@@ -22,6 +22,7 @@ _CAUSES: dict[str, str] = {
     "UpstreamDataError": "the service sent an answer we could not read",
     "ServiceUnavailableError": "the service is busy or down for a moment",
     "CircuitOpenError": "paused after repeated failures",
+    "CircuitTrippedError": "failed repeatedly; calls are paused for a moment",
     "AuthenticationError": "the sign-in was refused",
     "APIError": "the service refused the request",
     "ExecutionError": "the workflow failed on the server",

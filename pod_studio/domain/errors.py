@@ -174,6 +174,21 @@ class CircuitOpenError(PodStudioError):
         self.retry_in = retry_in
 
 
+class CircuitTrippedError(CircuitOpenError):
+    """The breaker opened on this call's own failures. Unlike a call that meets a breaker
+    already open, the call failed: its job is charged an attempt (so a server that keeps
+    answering wrongly ends in the dead-letter queue), and it runs again once the breaker lets
+    calls through. ``cause`` is the call's last failure, which the seller is told."""
+
+    default_retryable = True
+
+    def __init__(self, service: str, retry_in: float, *, cause: PodStudioError) -> None:
+        super().__init__(service, retry_in, last_error=cause.message)
+        self.user_message = cause.user_message
+        self.retryable = True
+        self.cause = cause
+
+
 class ServiceUnavailableError(PodStudioError):
     """A service the job needs is not usable yet through no fault of the job: not set up, no
     token, the keyring locked. The queue waits for it (``retry_in`` seconds, or its own
@@ -198,7 +213,7 @@ class ServiceUnavailableError(PodStudioError):
 def wait_seconds(exc: BaseException) -> float | None:
     """How long a job should wait, uncharged, when ``exc`` is a reason to wait rather than a
     failure of the job (an open breaker, a service not set up); None for a real failure."""
-    if isinstance(exc, CircuitOpenError):
+    if isinstance(exc, CircuitOpenError) and not isinstance(exc, CircuitTrippedError):
         return exc.retry_in
     if isinstance(exc, ServiceUnavailableError):
         return exc.retry_in if exc.retry_in is not None else 60.0

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pod_studio.domain.errors import (
+    CircuitTrippedError,
     PodStudioError,
     ValidationError,
     is_retryable,
@@ -591,6 +592,10 @@ class Orchestrator:
         elif is_retryable(exc):
             exhausted = job.attempts >= job.max_attempts  # the ledger dead-letters it
             delay = 0.0 if exhausted else self.options.retry_delay(max(1, job.attempts))
+            if isinstance(exc, CircuitTrippedError):
+                # charged, then due as soon as a server takes it (generation: another one,
+                # or this one once its breaker lets a probe through)
+                delay = 0.0 if job.kind is JobKind.GENERATE else exc.retry_in
             rec = await self._ledger.mark_retry(job.id, reason, ErrorKind.TRANSIENT, now + delay)
         else:
             rec = await self._ledger.mark_dead(job.id, reason, ErrorKind.PERMANENT)

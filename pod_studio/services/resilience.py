@@ -35,6 +35,7 @@ from pod_studio.domain.breaker import (
 from pod_studio.domain.errors import (
     AuthenticationError,
     CircuitOpenError,
+    CircuitTrippedError,
     PodStudioError,
     PodTimeoutError,
     RateLimitError,
@@ -430,11 +431,13 @@ class ServiceGuard:
         if not isinstance(exc, Exception):
             return False  # cancellation and friends propagate untouched
         if isinstance(exc, CircuitOpenError) and state.last_failure is not None:
-            # This call's own failures opened the breaker: it failed with them, and the
-            # caller is told what happened (a job is charged for it), not that calls are
-            # paused. A call that meets a breaker already open gets CircuitOpenError.
+            # This call's own failures opened the breaker: it failed with them (a job is
+            # charged for it, and told the real cause), then waits for the breaker like any
+            # call. A call that meets a breaker already open gets a plain CircuitOpenError.
             state.stop_reason = "breaker opened"
-            state.replacement = state.last_failure
+            state.replacement = CircuitTrippedError(
+                exc.service, exc.retry_in, cause=state.last_failure
+            )
             return False
         if isinstance(exc, PodStudioError) and not isinstance(exc, CircuitOpenError):
             state.last_failure = exc

@@ -288,15 +288,32 @@ def test_node_errors_on_a_200_are_shown_and_are_bad_input(tmp_path: Path) -> Non
     assert proc.returncode == 2
 
 
-def test_a_prompt_answered_with_garbage_ends_within_the_horizon(tmp_path: Path) -> None:
+def test_a_prompt_answered_with_garbage_is_charged_and_ends_within_the_horizon(
+    tmp_path: Path,
+) -> None:
+    """Every attempt is charged (after six the job is dead-lettered with this reason), and
+    the command stops once the next retry is due beyond ``--horizon``. The breaker's part (a
+    call whose own failures open it is still charged) is in ``test_resilience``."""
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "settings.json").write_text(
+        json.dumps(
+            {
+                "breakers": {"comfyui": {"failure_threshold": 1000}},
+                "retry": {"comfyui": {"max_retries": 2, "initial_delay": 0.05, "max_delay": 0.1}},
+            }
+        ),
+        encoding="utf-8",
+    )
     with ServerThread(HostileComfy("garbage", seconds_per_job=0.05)) as server:
         proc = run_cli(
-            "generate", "--server", server.url, "--prompt", "a fox", "--horizon", "30",
-            "--out", str(tmp_path / "out"), home=tmp_path / "home", timeout=100,
+            "generate", "--server", server.url, "--prompt", "a fox", "--horizon", "5",
+            "--out", str(tmp_path / "out"), home=home, timeout=60,
         )  # fmt: skip
     text = _clean(proc)
     assert f"{server.url} answered, but not like a ComfyUI server does" in text
-    assert proc.returncode == 1  # unfinished: it stays in the queue, charged one attempt
-    queue = run_cli("queue", "--json", home=tmp_path / "home")
+    assert "UNFINISHED" in text
+    assert proc.returncode == 1  # unfinished: it stays in the queue
+    queue = run_cli("queue", "--json", home=home)
     [job] = json.loads(queue.stdout)["entries"]
-    assert job["attempts"] >= 1
+    assert job["state"] == "retry_wait" and job["attempts"] == 1

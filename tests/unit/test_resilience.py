@@ -14,10 +14,12 @@ from pod_studio.domain.breaker import BreakerConfig, BreakerState, CircuitBreake
 from pod_studio.domain.errors import (
     AuthenticationError,
     CircuitOpenError,
+    CircuitTrippedError,
     PodTimeoutError,
     RateLimitError,
     ServiceError,
     ValidationError,
+    wait_seconds,
 )
 from pod_studio.domain.events import (
     BreakerChanged,
@@ -318,13 +320,16 @@ async def test_breaker_opening_mid_retry_stops_retrying_with_the_calls_own_error
     it); the next call meets the open breaker and is paused (uncharged)."""
     env = Env(breaker=BreakerConfig(failure_threshold=2))
     fn, calls = script(ServiceError("503"))
-    with pytest.raises(ServiceError) as info:
+    with pytest.raises(CircuitTrippedError) as info:
         await env.guard.call("op", fn)
-    assert not isinstance(info.value, CircuitOpenError) and "503" in str(info.value)
+    assert "503" in info.value.user_message and info.value.retryable
+    assert wait_seconds(info.value) is None  # a failure of the call: charged
     assert calls[0] == 2 and len(env.sleeps) == 2
     assert env.of(RetryOutcome)[0].outcome == "gave up"
-    with pytest.raises(CircuitOpenError):
+    with pytest.raises(CircuitOpenError) as paused:
         await env.guard.call("op", fn)
+    assert not isinstance(paused.value, CircuitTrippedError)
+    assert wait_seconds(paused.value) is not None  # met the open breaker: uncharged
     assert calls[0] == 2
 
 

@@ -24,12 +24,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pod_studio.adapters.storage.images import OutputFolder
 from pod_studio.adapters.storage.ledger import SqliteJobLedger
 from pod_studio.adapters.storage.paths import AppPaths, app_paths
 from pod_studio.composition.core import Core, build_core
+from pod_studio.composition.overrides import ComfyUIClientOverrides, ResilienceOverrides
 from pod_studio.domain.errors import ExitClass, PodStudioError, ValidationError, user_message
 from pod_studio.domain.events import EventSink
 from pod_studio.domain.jobs import ErrorKind, JobStatus, StepStatus, idempotency_key
@@ -56,8 +56,8 @@ async def open_core(
     paths: AppPaths | None = None,
     secrets: SecretStorePort | None = None,
     options: OrchestratorOptions | None = None,
-    client_options: dict[str, Any] | None = None,
-    resilience: dict[str, Any] | None = None,
+    comfyui_client: ComfyUIClientOverrides | None = None,
+    resilience: ResilienceOverrides | None = None,
 ) -> AsyncIterator[Core]:
     """The engine, started; closed (and the data folder released) on the way out.
 
@@ -70,7 +70,7 @@ async def open_core(
         sinks=sinks,
         secrets=secrets,
         options=options,
-        client_options=client_options,
+        comfyui_client=comfyui_client,
         resilience=resilience,
     )
     try:

@@ -73,6 +73,11 @@ class HealthService:
     def add_check(self, service: str, check: HealthCheck) -> None:
         self._checks[service] = check
 
+    def remove_check(self, service: str) -> None:
+        """Stop checking ``service`` (a server or platform that is gone); its last result
+        stays in ``last``."""
+        self._checks.pop(service, None)
+
     async def check_now(self, service: str | None = None) -> dict[str, HealthChecked]:
         """Run one check (or all, concurrently) and return the events that were pushed."""
         if service is not None:

@@ -235,15 +235,10 @@ def gui_stall(images: int) -> StallRun:
     import qasync
     from PySide6.QtWidgets import QApplication, QMainWindow
 
-    from pod_studio import bootstrap
     from pod_studio.app import gc_guard
-    from pod_studio.app.app_controller import AppController
-    from pod_studio.app.bridge import QtEventBridge
-    from pod_studio.app.context import AppContext
-    from pod_studio.app.runner import TaskRunner
+    from pod_studio.bootstrap import compose_window
     from pod_studio.composition.core import build_core
     from pod_studio.domain.models import GenerationRequest
-    from pod_studio.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
     assert isinstance(app, QApplication)
@@ -260,15 +255,10 @@ def gui_stall(images: int) -> StallRun:
         # The sandbox runs in its own process, as a real ComfyUI would: rendering PNGs in this
         # process would compete for the GIL and blame the GUI for the server's work.
         with sandbox_process(seconds_per_job=0.02) as url:
-            core = build_core(servers=[url])  # as bootstrap builds the window's engine
-            runner, bridge = TaskRunner(), QtEventBridge()
-            core.sink.add(bridge)
-            ctl = AppController(AppContext(runner, bridge, core, demo=False))
-            window = MainWindow(ctl)
-            window.show()
-            # as the app does: connect, resume, keep the durable queue moving, check health
-            runner.spawn(bootstrap.run_core(core, ctl), name="core")
-            runner.spawn(core.health.run_periodic(), name="health-checks")
+            # the window as bootstrap composes it: connect, resume, keep the durable queue
+            # moving, check health, announce breakers
+            parts = compose_window(build_core(servers=[url]))
+            core, ctl, bridge, window = parts.core, parts.controller, parts.bridge, parts.window
             await asyncio.sleep(0.5)  # let the runner open the ledger and connect
             await core.generators[0].wait_connected(10)
             await asyncio.sleep(0.5)
@@ -300,8 +290,7 @@ def gui_stall(images: int) -> StallRun:
             if os.environ.get("BENCH_DEBUG"):
                 print(f"batch {batch_seconds:.2f} s, longest stalls", sorted(batch)[-8:])
             window.close()
-            await ctl.aclose()
-            await core.aclose()
+            await parts.aclose()
             return StallRun(empty, idle, batch, previews[0], batch_seconds)
 
     return qasync.run(measure())  # type: ignore[no-any-return]

@@ -31,14 +31,9 @@ def run(server: str, designs: int, idle_seconds: float) -> dict[str, object]:
     from PySide6.QtWidgets import QApplication
 
     from bench.generation import _Probe
-    from pod_studio import bootstrap
     from pod_studio.app import gc_guard
-    from pod_studio.app.app_controller import AppController
-    from pod_studio.app.bridge import QtEventBridge
-    from pod_studio.app.context import AppContext
-    from pod_studio.app.runner import TaskRunner
+    from pod_studio.bootstrap import compose_window
     from pod_studio.composition.core import build_core
-    from pod_studio.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
     assert isinstance(app, QApplication)
@@ -60,15 +55,10 @@ def run(server: str, designs: int, idle_seconds: float) -> dict[str, object]:
 
     async def measure() -> dict[str, object]:
         probe = _Probe()
-        core = build_core(servers=[server])  # as bootstrap builds the window's engine
-        runner, bridge = TaskRunner(), QtEventBridge()
-        core.sink.add(bridge)
-        ctl = AppController(AppContext(runner, bridge, core, demo=False))
-        window = MainWindow(ctl)
+        # the window as bootstrap composes it (queue, health checks, breaker announcements)
+        parts = compose_window(build_core(servers=[server]))
+        window = parts.window
         window.resize(1280, 800)
-        window.show()
-        runner.spawn(bootstrap.run_core(core, ctl), name="core")
-        runner.spawn(core.health.run_periodic(), name="health-checks")
         grid = window.gallery
         t0 = time.perf_counter()
         while grid.model.rowCount() < designs:
@@ -121,8 +111,7 @@ def run(server: str, designs: int, idle_seconds: float) -> dict[str, object]:
             worst = sorted(range(len(scrolled)), key=scrolled.__getitem__)[-4:]
             print("at ticks", worst, "of", len(scrolled))
         window.close()
-        await ctl.aclose()
-        await core.aclose()
+        await parts.aclose()
         return result
 
     return qasync.run(measure())  # type: ignore[no-any-return]

@@ -199,7 +199,7 @@ async def run_ours(
             connect=False,
         ) as core:
             core.hub.set_budget("printify", budget)  # the sandbox's time-scaled windows
-            await core.configure_printify()
+            await core.platforms.configure_printify()
             # the stubbed prepare step (see the module docstring); the rest is as shipped
             core.publishing._prepare = print_ready
             started = time.monotonic()

@@ -25,36 +25,39 @@ from pathlib import Path
 import httpx
 
 from bench._common import isolate_home, median, table
+from pod_studio.composition.overrides import (
+    BreakerOverride,
+    ComfyUIClientOverrides,
+    ResilienceOverrides,
+    RetryOverride,
+)
 
 FAULT_KINDS = ["500", "503", "429", "reset", "timeout"]
 # Faster than the shipped defaults so a bench run takes seconds; same mechanisms.
-BENCH_RESILIENCE = {
-    "policies": {
-        "comfyui": {
-            "max_retries": 4,
-            "initial_delay": 0.05,
-            "max_delay": 0.5,
-            "jitter": 0.05,
-            "retry_after_cap": 2.0,
-            "total_budget_seconds": 20.0,
-        }
+BENCH_RESILIENCE = ResilienceOverrides(
+    policies={
+        "comfyui": RetryOverride(
+            max_retries=4,
+            initial_delay=0.05,
+            max_delay=0.5,
+            jitter=0.05,
+            retry_after_cap=2.0,
+            total_budget_seconds=20.0,
+        )
     },
-    "breakers": {
-        "comfyui": {
-            "failure_threshold": 8,
-            "window_seconds": 5.0,
-            "reset_timeout": 0.5,
-            "probe_timeout": 5.0,
-        }
+    breakers={
+        "comfyui": BreakerOverride(
+            failure_threshold=8, window_seconds=5.0, reset_timeout=0.5, probe_timeout=5.0
+        )
     },
-}
+)
 
 
 # The baseline: the same engine with every retry off (one attempt per request, one per job).
-NO_RETRIES = {
-    "policies": {"comfyui": {"max_retries": 0}},
-    "breakers": {"comfyui": {"failure_threshold": 1_000_000}},
-}
+NO_RETRIES = ResilienceOverrides(
+    policies={"comfyui": RetryOverride(max_retries=0)},
+    breakers={"comfyui": BreakerOverride(failure_threshold=1_000_000)},
+)
 
 
 async def run(
@@ -80,17 +83,17 @@ async def run(
         timeout = httpx.Timeout(connect=1.0, read=1.0, write=1.0, pool=1.0)
         if resilient:
             options = OrchestratorOptions(retry_delay=lambda _n: 0.05, max_attempts=10)
-            client_options: dict[str, object] = {"timeout": timeout}
+            client = ComfyUIClientOverrides(timeout=timeout)
             resilience = BENCH_RESILIENCE
         else:
             options = OrchestratorOptions(max_attempts=1)
-            client_options = {"timeout": timeout, "poll_initial": 0.2, "poll_max": 1.0}
+            client = ComfyUIClientOverrides(timeout=timeout, poll_initial=0.2, poll_max=1.0)
             resilience = NO_RETRIES
         async with open_core(
             servers=[sb.url],
             paths=app_paths(run_dir),
             options=options,
-            client_options=client_options,
+            comfyui_client=client,
             resilience=resilience,
         ) as core:
             await core.generators[0].wait_connected(5)
@@ -119,9 +122,9 @@ async def catalog_calls() -> tuple[int, int]:
         secrets = MemorySecretStore({"printify_token": "sandbox-token"})
         for _restart in range(2):
             async with open_core(settings=settings, secrets=secrets, connect=False) as core:
-                await core.configure_printify()
-                client = core.printify
-                assert client is not None, core.printify_problem
+                await core.platforms.configure_printify()
+                client = core.platforms.printify
+                assert client is not None, core.platforms.problems["printify"]
                 before = sum(n for k, n in sb.request_counts.items() if "/catalog/" in k)
                 for blueprint in (12, 77):
                     providers = await client.print_providers(blueprint)

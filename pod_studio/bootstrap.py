@@ -1,9 +1,11 @@
-"""GUI composition root: logging, wiring, controllers, the main window and the qasync loop.
+"""GUI composition root: logging, the composition, the one window composition and the qasync loop.
 
 One asyncio loop runs on the GUI thread (qasync). ``main()`` makes the QApplication and
-calls ``qasync.run(_amain(...))``; nothing else runs or nests an event loop. Shutdown: the
-window's close asks the AppController, ``_amain`` awaits the runner's and the core's
-``aclose()`` and returns.
+calls ``qasync.run(_amain(...))``; nothing else runs or nests an event loop.
+``compose_window(core)`` builds the window's parts from a core (``bootstrap``, the UI and
+end-to-end tests and the benchmarks all use it). Shutdown: the window's close asks the
+AppController, ``_amain`` awaits the composed window's ``aclose()`` (controllers and tasks,
+then the core, then the demo servers) and returns.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,10 +48,12 @@ async def run_core(
     controller: AppController,
     on_warning: Callable[[str, str], None] | None = None,
 ) -> None:
-    """Open the job database, connect, resume what a crash left, then keep the durable queue
-    moving until cancelled (shutdown). ``on_warning(title, text)`` hears about a job database
-    that had to be repaired or replaced."""
-    await core.start()
+    """Open the job database, connect, resume what a crash left (unless the core was started
+    already), then keep the durable queue moving until cancelled (shutdown).
+    ``on_warning(title, text)`` hears about a job database that had to be repaired or
+    replaced."""
+    if not core.started:
+        await core.start()
     if core.ledger_warnings and on_warning is not None:
         on_warning("Job database", "\n".join(core.ledger_warnings))
     controller.queue.refresh()
@@ -61,15 +66,60 @@ def _show_warning(window: MainWindow, title: str, text: str) -> None:
     box.open()
 
 
-async def _amain(app: QApplication, args: argparse.Namespace) -> int:
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_loop_exception_handler)
-    demo_servers = DemoServers()
-    demo = bool(args.demo)
-    servers = args.server
-    if demo:
-        servers = [await demo_servers.start()]
-    core = build_core(servers=servers)
+@dataclass
+class ComposedWindow:
+    """The window's parts over one core, as ``compose_window`` built them. ``aclose()`` is
+    the one shutdown: the window, its controllers and tasks, the core, the demo servers."""
+
+    core: Core
+    runner: TaskRunner
+    bridge: QtEventBridge
+    controller: AppController
+    window: MainWindow
+    breaker_refresh: QTimer
+    demo_servers: DemoServers
+
+    async def aclose(self) -> None:
+        self.breaker_refresh.stop()
+        self.window.hide()
+        await self.controller.aclose()
+        await self.core.aclose()
+        self.core.sink.remove(self.bridge)
+        await asyncio.to_thread(self.demo_servers.stop)
+
+
+def app_context(
+    core: Core, runner: TaskRunner, bridge: QtEventBridge, *, demo: bool = False
+) -> AppContext:
+    """The controllers' view of ``core``: its small ports."""
+    return AppContext(
+        runner,
+        bridge,
+        queue=core.orchestrator,
+        designs=core.designs,
+        platforms=core.platforms,
+        comfyui=core.comfyui,
+        settings=core.config,
+        health=core,
+        demo=demo,
+    )
+
+
+def compose_window(
+    core: Core,
+    *,
+    demo: bool = False,
+    demo_servers: DemoServers | None = None,
+    log_dir: Path | None = None,
+    show: bool = True,
+) -> ComposedWindow:
+    """The window over ``core``, as the app ships it: the Qt event bridge, the task runner,
+    the controllers, the breaker announcements (re-announced while one is not closed), the
+    periodic health checks, the demo-mode switch and the main window, shown; the job queue
+    runs in the runner (starting the core first unless it was started). ``bootstrap``, the
+    UI and end-to-end tests and the benchmarks all open the window through this.
+    ``show=False`` leaves showing it to the caller (widget tests that never show it)."""
+    demo_servers = demo_servers or DemoServers()
     runner = TaskRunner()
     bridge = QtEventBridge()
     core.sink.add(bridge)
@@ -89,21 +139,18 @@ async def _amain(app: QApplication, args: argparse.Namespace) -> int:
             breaker_refresh.stop()
 
     bridge.sig_breaker_changed.connect(breakers_changed)
-    controller = AppController(AppContext(runner, bridge, core, demo=demo))
-    icon = resource_file("icons", "pod-studio.png")
-    if icon is not None:  # before the window: its tray icon is the app's icon
-        app.setWindowIcon(QIcon(str(icon)))
-    window = MainWindow(controller, demo=demo, log_dir=diagnostics.log_file().parent)
+    controller = AppController(app_context(core, runner, bridge, demo=demo))
+    window = MainWindow(controller, demo=demo, log_dir=log_dir)
 
     async def switch_to_demo() -> None:
         url = await demo_servers.start()
-        core._servers_pinned = True
-        await core.set_comfyui_servers([url])
+        await core.comfyui.pin([url])
         window.set_demo(True)
         controller.generation.load_checkpoints()
 
     controller.sig_demo_requested.connect(lambda: runner.spawn(switch_to_demo(), name="demo"))
-    window.show()
+    if show:
+        window.show()
     for warning in core.settings_warnings:
         _show_warning(window, "Settings", warning)
     runner.spawn(
@@ -111,18 +158,28 @@ async def _amain(app: QApplication, args: argparse.Namespace) -> int:
         name="job-queue",
     )
     runner.spawn(core.health.run_periodic(), name="health-checks")
+    return ComposedWindow(core, runner, bridge, controller, window, breaker_refresh, demo_servers)
+
+
+async def _amain(app: QApplication, args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception_handler)
+    demo_servers = DemoServers()
+    servers = [await demo_servers.start()] if args.demo else args.server
+    parts = compose_window(
+        build_core(servers=servers),
+        demo=bool(args.demo),
+        demo_servers=demo_servers,
+        log_dir=diagnostics.log_file().parent,
+    )
     if args.screenshots:
-        runner.spawn(_screenshots(window, Path(args.screenshots)), name="screenshots")
+        parts.runner.spawn(_screenshots(parts.window, Path(args.screenshots)), name="screenshots")
     if args.exit_after_paint:
-        QuitAfterFirstPaint(window)
+        QuitAfterFirstPaint(parts.window)
     try:
-        await controller.wait_closed()
+        await parts.controller.wait_closed()
     finally:
-        breaker_refresh.stop()
-        window.hide()
-        await controller.aclose()
-        await core.aclose()
-        await asyncio.to_thread(demo_servers.stop)
+        await parts.aclose()
     return 0
 
 
@@ -197,6 +254,9 @@ def main(args: argparse.Namespace) -> int:
     app.setOrganizationName("pod-studio")
     app.setQuitOnLastWindowClosed(False)
     gc_guard.install(app)
+    icon = resource_file("icons", "pod-studio.png")
+    if icon is not None:  # before the window: its tray icon is the app's icon
+        app.setWindowIcon(QIcon(str(icon)))
     qss = resource_file("style.qss")
     # kept for the life of the window: re-applies the sheet when the OS theme changes
     style = apply_style(app, qss.read_text(encoding="utf-8")) if qss is not None else None

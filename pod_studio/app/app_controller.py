@@ -22,6 +22,7 @@ from pod_studio.app.queue import QueueController
 from pod_studio.app.settings import SettingsController, WorkflowController
 from pod_studio.app.setup import SetupController
 from pod_studio.app.status import ConnectionController, ResilienceController, StatsController
+from pod_studio.domain.settings import AppSettings
 
 
 class AppController(QObject):
@@ -39,97 +40,98 @@ class AppController(QObject):
         self.runner = ctx.runner
         self.bridge = ctx.bridge
         self.demo = ctx.demo
-        studio = ctx.studio
+        queue, designs, platforms = ctx.queue, ctx.designs, ctx.platforms
+        comfyui, config = ctx.comfyui, ctx.settings
+
+        def settings() -> AppSettings:
+            return config.settings
+
         self.generation = GenerationController(
-            ctx.runner,
-            ctx.bridge,
-            studio.orchestrator,
-            list_checkpoints=studio.list_checkpoints,
-            parent=self,
+            ctx.runner, ctx.bridge, queue, list_checkpoints=comfyui.checkpoints, parent=self
         )
         self.gallery = GalleryController(
             ctx.runner,
-            studio.store,
-            studio.thumbnail,
+            designs.store,
+            designs.thumbnail,
             bridge=ctx.bridge,
-            preflight=studio.preflight_design,
-            list_templates=studio.product_templates,
+            preflight=designs.preflight_design,
+            list_templates=designs.product_templates,
             regenerate=self.generation.regenerate,
-            orchestrator=studio.orchestrator,
+            orchestrator=queue,
             parent=self,
         )
-        self.queue = QueueController(ctx.runner, ctx.bridge, studio.orchestrator, parent=self)
+        self.queue = QueueController(ctx.runner, ctx.bridge, queue, parent=self)
         self.publishing = PublishController(
             ctx.runner,
-            studio.orchestrator,
-            lambda: studio.settings,
-            list_templates=studio.product_templates,
-            list_platforms=studio.list_platforms,
-            profit_preview=studio.profit_preview,
-            thumbnail=studio.thumbnail,
-            upscale=studio.upscale_design,
-            platform_mockups=studio.printify_mockups,
+            queue,
+            settings,
+            list_templates=designs.product_templates,
+            list_platforms=platforms.list_platforms,
+            profit_preview=designs.profit_preview,
+            thumbnail=designs.thumbnail,
+            upscale=designs.upscale_design,
+            platform_mockups=platforms.printify_mockups,
             bridge=ctx.bridge,
             parent=self,
         )
         self.publishing.sig_upscaled.connect(self.gallery.apply_updated)
         self.printify = PrintifyController(
             ctx.runner,
-            save_secret=studio.save_secret,
-            describe=studio.describe_secrets,
-            list_shops=studio.printify_shops,
-            test=studio.test_printify,
+            save_secret=platforms.save_secret,
+            describe=platforms.describe_secrets,
+            list_shops=platforms.printify_shops,
+            test=platforms.test_printify,
             parent=self,
         )
         self.notices = BatchNotices(ctx.bridge, self.publishing, parent=self)
         self.connection = ConnectionController(ctx.bridge, parent=self)
         self.resilience = ResilienceController(
-            ctx.bridge, studio.reset_breaker, studio.check_health, runner=ctx.runner, parent=self
+            ctx.bridge,
+            ctx.health.reset_breaker,
+            ctx.health.check_health,
+            runner=ctx.runner,
+            parent=self,
         )
         self.stats = StatsController(ctx.bridge, parent=self)
         self.settings = SettingsController(
-            lambda: studio.settings,
-            studio.save_settings,
+            settings,
+            config.save,
             runner=ctx.runner,
-            test_connection=studio.test_comfyui,
-            costs_getter=studio.seller_costs,
-            costs_saver=studio.save_seller_costs,
+            test_connection=comfyui.test,
+            costs_getter=designs.seller_costs,
+            costs_saver=designs.save_seller_costs,
             parent=self,
         )
-        self.workflow = WorkflowController(ctx.runner, studio.open_workflow, parent=self)
+        self.workflow = WorkflowController(ctx.runner, config.open_workflow, parent=self)
         self.comfyui_server = ComfyUIServerController(
-            ctx.runner, ctx.bridge, studio.comfyui_server_view, studio.control_comfyui, parent=self
+            ctx.runner, ctx.bridge, comfyui.view, comfyui.control, parent=self
         )
         self.settings.sig_settings_saved.connect(self.comfyui_server.settings_changed)
         self.setup = SetupController(
-            ctx.runner,
-            lambda: studio.settings,
-            studio.save_settings,
-            studio.check_workflow,
-            parent=self,
+            ctx.runner, settings, config.save, config.check_workflow, parent=self
         )
         self.shopify = ShopifyController(
             ctx.runner,
-            lambda: studio.settings,
-            studio.save_settings,
-            studio.save_secret,
-            studio.test_shopify,
+            settings,
+            config.save,
+            platforms.save_secret,
+            platforms.test_shopify,
             parent=self,
         )
         self.etsy = EtsyController(
             ctx.runner,
-            lambda: studio.settings,
-            studio.save_settings,
-            studio.save_secret,
-            connect=studio.connect_etsy,
-            disconnect=studio.disconnect_etsy,
-            test=studio.test_etsy,
-            choices=studio.etsy_choices,
+            settings,
+            config.save,
+            platforms.save_secret,
+            connect=platforms.connect_etsy,
+            disconnect=platforms.disconnect_etsy,
+            test=platforms.test_etsy,
+            choices=platforms.etsy_choices,
             parent=self,
         )
         # saved servers apply at once (the engine switches): the status bar follows
         self.settings.sig_settings_saved.connect(
-            lambda *_a: self.connection.set_servers(studio.server_urls)
+            lambda *_a: self.connection.set_servers(comfyui.urls)
         )
         self._closed = asyncio.Event()
 

@@ -1,9 +1,10 @@
-"""App layer: AppContext — the engine, as the GUI sees it.
+"""App layer: AppContext — the engine, as the GUI sees it, through a few small ports.
 
-``Studio`` names what the window needs from POD Studio's engine: the durable queue, the
-gallery, settings, connections, publishing. The composition's ``Core`` is the one object
-that implements it (``bootstrap`` passes it in; the UI tests build the same ``Core`` through
-the same composition), so app/ and ui/ never see adapters and there is no second engine.
+The durable queue (the orchestrator), the designs, the platforms, the ComfyUI servers, the
+settings, and the breakers and health checks: each a small Protocol that a service built by
+the composition implements (``bootstrap.compose_window`` fills the context from the core),
+so app/ and ui/ never see adapters and there is no second engine. A controller takes only
+the calls it uses (the aliases below).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from pod_studio.services.orchestrator import Orchestrator
 
 
-# What single controllers take (bound methods of the ``Studio`` in the app).
+# What single controllers take (bound methods of the ports).
 SettingsGetter = Callable[[], Any]
 Preflight = Callable[[GeneratedImage, str], tuple[str, list[str]]]
 ListTemplates = Callable[[], list[ProductTemplate]]
@@ -49,22 +50,11 @@ ListPlatforms = Callable[[], Awaitable[list[PlatformChoice]]]
 PlatformMockups = Callable[[str, str], Awaitable[list[bytes]]]
 
 
-class Studio(Protocol):
-    """The engine's face towards the GUI (implemented by ``composition.core.Core``)."""
-
-    @property
-    def orchestrator(self) -> Orchestrator: ...
+class DesignsPort(Protocol):
+    """The designs as the gallery and the publish panel see them."""
 
     @property
     def store(self) -> ImageStore: ...
-
-    @property
-    def settings(self) -> AppSettings: ...
-
-    @property
-    def server_urls(self) -> list[str]: ...
-
-    async def save_settings(self, settings: AppSettings) -> None: ...
 
     def thumbnail(self, image: GeneratedImage) -> bytes:
         """PNG bytes (blocking: the caller runs it in a worker thread)."""
@@ -82,38 +72,22 @@ class Studio(Protocol):
 
     async def save_seller_costs(self, costs: SellerCosts) -> None: ...
 
-    async def list_platforms(self) -> list[PlatformChoice]: ...
-
     async def profit_preview(
         self, image: GeneratedImage, template_name: str
     ) -> Sequence[ProfitLine]: ...
-
-    async def printify_mockups(self, design_sha256: str, template_name: str) -> list[bytes]:
-        """Printify's own mockup images (JPEG/PNG bytes) of this design as this product, once
-        its Printify draft exists; ``[]`` before."""
-        ...
-
-    async def list_checkpoints(self) -> list[str]: ...
 
     async def upscale_design(
         self, image: GeneratedImage, template_names: Sequence[str]
     ) -> GeneratedImage:
         """Upscale the design on a ComfyUI server into its print file (300 DPI on the widest
         of the templates); the updated design."""
-
-    async def test_comfyui(self, url: str) -> str:
-        """A one-line description of the server at ``url`` (raises a PodStudioError)."""
         ...
 
-    async def open_workflow(self, path: str) -> WorkflowReport: ...
 
-    async def check_workflow(self) -> WorkflowReport:
-        """The current workflow against the first server (missing nodes and models)."""
-        ...
+class PlatformsPort(Protocol):
+    """The marketplaces: which can be used, their secrets, connection tests, Etsy's sign-in."""
 
-    def reset_breaker(self, name: str | None) -> None: ...
-
-    async def check_health(self) -> None: ...
+    async def list_platforms(self) -> list[PlatformChoice]: ...
 
     async def save_secret(self, name: str, value: str) -> None: ...
 
@@ -130,14 +104,11 @@ class Studio(Protocol):
         raises a PodStudioError when it fails."""
         ...
 
-    # the local ComfyUI server (the ComfyUI dock)
-    def comfyui_server_view(self) -> ComfyUIServerView: ...
-
-    async def control_comfyui(self, action: ComfyUIAction) -> str:
-        """Start/stop/restart/free memory/interrupt/clear; returns what was done in words."""
+    async def printify_mockups(self, design_sha256: str, template_name: str) -> list[bytes]:
+        """Printify's own mockup images (JPEG/PNG bytes) of this design as this product, once
+        its Printify draft exists; ``[]`` before."""
         ...
 
-    # Shopify and Etsy (Settings)
     async def test_shopify(self) -> str:
         """A verdict on the saved Shopify connection; raises a PodStudioError when it fails."""
         ...
@@ -156,11 +127,59 @@ class Studio(Protocol):
         ...
 
 
+class ComfyUIPort(Protocol):
+    """The ComfyUI servers the queue runs on and the local server (the ComfyUI dock)."""
+
+    @property
+    def urls(self) -> list[str]: ...
+
+    async def checkpoints(self) -> list[str]: ...
+
+    async def test(self, url: str) -> str:
+        """A one-line description of the server at ``url`` (raises a PodStudioError)."""
+        ...
+
+    def view(self) -> ComfyUIServerView: ...
+
+    async def control(self, action: ComfyUIAction) -> str:
+        """Start/stop/restart/free memory/interrupt/clear; returns what was done in words."""
+        ...
+
+
+class SettingsPort(Protocol):
+    """The seller's settings: read, saved (and applied at once), the workflow in them."""
+
+    @property
+    def settings(self) -> AppSettings: ...
+
+    async def save(self, settings: AppSettings) -> None: ...
+
+    async def open_workflow(self, path: str) -> WorkflowReport: ...
+
+    async def check_workflow(self) -> WorkflowReport:
+        """The current workflow against the first server (missing nodes and models)."""
+        ...
+
+
+class HealthPort(Protocol):
+    """The breakers and the health checks (the docks' buttons)."""
+
+    def reset_breaker(self, name: str | None) -> None: ...
+
+    async def check_health(self) -> None: ...
+
+
 @dataclass
 class AppContext:
-    """What every controller is built from."""
+    """What the controllers are built from: the runner, the bridge and the engine's ports
+    (each controller takes only what it uses)."""
 
     runner: TaskRunner
     bridge: QtEventBridge
-    studio: Studio
+    queue: Orchestrator
+    designs: DesignsPort
+    platforms: PlatformsPort
+    comfyui: ComfyUIPort
+    settings: SettingsPort
+    health: HealthPort
     demo: bool = False

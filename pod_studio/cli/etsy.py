@@ -36,12 +36,12 @@ async def run(args: argparse.Namespace) -> int:
     printer = ProgressPrinter(sys.stderr)
     async with open_core(sinks=[printer]) as core:
         if args.action == "disconnect":
-            was_connected = core.etsy is not None
-            await core.disconnect_etsy()
-            if core.etsy is not None:
+            was_connected = core.platforms.etsy is not None
+            await core.platforms.disconnect_etsy()
+            if core.platforms.etsy is not None:
                 print(
                     "Etsy is still connected: its tokens come from a store POD Studio cannot "
-                    f"change ({core.describe_secrets()}); remove them there."
+                    f"change ({core.platforms.describe_secrets()}); remove them there."
                 )
                 return exits.FAILED
             if was_connected:
@@ -50,10 +50,10 @@ async def run(args: argparse.Namespace) -> int:
                 print("Etsy was not connected: there were no tokens to remove")
             return exits.OK
         if args.action == "status":
-            if core.etsy is None:
-                print(core.etsy_problem)
+            if core.platforms.etsy is None:
+                print(core.platforms.problems["etsy"])
                 return exits.FAILED
-            ok, text = await core.etsy.health_check()
+            ok, text = await core.platforms.etsy.health_check()
             print(text)
             return exits.OK if ok else exits.UNREACHABLE
 
@@ -62,6 +62,6 @@ async def run(args: argparse.Namespace) -> int:
             if not args.no_browser:
                 webbrowser.open(url)
 
-        shop = await core.connect_etsy(show)
+        shop = await core.platforms.connect_etsy(show)
     print(f"Etsy connected: {shop}")
     return exits.OK

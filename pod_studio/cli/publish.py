@@ -130,7 +130,7 @@ async def run(args: argparse.Namespace) -> int:
     # publishing needs no ComfyUI: no server is contacted (generation jobs wait for the app)
     async with open_core(sinks=[printer], settings=settings, servers=[]) as core:
         usable: list[str] = []
-        for platform, ok, reason in core.platforms():
+        for platform, ok, reason in core.platforms.rows():
             if platform not in platforms:
                 continue
             if ok:  # the credential is checked before anything is queued

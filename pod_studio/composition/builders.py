@@ -197,7 +197,7 @@ def local_server_factory(
     def make(section: ComfyUIProcessSettings) -> LocalServer | None:
         from pod_studio.composition.comfyui_process import build_comfyui_server_service
 
-        if not section.enabled and overrides.command is None:
+        if not section.enabled and not overrides.enable:
             return None
         control = ComfyUIClient(section.url)
         service = build_comfyui_server_service(

@@ -77,9 +77,10 @@ class ResilienceOverrides:
 
 @dataclass(frozen=True)
 class LocalServerOverrides:
-    """The local ComfyUI server's process: ``command`` replaces its command line (tests,
-    demo) and starts the service even when the settings do not enable it."""
+    """The local ComfyUI server's process: ``command`` replaces its command line (tests);
+    ``enable`` runs the service even when the settings do not enable it."""
 
+    enable: bool = False
     command: Sequence[str] | None = None
     env: Mapping[str, str] | None = None
     auto_restart: bool | None = None
@@ -88,4 +89,4 @@ class LocalServerOverrides:
     ready_poll: float | None = None
 
     def kwargs(self) -> dict[str, Any]:
-        return _given(self)
+        return {k: v for k, v in _given(self).items() if k != "enable"}

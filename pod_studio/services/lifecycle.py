@@ -51,8 +51,12 @@ class BackgroundTasks:
         task.add_done_callback(self._done)
         return task
 
+    def named(self, name: str) -> list[asyncio.Task[Any]]:
+        """The tasks called ``name`` that have not finished."""
+        return [t for t in self._tasks if t.get_name() == name and not t.done()]
+
     def running(self, name: str) -> bool:
-        return any(t.get_name() == name and not t.done() for t in self._tasks)
+        return bool(self.named(name))
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

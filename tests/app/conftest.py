@@ -1,10 +1,13 @@
 """Fixtures for the app and ui tests: the shipping engine (``build_core`` → ``Core``, the
 durable orchestrator over the SQLite ledger in the test's POD_STUDIO_HOME) on sandbox ComfyUI
-servers running in threads, with an in-memory secret store instead of the OS keyring.
+servers running in threads, with an in-memory secret store instead of the OS keyring, and
+the window the app ships over it (``bootstrap.compose_window``).
 
-``make_studio(...)`` builds, starts and runs one (its queue in the ``TaskRunner``, as the
-window does); ``studio`` is the default one on one sandbox. Failing or slow generations come
-from the sandbox's own fault knobs (``fail_next``, ``error_next_prompt``, ``pause``).
+``make_studio(...)`` builds and starts one and composes its window (its queue in the window's
+``TaskRunner``); ``compose=False`` leaves the window for the test to compose after its own
+set-up (``studio.compose(demo=...)``). ``studio`` is the default one on one sandbox. Failing
+or slow generations come from the sandbox's own fault knobs (``fail_next``,
+``error_next_prompt``, ``pause``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from typing import Any
 import pytest
 
 from pod_studio.adapters.storage.secrets import MemorySecretStore
+from pod_studio.app.app_controller import AppController
 from pod_studio.app.bridge import QtEventBridge
 from pod_studio.app.runner import TaskRunner
+from pod_studio.bootstrap import ComposedWindow, compose_window
 from pod_studio.composition.core import Core, build_core
 from pod_studio.domain.settings import AppSettings
 from pod_studio.sandbox.comfyui import ComfyUISandbox
@@ -55,13 +60,40 @@ def sandbox_thread(**options: Any) -> ServerThread:
 
 @dataclass
 class Studio:
-    """One running engine and what the window is built from."""
+    """One running engine and the window composed over it."""
 
-    runner: TaskRunner
-    bridge: QtEventBridge
     core: Core
     secrets: MemorySecretStore
     servers: list[ServerThread]
+    parts: ComposedWindow | None = None
+
+    def compose(self, *, demo: bool = False, show: bool = False) -> ComposedWindow:
+        """The window over this engine, as the app composes it (once); not shown unless
+        ``show`` (a test shows it when it wants the window's start: gallery, checkpoints,
+        the set-up on a first start)."""
+        assert self.parts is None, "the window is composed once"
+        self.parts = compose_window(self.core, demo=demo, show=show)
+        return self.parts
+
+    def _composed(self) -> ComposedWindow:
+        assert self.parts is not None, "compose the window first (make_studio(compose=False))"
+        return self.parts
+
+    @property
+    def runner(self) -> TaskRunner:
+        return self._composed().runner
+
+    @property
+    def bridge(self) -> QtEventBridge:
+        return self._composed().bridge
+
+    @property
+    def controller(self) -> AppController:
+        return self._composed().controller
+
+    @property
+    def window(self) -> Any:
+        return self._composed().window
 
     @property
     def comfy(self) -> ServerThread:
@@ -96,9 +128,10 @@ MakeStudio = Callable[..., Studio]
 
 @pytest.fixture
 def make_studio(qloop: asyncio.AbstractEventLoop, comfy: ServerThread) -> Iterator[MakeStudio]:
-    """``make_studio(servers=None, settings=None, pin=True, **options)``: the engine on
-    ``servers`` (default: the ``comfy`` sandbox). ``pin=False`` takes the servers from the
-    settings instead (so saving other servers in Settings switches to them)."""
+    """``make_studio(servers=None, settings=None, pin=True, compose=True, **options)``: the
+    engine on ``servers`` (default: the ``comfy`` sandbox), started, with its window.
+    ``pin=False`` takes the servers from the settings instead (so saving other servers in
+    Settings switches to them)."""
     made: list[Studio] = []
 
     def make(
@@ -106,6 +139,7 @@ def make_studio(qloop: asyncio.AbstractEventLoop, comfy: ServerThread) -> Iterat
         settings: AppSettings | None = None,
         *,
         pin: bool = True,
+        compose: bool = True,
         **options: Any,
     ) -> Studio:
         threads = servers or [comfy]
@@ -127,20 +161,20 @@ def make_studio(qloop: asyncio.AbstractEventLoop, comfy: ServerThread) -> Iterat
             secrets=secrets,
             options=OrchestratorOptions(**opts),
         )
-        runner = TaskRunner()
-        bridge = QtEventBridge()
-        core.sink.add(bridge)
         run(core.start())
-        runner.spawn(core.run_queue(), name="job-queue")
-        studio = Studio(runner, bridge, core, secrets, threads)
+        studio = Studio(core, secrets, threads)
         made.append(studio)
+        if compose:
+            studio.compose()
         return studio
 
     yield make
 
     async def close(studio: Studio) -> None:
-        await studio.runner.aclose()
-        await studio.core.aclose()
+        if studio.parts is not None:
+            await studio.parts.aclose()
+        else:
+            await studio.core.aclose()
 
     for studio in made:
         for i, thread in enumerate(studio.servers):

@@ -39,7 +39,7 @@ def _generation(studio: Studio) -> GenerationController:
         studio.runner,
         studio.bridge,
         studio.core.orchestrator,
-        list_checkpoints=studio.core.list_checkpoints,
+        list_checkpoints=studio.core.comfyui.checkpoints,
     )
 
 
@@ -141,7 +141,9 @@ def test_checkpoints_are_listed_sorted(qtbot: Any, studio: Studio) -> None:
 
 def test_gallery_loads_adds_thumbnails_and_approves(qtbot: Any, studio: Studio) -> None:
     core = studio.core
-    gallery = GalleryController(studio.runner, core.store, core.thumbnail, bridge=studio.bridge)
+    gallery = GalleryController(
+        studio.runner, core.store, core.designs.thumbnail, bridge=studio.bridge
+    )
     gen = _generation(studio)
     added: list[Any] = []
     gallery.sig_image_added.connect(added.append)
@@ -240,7 +242,7 @@ def test_stats_history(qtbot: Any, studio: Studio) -> None:
 
 def test_settings_update_window_state_and_flush(qtbot: Any, studio: Studio) -> None:
     core = studio.core
-    ctl = SettingsController(lambda: core.settings, core.save_settings, runner=studio.runner)
+    ctl = SettingsController(lambda: core.settings, core.config.save, runner=studio.runner)
     with qtbot.waitSignal(ctl.sig_settings_failed, timeout=1000):
         assert ctl.update(comfyui_servers=["ftp://nope"])
     with qtbot.waitSignal(ctl.sig_settings_saved, timeout=5000):
@@ -257,9 +259,9 @@ def test_test_connection_and_workflow(qtbot: Any, studio: Studio, tmp_path: Path
     core = studio.core
     ctl = SettingsController(
         lambda: core.settings,
-        core.save_settings,
+        core.config.save,
         runner=studio.runner,
-        test_connection=core.test_comfyui,
+        test_connection=core.comfyui.test,
     )
     good = studio.comfy.url
     with qtbot.waitSignal(ctl.sig_connection_tested, timeout=10000) as ok:
@@ -275,7 +277,7 @@ def test_test_connection_and_workflow(qtbot: Any, studio: Studio, tmp_path: Path
     workflow.write_text(json.dumps(GRAPH), encoding="utf-8")
     broken = tmp_path / "broken.json"
     broken.write_text("{not json", encoding="utf-8")
-    wf = WorkflowController(studio.runner, core.open_workflow)
+    wf = WorkflowController(studio.runner, core.config.open_workflow)
     with qtbot.waitSignal(wf.sig_workflow_loaded, timeout=10000) as loaded:
         wf.load(str(workflow))
     name, summary, problems = loaded.args

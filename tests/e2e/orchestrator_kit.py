@@ -15,20 +15,22 @@ from pod_studio.adapters.storage.paths import app_paths
 from pod_studio.adapters.storage.secrets import MemorySecretStore
 from pod_studio.composition.core import Core, comfyui_breaker_name
 from pod_studio.composition.headless import open_core
+from pod_studio.composition.overrides import (
+    BreakerOverride,
+    ComfyUIClientOverrides,
+    ResilienceOverrides,
+    RetryOverride,
+)
 from pod_studio.domain.events import Event, ImageReady
 from pod_studio.services.orchestrator import OrchestratorOptions
 
-FAST_CLIENT = {
-    "poll_initial": 0.05,
-    "poll_factor": 1.5,
-    "poll_max": 0.3,
-    "reconnect_initial": 0.02,
-    "reconnect_max": 0.2,
-}
-FAST_RESILIENCE = {
-    "policies": {"comfyui": {"max_retries": 1, "initial_delay": 0.05, "max_delay": 0.1}},
-    "breakers": {"comfyui": {"failure_threshold": 3, "reset_timeout": 0.3}},
-}
+FAST_CLIENT = ComfyUIClientOverrides(
+    poll_initial=0.05, poll_factor=1.5, poll_max=0.3, reconnect_initial=0.02, reconnect_max=0.2
+)
+FAST_RESILIENCE = ResilienceOverrides(
+    policies={"comfyui": RetryOverride(max_retries=1, initial_delay=0.05, max_delay=0.1)},
+    breakers={"comfyui": BreakerOverride(failure_threshold=3, reset_timeout=0.3)},
+)
 FAST_OPTIONS = OrchestratorOptions(
     tick=0.05,
     poll_interval=0.05,
@@ -83,7 +85,7 @@ async def started_core(
         paths=app_paths(home),
         secrets=MemorySecretStore(),
         options=replace(FAST_OPTIONS, **options),
-        client_options=FAST_CLIENT,
+        comfyui_client=FAST_CLIENT,
         resilience=FAST_RESILIENCE,
     ) as core:
         yield core

@@ -1,6 +1,7 @@
-"""End to end: the real composition (``build_core`` + the window's ``AppContext`` + main window,
-started by ``bootstrap.run_core``) on the sandbox,
-with every job going through the durable queue (orchestrator + SQLite ledger).
+"""End to end: the app as it ships (``build_core`` and ``bootstrap.compose_window``: the
+window, its controllers, breaker announcements, health checks and demo switch, the job queue
+started by ``bootstrap.run_core``) on the sandbox, with every job going through the durable
+queue (orchestrator + SQLite ledger).
 
 Set ``PODSTUDIO_SCREENSHOTS=DIR`` to also save PNGs of the window at the interesting moments
 (and of the queue dock, the publish panel and the settings' Printify tab).
@@ -21,16 +22,12 @@ from PySide6.QtWidgets import QWidget
 
 from pod_studio import bootstrap
 from pod_studio.adapters.storage.secrets import MemorySecretStore
-from pod_studio.app.app_controller import AppController
-from pod_studio.app.bridge import QtEventBridge
-from pod_studio.app.context import AppContext
-from pod_studio.app.runner import TaskRunner
-from pod_studio.composition.core import Core, build_core, comfyui_breaker_name
+from pod_studio.bootstrap import ComposedWindow
+from pod_studio.composition.core import build_core, comfyui_breaker_name
 from pod_studio.domain.models import JobState
 from pod_studio.domain.settings import AppSettings, BreakerSettings, RetryPolicySettings
 from pod_studio.sandbox.comfyui import ComfyUISandbox
 from pod_studio.sandbox.threaded import ServerThread
-from pod_studio.ui.main_window import MainWindow
 
 
 def _shot(widget: QWidget, name: str) -> None:
@@ -40,52 +37,36 @@ def _shot(widget: QWidget, name: str) -> None:
         widget.grab().save(str(Path(target) / f"{name}.png"))
 
 
-class App:
-    def __init__(
-        self,
-        core: Core,
-        runner: TaskRunner,
-        controller: AppController,
-        window: MainWindow,
-        sandbox: ServerThread,
-    ) -> None:
-        self.core, self.runner, self.controller = core, runner, controller
-        self.window, self.sandbox = window, sandbox
-
-
 @pytest.fixture
 def sandbox() -> Iterator[ServerThread]:
     with ServerThread(ComfyUISandbox(seconds_per_job=0.05, steps=4, preview_every=1)) as t:
         yield t
 
 
-def _make_app(qtbot: Any, sandbox: ServerThread, settings: AppSettings | None = None) -> App:
-    core = build_core(servers=[sandbox.url], settings=settings, secrets=MemorySecretStore())
-    runner = TaskRunner()
-    bridge = QtEventBridge()
-    core.sink.add(bridge)
-    controller = AppController(AppContext(runner, bridge, core))
-    window = MainWindow(controller)
-    qtbot.addWidget(window)
-    window.resize(1400, 860)
-    window.show()
-    runner.spawn(bootstrap.run_core(core, controller), name="job-queue")
-    return App(core, runner, controller, window, sandbox)
+def _open(qtbot: Any, servers: list[str], settings: AppSettings | None = None) -> ComposedWindow:
+    """The app as ``bootstrap`` starts it: ``build_core``, then ``compose_window`` (bridge,
+    runner, controllers, breaker announcements, health checks, demo switch, the window,
+    shown, and the job queue started in the runner)."""
+    core = build_core(servers=servers, settings=settings, secrets=MemorySecretStore())
+    app = bootstrap.compose_window(core)
+    qtbot.addWidget(app.window)
+    app.window.resize(1400, 860)
+    return app
 
 
-def _close(qtbot: Any, app: App) -> None:
+def _make_app(
+    qtbot: Any, sandbox: ServerThread, settings: AppSettings | None = None
+) -> ComposedWindow:
+    return _open(qtbot, [sandbox.url], settings)
+
+
+def _close(qtbot: Any, app: ComposedWindow) -> None:
     """Close like the seller does: the window's close, then the composition root's shutdown."""
-    done: list[bool] = []
     app.window.close()
     assert app.controller.close_requested
-
-    async def shutdown() -> None:
-        await app.controller.aclose()
-        await app.core.aclose()
-        done.append(True)
-
-    closing = asyncio.ensure_future(shutdown())
-    qtbot.waitUntil(lambda: bool(done) and closing.done(), timeout=15000)
+    closing = asyncio.ensure_future(app.aclose())
+    qtbot.waitUntil(closing.done, timeout=15000)
+    closing.result()
 
 
 def test_generate_in_the_window_lands_in_gallery_and_survives_restart(
@@ -179,14 +160,8 @@ def test_generate_in_the_window_lands_in_gallery_and_survives_restart(
     _close(qtbot, app)
 
     # A new window on the same data folder (not connected to any server) shows the images.
-    core = build_core(servers=["http://127.0.0.1:9"], secrets=MemorySecretStore())
-    runner = TaskRunner()
-    bridge = QtEventBridge()
-    core.sink.add(bridge)
-    controller = AppController(AppContext(runner, bridge, core))
-    again = MainWindow(controller)
-    qtbot.addWidget(again)
-    again.show()
+    restarted = _open(qtbot, ["http://127.0.0.1:9"])
+    again = restarted.window
     qtbot.waitUntil(lambda: len(again.gallery.model.images()) == 4, timeout=10000)
     assert sorted(Path(i.file).name for i in again.gallery.model.images()) == files
     # the queue (4 generations, 4 failed publish jobs with their history) and the cards'
@@ -203,11 +178,7 @@ def test_generate_in_the_window_lands_in_gallery_and_survives_restart(
         timeout=10000,
     )
     _shot(again, "12_after_restart")
-    again.close()
-    closing = asyncio.ensure_future(runner.aclose())
-    qtbot.waitUntil(closing.done, timeout=10000)
-    closed = asyncio.ensure_future(core.ledger.aclose())
-    qtbot.waitUntil(closed.done, timeout=10000)
+    _close(qtbot, restarted)
 
 
 def test_a_1024_px_design_is_published_to_the_export_folder(
@@ -297,29 +268,20 @@ def test_faults_open_the_breaker_the_dock_counts_down_and_the_probe_closes_it(
     _close(qtbot, app)
 
 
-def test_offline_server_offers_demo_mode(qtbot: Any, qloop: asyncio.AbstractEventLoop) -> None:
-    core = build_core(servers=["http://127.0.0.1:9"], secrets=MemorySecretStore())
-    runner = TaskRunner()
-    bridge = QtEventBridge()
-    core.sink.add(bridge)
-    controller = AppController(AppContext(runner, bridge, core))
-    window = MainWindow(controller)
-    qtbot.addWidget(window)
-    window.show()
-    runner.spawn(bootstrap.run_core(core, controller), name="job-queue")
+def test_offline_server_offers_demo_mode_and_switches_to_it(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop
+) -> None:
+    app = _open(qtbot, ["http://127.0.0.1:9"])
+    window, controller, core = app.window, app.controller, app.core
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=15000)
     assert window.app.connection.state() == "offline"
     assert "127.0.0.1:9" in window.connection_label.text()
     _shot(window, "06_offline")
     with qtbot.waitSignal(controller.sig_demo_requested, timeout=2000):
         qtbot.mouseClick(window.banner.demo_button, Qt.MouseButton.LeftButton)
-    window.close()
-    done: list[bool] = []
-
-    async def shutdown() -> None:
-        await controller.aclose()
-        await core.aclose()
-        done.append(True)
-
-    closing = asyncio.ensure_future(shutdown())
-    qtbot.waitUntil(lambda: bool(done) and closing.done(), timeout=10000)
+    # the window runs on the demo sandbox from now on: connected, titled, servers pinned
+    qtbot.waitUntil(lambda: window.windowTitle() == "POD Studio — Demo", timeout=15000)
+    assert core.comfyui.urls != ["http://127.0.0.1:9"] and core.comfyui.pinned
+    qtbot.waitUntil(lambda: window.app.connection.state() == "connected", timeout=15000)
+    assert not window.banner.isVisible()
+    _close(qtbot, app)

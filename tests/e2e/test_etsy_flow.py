@@ -76,8 +76,8 @@ async def test_connect_then_publish_an_etsy_listing(
         secrets = _set_up_etsy(sandbox)
         designs, _problems = read_manifest(_manifest(tmp_path))
         async with open_core(secrets=secrets) as core:
-            assert {p: ok for p, ok, _r in core.platforms()}["etsy"] is False
-            shop = await core.connect_etsy(_browser)
+            assert {p: ok for p, ok, _r in core.platforms.rows()}["etsy"] is False
+            shop = await core.platforms.connect_etsy(_browser)
             assert shop
             assert secrets.get(SecretName.ETSY_REFRESH_TOKEN)
             results = await run_publish(
@@ -108,7 +108,7 @@ async def _connected_core_publish(
     secrets.set(SecretName.PRINTIFY_TOKEN, PRINTIFY_TOKEN)
     designs, _problems = read_manifest(_manifest(tmp_path))
     async with open_core(secrets=secrets) as core:
-        assert await core.connect_etsy(_browser)
+        assert await core.platforms.connect_etsy(_browser)
         results = await run_publish(
             core, designs, ["Classic T-shirt"], ["printify"], draft=False, horizon=60
         )

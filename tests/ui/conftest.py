@@ -1,5 +1,6 @@
-"""Fixtures for widget tests: the AppController the window gets, over the shipping engine
-(``tests.app.conftest``: ``build_core`` on a sandbox ComfyUI)."""
+"""Fixtures for widget tests: the AppController of the window the app ships, over the
+shipping engine (``tests.app.conftest``: ``build_core`` on a sandbox ComfyUI, composed by
+``bootstrap.compose_window``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from pod_studio.app.app_controller import AppController
-from pod_studio.app.context import AppContext
 from tests.app.conftest import (  # noqa: F401 - fixtures
     MakeStudio,
     Studio,
@@ -20,9 +19,9 @@ from tests.app.conftest import (  # noqa: F401 - fixtures
 
 
 def controller_for(studio: Studio) -> Any:  # noqa: F811
-    """``AppController(AppContext(runner, bridge, core))`` as ``bootstrap`` builds it; the
-    test reaches the engine through ``ctl.studio_parts``."""
-    ctl = AppController(AppContext(studio.runner, studio.bridge, studio.core))
+    """The window's ``AppController`` as ``bootstrap.compose_window`` builds it; the test
+    reaches the engine and the window through ``ctl.studio_parts``."""
+    ctl = studio.controller
     ctl.studio_parts = studio  # type: ignore[attr-defined]
     return ctl
 

@@ -20,6 +20,7 @@ from pod_studio.app.comfyui import ComfyUIServerController
 from pod_studio.app.runner import TaskRunner
 from pod_studio.app.settings import SettingsController
 from pod_studio.composition.core import Core, build_core
+from pod_studio.composition.overrides import LocalServerOverrides
 from pod_studio.domain.settings import AppSettings, ComfyUIProcessSettings
 from pod_studio.ui.comfyui_dock import LOG_LINES, ComfyUIDock
 from tests.ui._helpers import child_env, run, sandbox_command, shot, use_style
@@ -36,21 +37,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_core(port: int | None) -> Core:
-    options: dict[str, Any] = {}
+def make_core(port: int | None, *, later: int | None = None) -> Core:
+    """A core whose local server is the sandbox on ``port`` (run whatever the settings say);
+    ``later``: not set up, but the sandbox on that port once Settings enable it."""
+    local = LocalServerOverrides()
     settings = AppSettings(comfyui_servers=["http://127.0.0.1:9"])
     if port is not None:
         settings = settings.with_changes(
             comfyui_process=ComfyUIProcessSettings(port=port).model_dump()
         )
-        options = {
-            "command": sandbox_command(port),
-            "env": child_env(),
-            "auto_restart": False,
-            "ready_timeout": 60.0,
-            "ready_poll": 0.05,
-        }
-    return build_core(settings=settings, secrets=MemorySecretStore(), comfyui_options=options)
+        local = LocalServerOverrides(
+            enable=True,
+            command=sandbox_command(port),
+            env=child_env(),
+            auto_restart=False,
+            ready_timeout=60.0,
+            ready_poll=0.05,
+        )
+    elif later is not None:
+        local = LocalServerOverrides(command=sandbox_command(later), env=child_env())
+    return build_core(settings=settings, secrets=MemorySecretStore(), local_server=local)
 
 
 class Rig:
@@ -61,7 +67,7 @@ class Rig:
         self.bridge = QtEventBridge()
         core.sink.add(self.bridge)
         self.controller = ComfyUIServerController(
-            self.runner, self.bridge, core.comfyui_server_view, core.control_comfyui
+            self.runner, self.bridge, core.comfyui.view, core.comfyui.control
         )
         self.dock = ComfyUIDock(self.controller)
         self.dock.resize(560, 460)
@@ -98,7 +104,8 @@ def test_not_set_up_says_what_to_do_until_set_up(
     qtbot: Any, qloop: Any, qapp: Any, tmp_path: Any
 ) -> None:
     use_style(qapp)
-    core = make_core(None)
+    port = free_port()
+    core = make_core(None, later=port)
     run(qtbot, core.start())
     try:
         r = Rig(qtbot, core)
@@ -115,10 +122,8 @@ def test_not_set_up_says_what_to_do_until_set_up(
         assert blocker.args[1] is False
         assert "choose the ComfyUI folder in Settings" in blocker.args[2]
         # set up in Settings: the dock shows the server (not started: auto start is off)
-        port = free_port()
-        core.comfyui_options = {"command": sandbox_command(port), "env": child_env()}
         section = {"enabled": True, "folder": str(tmp_path), "port": port}
-        settings = SettingsController(lambda: core.settings, core.save_settings, runner=r.runner)
+        settings = SettingsController(lambda: core.settings, core.config.save, runner=r.runner)
         settings.sig_settings_saved.connect(r.controller.settings_changed)
         with qtbot.waitSignal(r.controller.sig_view_changed, timeout=10000):
             assert settings.update(comfyui_process=section) == []
@@ -145,7 +150,7 @@ def test_start_use_and_stop_the_local_server(rig: Rig) -> None:
         shot(dock, "dock-starting")
     rig.wait_state("ready")
     assert dock.state_label.text().startswith("Running (pid ")
-    pid = rig.core.comfyui_server_view().pid
+    pid = rig.core.comfyui.view().pid
     assert pid is not None and f"pid {pid}" in dock.state_label.text()
     rig.wait_message("ComfyUI is running")
     # the log shows what the server printed; the search finds it
@@ -175,7 +180,7 @@ def test_start_use_and_stop_the_local_server(rig: Rig) -> None:
     rig.click("comfyui_restart_button")
     rig.wait_message("ComfyUI restarted")
     rig.wait_state("ready")
-    new_pid = rig.core.comfyui_server_view().pid
+    new_pid = rig.core.comfyui.view().pid
     assert new_pid is not None and new_pid != pid
 
     rig.click("comfyui_stop_button")
@@ -193,7 +198,7 @@ def test_a_killed_server_shows_why_it_ended(rig: Rig) -> None:
     dock = rig.dock
     rig.click("comfyui_start_button")
     rig.wait_state("ready")
-    pid = rig.core.comfyui_server_view().pid
+    pid = rig.core.comfyui.view().pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     rig.qtbot.waitUntil(lambda: dock.state in ("exited", "failed"), timeout=20000)

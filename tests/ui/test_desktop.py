@@ -33,8 +33,7 @@ def _app(make_studio: MakeStudio, **desktop: Any) -> AppController:
 
 
 def _window(qtbot: Any, app: AppController) -> MainWindow:
-    window = MainWindow(app)
-    qtbot.addWidget(window)
+    window: MainWindow = app.studio_parts.window
     window.show()
     return window
 
@@ -171,8 +170,7 @@ def test_notifications_can_be_turned_off(
 
 
 def test_settings_general_tab_saves_the_desktop_choices(qtbot: Any, app_ctl: Any) -> None:
-    window = MainWindow(app_ctl)
-    qtbot.addWidget(window)
+    window = app_ctl.studio_parts.window
     dialog = window.open_settings()
     assert dialog.notify_check.isChecked() and dialog.notify_after_spin.value() == 20
     dialog.notify_after_spin.setValue(45)

@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 
 from pod_studio.domain.models import ImageRef, JobSpec
-from pod_studio.ui.main_window import MainWindow
 from pod_studio.ui.window_extras import QuitAfterFirstPaint
-from tests.app.conftest import run
+from tests.app.conftest import MakeStudio, run
 
 
 def _png() -> bytes:
@@ -23,19 +22,19 @@ def _png() -> bytes:
 
 @pytest.mark.parametrize("designs", [0, 3])
 def test_painted_comes_after_the_gallery_shows_the_library(
-    qtbot: Any, app_ctl: Any, capsys: pytest.CaptureFixture[str], designs: int
+    qtbot: Any, make_studio: MakeStudio, capsys: pytest.CaptureFixture[str], designs: int
 ) -> None:
-    store = app_ctl.studio_parts.core.store
+    studio = make_studio(compose=False)
+    store = studio.core.store
     for n in range(designs):
         job = JobSpec(job_id=f"job{n}", prompt=f"design {n}", seed=n)
         run(store.save(job, _png(), ref=ImageRef(filename="x.png"), server="s", prompt_id="p",
                        seconds=0.1))  # fmt: skip
-    window = MainWindow(app_ctl)
-    qtbot.addWidget(window)
+    # as ``bootstrap`` does: the window composed (shown: it lists the gallery), then the watch
+    window = studio.compose(show=True).window
     seen: list[int] = []
     window.quit = lambda: seen.append(window.gallery.model.rowCount())  # type: ignore[method-assign]
     QuitAfterFirstPaint(window)
-    window.show()  # lists the gallery
     qtbot.waitUntil(lambda: bool(seen), timeout=10000)
     assert seen == [designs]  # the cards were in the grid when it said so
     assert capsys.readouterr().out.splitlines() == ["painted"]

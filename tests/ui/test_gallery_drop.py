@@ -19,7 +19,6 @@ from PySide6.QtWidgets import QApplication
 from pod_studio.app.gallery import ImportResult
 from pod_studio.app.gallery_filters import GalleryFilter
 from pod_studio.ui import tray as tray_module
-from pod_studio.ui.main_window import MainWindow
 from tests.app.conftest import MakeStudio, run
 from tests.ui._helpers import ROOT
 from tests.ui.test_desktop import _app, _window
@@ -59,8 +58,7 @@ def _drop(widget: Any, files: list[Path]) -> tuple[bool, QDropEvent]:
 def test_dropping_images_onto_the_gallery_imports_them_to_review(
     qtbot: Any, app_ctl: Any, tmp_path: Path
 ) -> None:
-    window = MainWindow(app_ctl)
-    qtbot.addWidget(window)
+    window = app_ctl.studio_parts.window
     window.show()
     gallery = window.gallery
     assert gallery.acceptDrops()
@@ -112,8 +110,7 @@ def test_gallery_drop_refuses_wrong_files_with_reasons(
 ) -> None:
     from pod_studio.adapters.storage import images
 
-    window = MainWindow(app_ctl)
-    qtbot.addWidget(window)
+    window = app_ctl.studio_parts.window
     window.show()
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
@@ -145,8 +142,7 @@ def test_gallery_drop_refuses_wrong_files_with_reasons(
 def test_a_workflow_json_dropped_on_the_gallery_is_left_to_the_window(
     qtbot: Any, app_ctl: Any, tmp_path: Path
 ) -> None:
-    window = MainWindow(app_ctl)
-    qtbot.addWidget(window)
+    window = app_ctl.studio_parts.window
     window.show()
     flow = tmp_path / "flow.json"
     flow.write_bytes((ROOT / "resources" / "workflows" / "default_txt2img.json").read_bytes())

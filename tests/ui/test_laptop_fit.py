@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +17,13 @@ from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QApplication, QComboBox, QLineEdit, QSpinBox
 
 from pod_studio.adapters.storage.secrets import MemorySecretStore
-from pod_studio.app.app_controller import AppController
-from pod_studio.app.bridge import QtEventBridge
-from pod_studio.app.context import AppContext
-from pod_studio.app.runner import TaskRunner
-from pod_studio.composition.core import Core, build_core
+from pod_studio.bootstrap import ComposedWindow, compose_window
+from pod_studio.composition.core import build_core
 from pod_studio.domain.events import JobProgress, RetryScheduled
 from pod_studio.domain.models import ImageRef, JobSpec
 from pod_studio.domain.orchestration import QueueChanged
 from pod_studio.sandbox.comfyui import ComfyUISandbox
 from pod_studio.sandbox.threaded import ServerThread
-from pod_studio.ui.main_window import MainWindow
 
 STYLE = Path(__file__).resolve().parents[2] / "resources" / "style.qss"
 SHOTS = Path("/tmp/shots-uigrid")
@@ -57,26 +53,39 @@ def styled(qapp: QApplication) -> Iterator[QApplication]:
     qapp.setStyleSheet("")
 
 
+OpenApp = Callable[..., ComposedWindow]
+
+
 @pytest.fixture
-def core(qtbot: Any, qloop: Any) -> Iterator[Core]:
+def open_app(qtbot: Any, qloop: Any) -> Iterator[OpenApp]:
+    """``open_app(demo=False)``: the app as it starts (``build_core`` on the sandbox, started,
+    and the window ``compose_window`` builds over it, not shown yet); each call is a new
+    start on the same data folder (the one before must be closed: ``_close``)."""
+    opened: list[ComposedWindow] = []
     with ServerThread(ComfyUISandbox(seconds_per_job=0.05)) as server:
-        core = build_core(servers=[server.url], secrets=MemorySecretStore())
-        _run(qtbot, core.start())
-        yield core
-        _run(qtbot, core.aclose())
+
+        def open_(*, demo: bool = False) -> ComposedWindow:
+            core = build_core(servers=[server.url], secrets=MemorySecretStore())
+            _run(qtbot, core.start())
+            parts = compose_window(core, demo=demo, show=False)
+            opened.append(parts)
+            return parts
+
+        yield open_
+        for parts in opened:
+            _run(qtbot, parts.aclose())
 
 
-def _window(core: Core, qtbot: Any, *, demo: bool = False) -> MainWindow:
-    bridge = QtEventBridge()
-    core.sink.add(bridge)
-    controller = AppController(AppContext(TaskRunner(), bridge, core, demo=demo))
-    window = MainWindow(controller, demo=demo)
-    qtbot.addWidget(window)
-    return window
+def _close(qtbot: Any, parts: ComposedWindow) -> None:
+    """Close like the seller does: the window's close, then the one shutdown."""
+    parts.window.close()
+    _run(qtbot, parts.aclose())
 
 
-def test_fits_1280_by_800_and_grid_keeps_three_columns(styled: Any, core: Core, qtbot: Any) -> None:
-    window = _window(core, qtbot, demo=True)
+def test_fits_1280_by_800_and_grid_keeps_three_columns(
+    styled: Any, open_app: OpenApp, qtbot: Any
+) -> None:
+    window = open_app(demo=True).window
     window.connection_label.setText(
         "connected to " + ", ".join(f"http://10.0.0.{n}:8188" for n in range(12))
     )
@@ -94,17 +103,18 @@ def test_fits_1280_by_800_and_grid_keeps_three_columns(styled: Any, core: Core, 
     assert window.dockWidgetArea(window.jobs_dock) != Qt.DockWidgetArea.NoDockWidgetArea
 
 
-def test_dock_layout_comes_back_at_start(core: Core, qtbot: Any) -> None:
-    first = _window(core, qtbot)
+def test_dock_layout_comes_back_at_start(open_app: OpenApp, qtbot: Any) -> None:
+    app = open_app()
+    first = app.window
     first.show()
     first.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, first.stats_dock)
     first.health_dock.hide()
     geometry, state = first.layout_state()
     first.app.settings.save_window_state(geometry, state)
     qtbot.waitUntil(lambda: first.app.settings.window_state()[1] == state)
-    first.close()
+    _close(qtbot, app)
 
-    second = _window(core, qtbot)
+    second = open_app().window
     second.show()
     assert second.dockWidgetArea(second.stats_dock) == Qt.DockWidgetArea.LeftDockWidgetArea
     assert not second.health_dock.isVisible()
@@ -178,10 +188,12 @@ def test_spin_and_combo_keep_their_native_arrows(qapp: QApplication) -> None:
     ("size", "theme"), [((1280, 800), "light"), ((1920, 1080), "light"), ((1280, 800), "dark")]
 )
 def test_screenshots(
-    styled: QApplication, core: Core, qtbot: Any, size: tuple[int, int], theme: str
+    styled: QApplication, open_app: OpenApp, qtbot: Any, size: tuple[int, int], theme: str
 ) -> None:
     from pod_studio.ui.screens import grab_all
 
+    app = open_app()
+    core, window = app.core, app.window
     previous = styled.palette()
     if theme == "dark":
         styled.setPalette(dark_palette())
@@ -202,7 +214,6 @@ def test_screenshots(
         )
         if n % 3 == 1:
             _run(qtbot, core.store.set_approved(image.image_id, n != 4))
-    window = _window(core, qtbot)
     window.resize(*size)
     window.show()
     qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 9, timeout=10_000)
@@ -258,13 +269,11 @@ def test_screenshots(
     window.close()
 
 
-def test_a_real_generation_shows_live_then_becomes_a_design(
-    core: Core, qtbot: Any, qloop: Any
-) -> None:
+def test_a_real_generation_shows_live_then_becomes_a_design(open_app: OpenApp, qtbot: Any) -> None:
     from pod_studio.domain.models import GenerationRequest
     from pod_studio.ui.gallery_grid import Card, GridModel
 
-    window = _window(core, qtbot)
+    window = open_app().window  # its job queue runs, as in the app
     window.show()
     grid = window.gallery
     seen: dict[str, set[str]] = {"states": set(), "live": set()}
@@ -281,17 +290,12 @@ def test_a_real_generation_shows_live_then_becomes_a_design(
 
     grid.model.dataChanged.connect(look)
     grid.model.rowsInserted.connect(look)
-    worker = qloop.create_task(core.run_queue())
-    try:
-        job_ids = window.app.generation.start(
-            GenerationRequest(prompts=["a fox in a teacup"], width=512, height=512)
-        )
-        assert len(job_ids) == 1
-        qtbot.waitUntil(lambda: len(grid.model.images()) == 1, timeout=15_000)
-        qtbot.waitUntil(lambda: grid.model.card(f"job:{job_ids[0]}") is None, timeout=5_000)
-    finally:
-        worker.cancel()
-        qtbot.waitUntil(worker.done, timeout=5_000)
+    job_ids = window.app.generation.start(
+        GenerationRequest(prompts=["a fox in a teacup"], width=512, height=512)
+    )
+    assert len(job_ids) == 1
+    qtbot.waitUntil(lambda: len(grid.model.images()) == 1, timeout=15_000)
+    qtbot.waitUntil(lambda: grid.model.card(f"job:{job_ids[0]}") is None, timeout=5_000)
     assert "running" in seen["states"]
     assert seen["live"] == {"progress", "preview"}  # the card showed the live preview
     design = grid.model.images()[0]
@@ -299,7 +303,11 @@ def test_a_real_generation_shows_live_then_becomes_a_design(
     qtbot.waitUntil(lambda: grid.model.card(design.image_id).pixmap is not None)  # type: ignore[union-attr]
 
 
-def test_closing_the_window_moves_deleted_designs_to_the_trash(core: Core, qtbot: Any) -> None:
+def test_closing_the_window_moves_deleted_designs_to_the_trash(
+    open_app: OpenApp, qtbot: Any
+) -> None:
+    app = open_app()
+    core = app.core
     images = [
         _run(
             qtbot,
@@ -314,7 +322,7 @@ def test_closing_the_window_moves_deleted_designs_to_the_trash(core: Core, qtbot
         )
         for n in range(3)
     ]
-    window = _window(core, qtbot)
+    window = app.window
     window.show()
     grid = window.gallery
     qtbot.waitUntil(lambda: len(grid.model.images()) == 3)

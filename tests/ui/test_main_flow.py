@@ -12,12 +12,12 @@ from pod_studio.domain.events import ConnectionChanged
 from pod_studio.domain.models import ConnectionState, JobState
 from pod_studio.ui.main_window import MainWindow
 from pod_studio.ui.screens import grab_all
+from tests.app.conftest import MakeStudio
 from tests.ui.conftest import controller_for
 
 
-def _window(qtbot: Any, app_ctl: Any, *, demo: bool = False) -> MainWindow:
-    window = MainWindow(app_ctl, demo=demo)
-    qtbot.addWidget(window)
+def _window(qtbot: Any, app_ctl: Any) -> MainWindow:
+    window: MainWindow = app_ctl.studio_parts.window
     return window
 
 
@@ -142,8 +142,8 @@ def test_offline_banner_and_demo_button(qtbot: Any, app_ctl: Any) -> None:
     assert window.connection_label.text().startswith("Connected")
 
 
-def test_demo_title_and_no_demo_button(qtbot: Any, app_ctl: Any) -> None:
-    window = _window(qtbot, app_ctl, demo=True)
+def test_demo_title_and_no_demo_button(qtbot: Any, make_studio: MakeStudio) -> None:
+    window = make_studio(compose=False).compose(demo=True).window
     assert window.windowTitle() == "POD Studio — Demo"
     assert window.banner.demo_button.isHidden()
 
@@ -228,7 +228,7 @@ def test_saving_other_servers_in_settings_switches_the_running_app(
     assert dialog.server_urls() == [other.url]
     with qtbot.waitSignal(app.settings.sig_settings_saved, timeout=5000):
         dialog.save_button.click()
-    assert core.server_urls == [other.url]  # applied at once, no restart
+    assert core.comfyui.urls == [other.url]  # applied at once, no restart
     qtbot.waitUntil(
         lambda: window.connection_label.text().startswith(f"Connected to {other.url}"),
         timeout=10000,

@@ -15,9 +15,7 @@ from PySide6.QtGui import QDesktopServices
 
 from pod_studio.adapters.storage.secrets import MemorySecretStore
 from pod_studio.app.app_controller import AppController
-from pod_studio.app.bridge import QtEventBridge
-from pod_studio.app.context import AppContext
-from pod_studio.app.runner import TaskRunner
+from pod_studio.bootstrap import compose_window
 from pod_studio.composition.core import Core, build_core
 from pod_studio.domain.settings import AppSettings, SecretName
 from pod_studio.sandbox.etsy import EtsySandbox
@@ -40,12 +38,9 @@ def app(qtbot: Any, qloop: Any, qapp: Any) -> Iterator[tuple[AppController, Core
     secrets = MemorySecretStore()
     core = build_core(settings=AppSettings(comfyui_servers=["http://127.0.0.1:9"]), secrets=secrets)
     run(qtbot, core.start())
-    bridge = QtEventBridge()
-    core.sink.add(bridge)
-    controller = AppController(AppContext(runner=TaskRunner(), bridge=bridge, studio=core))
-    yield controller, core
-    run(qtbot, controller.runner.aclose())
-    run(qtbot, core.aclose())
+    parts = compose_window(core, show=False)  # the window the app ships; the tabs are its own
+    yield parts.controller, core
+    run(qtbot, parts.aclose())
 
 
 def test_shopify_domain_is_validated_then_saved_and_tested(
@@ -142,7 +137,7 @@ def test_etsy_keys_connect_lists_and_disconnect(
         base = sandbox.base_url
         run(
             qtbot,
-            core.save_settings(
+            core.config.save(
                 core.settings.with_changes(
                     etsy={
                         "base_url": base,
@@ -180,7 +175,7 @@ def test_etsy_keys_connect_lists_and_disconnect(
         with qtbot.waitSignal(controller.etsy.sig_disconnected, timeout=10000):
             tab.disconnect_button.click()
         assert core.secrets.get(SecretName.ETSY_REFRESH_TOKEN) is None
-        assert core.etsy is None
+        assert core.platforms.etsy is None
     finally:
         QDesktopServices.unsetUrlHandler("http")
         run(qtbot, sandbox.__aexit__(None, None, None))

@@ -46,8 +46,8 @@ def test_the_card_shows_printify_mockups_once_the_draft_is_made(
     )
     studio = make_studio(settings=settings)
     studio.secrets.set("printify_token", TOKEN)
-    run(studio.core.configure_printify())
-    assert studio.core.printify is not None
+    run(studio.core.platforms.configure_printify())
+    assert studio.core.platforms.printify is not None
     window = _window(qtbot, controller_for(studio))
     _generate(qtbot, window, ["retro sunset over mountains"], 1024)
     ids = [i.image_id for i in window.gallery.model.images()]

@@ -27,8 +27,7 @@ from tests.ui.conftest import controller_for
 
 
 def _window(qtbot: Any, app: Any) -> MainWindow:
-    window = MainWindow(app)
-    qtbot.addWidget(window)
+    window: MainWindow = app.studio_parts.window
     window.resize(1400, 900)
     window.show()
     return window
@@ -329,7 +328,7 @@ def test_printify_settings_test_what_is_typed_and_keep_the_token_out_of_the_sett
     assert Decimal(tee["price"]["base"]) == Decimal("21.50")
     assert TOKEN not in studio.core.paths.settings_file.read_text(encoding="utf-8")
     # the saved values are live: Printify is offered in the publish panel now
-    qtbot.waitUntil(lambda: studio.core.printify is not None, timeout=10000)
+    qtbot.waitUntil(lambda: studio.core.platforms.printify is not None, timeout=10000)
 
 
 def test_products_page_refuses_a_bad_price(qtbot: Any, app_ctl: Any) -> None:

@@ -23,8 +23,7 @@ COL = QueueTableModel
 
 
 def _window(qtbot: Any, app: Any) -> MainWindow:
-    window = MainWindow(app)
-    qtbot.addWidget(window)
+    window: MainWindow = app.studio_parts.window
     window.resize(1400, 900)
     window.show()
     return window

@@ -15,9 +15,7 @@ from PySide6.QtWidgets import QWizard
 
 from pod_studio.adapters.storage.secrets import MemorySecretStore
 from pod_studio.app.app_controller import AppController
-from pod_studio.app.bridge import QtEventBridge
-from pod_studio.app.context import AppContext
-from pod_studio.app.runner import TaskRunner
+from pod_studio.bootstrap import ComposedWindow, compose_window
 from pod_studio.composition.core import Core, build_core
 from pod_studio.domain.settings import AppSettings
 from pod_studio.sandbox.comfyui import ComfyUISandbox
@@ -35,22 +33,21 @@ def comfy() -> Iterator[str]:
         yield server.url
 
 
-def make_app(qtbot: Any, url: str) -> tuple[AppController, Core]:
-    settings = AppSettings(comfyui_servers=[url]).with_changes(printify={"base_url": DEAD})
+@pytest.fixture
+def setup_parts(qtbot: Any, qloop: Any, qapp: Any, comfy: str) -> Iterator[ComposedWindow]:
+    """The window the app ships (not shown yet) over the engine on the sandbox, first start."""
+    use_style(qapp)
+    settings = AppSettings(comfyui_servers=[comfy]).with_changes(printify={"base_url": DEAD})
     core = build_core(settings=settings, secrets=MemorySecretStore())
     run(qtbot, core.start())
-    bridge = QtEventBridge()
-    core.sink.add(bridge)
-    return AppController(AppContext(runner=TaskRunner(), bridge=bridge, studio=core)), core
+    parts = compose_window(core, show=False)
+    yield parts
+    run(qtbot, parts.aclose())
 
 
 @pytest.fixture
-def setup(qtbot: Any, qloop: Any, qapp: Any, comfy: str) -> Iterator[tuple[AppController, Core]]:
-    use_style(qapp)
-    app, core = make_app(qtbot, comfy)
-    yield app, core
-    run(qtbot, app.runner.aclose())
-    run(qtbot, core.aclose())
+def setup(setup_parts: ComposedWindow) -> tuple[AppController, Core]:
+    return setup_parts.controller, setup_parts.core
 
 
 def open_wizard(qtbot: Any, app: AppController) -> SetupWizard:
@@ -146,7 +143,7 @@ def test_products_page_checks_prices_then_finishes(
         wizard.next()
     page = wizard.products_page
     assert wizard.currentPage() is page
-    assert page.table.rowCount() == len(core.product_templates()) > 0
+    assert page.table.rowCount() == len(core.designs.product_templates()) > 0
     shot(wizard, "wizard-4-products")
     name = page.templates[0].name
     page.table.item(0, 2).setText("cheap")
@@ -160,7 +157,7 @@ def test_products_page_checks_prices_then_finishes(
         wizard.button(QWizard.WizardButton.FinishButton).click()
     assert core.settings.first_run_done
     assert core.settings.export_dir == str(tmp_path / "exports")
-    prices = {t.name: str(t.price.base) for t in core.product_templates()}
+    prices = {t.name: str(t.price.base) for t in core.designs.product_templates()}
     assert prices[name] == "31.50"
 
 
@@ -190,18 +187,16 @@ def test_demo_button_asks_for_demo_mode(qtbot: Any, setup: tuple[AppController, 
 
 
 def test_main_window_first_start_help_menu_shortcuts_and_workflow_drop(
-    qtbot: Any, setup: tuple[AppController, Core], tmp_path: Path
+    qtbot: Any, setup_parts: ComposedWindow, tmp_path: Path
 ) -> None:
     from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
     from PySide6.QtGui import QDragEnterEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
 
-    from pod_studio.ui.main_window import MainWindow
     from pod_studio.ui.window_extras import SHORTCUTS, shortcuts_for
 
-    app, core = setup
-    window = MainWindow(app)
-    qtbot.addWidget(window)
+    app, core = setup_parts.controller, setup_parts.core
+    window = setup_parts.window
     window.show()
     window.start()  # first start: the set-up opens by itself
     wizard = window.extras.wizard

@@ -34,11 +34,11 @@ async def test_a_workflow_override_that_does_not_fit_is_refused_before_saving(
     before = core.settings
     bad = before.with_changes(prompt_input_override="99.text")
     with pytest.raises(WorkflowError, match="99"):
-        await core.save_settings(bad)
+        await core.config.save(bad)
     assert core.settings is before
     assert not core.paths.settings_file.exists()
     good = before.with_changes(workflow_values={"3.steps": 12})
-    await core.save_settings(good)
+    await core.config.save(good)
     assert core.orchestrator.template.build(JOB)["3"]["inputs"]["steps"] == 12
     assert '"3.steps": 12' in core.paths.settings_file.read_text(encoding="utf-8")
 
@@ -84,7 +84,7 @@ async def test_statistics_are_saved_after_each_batch(_isolated_home: Path) -> No
 
     core = composition.build_core(servers=["http://127.0.0.1:9"])
     core.sink(BatchFinished(batch_id="b", succeeded=3, failed=1, cancelled=0, seconds=2.0))
-    saves = [t for t in core._tasks if t.get_name() == "save-stats"]
+    saves = core.tasks.named("save-stats")
     assert len(saves) == 1
     await asyncio.gather(*saves)
     saved = json.loads(core.paths.stats_file.read_text(encoding="utf-8"))

@@ -68,7 +68,7 @@ def test_shopify_domain_is_validated_then_saved_and_tested(
 
     sandbox = ShopifySandbox(tokens=(SHOP_TOKEN,))
     with ServerThread(sandbox) as server:
-        core.settings = core.settings.with_changes(
+        core.config.settings = core.settings.with_changes(
             shopify={"base_url": server.url, "shop_domain": ""}
         )
         tab.domain_edit.setText("pod-studio-sandbox")  # completed to .myshopify.com

@@ -89,3 +89,65 @@ async def test_statistics_are_saved_after_each_batch(_isolated_home: Path) -> No
     await asyncio.gather(*saves)
     saved = json.loads(core.paths.stats_file.read_text(encoding="utf-8"))
     assert saved["pipeline"]["runs"] == 1 and saved["pipeline"]["failed_runs"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_failing_close_is_logged_and_the_rest_still_closes(
+    _isolated_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The one shutdown: statistics that cannot be written are logged with what failed, and
+    the job database and the data folder are still let go (a next start works)."""
+    core = composition.build_core(servers=["http://127.0.0.1:9"])
+    await core.start(connect=False)
+    core.paths.stats_file.unlink(missing_ok=True)
+    core.paths.stats_file.mkdir(parents=True)  # a folder where the file goes: the save fails
+    with caplog.at_level("ERROR"):
+        await core.aclose()
+    assert any("saving statistics failed" in r.getMessage() for r in caplog.records)
+    again = composition.build_core(servers=["http://127.0.0.1:9"])
+    await again.start(connect=False)  # the lock was released
+    await again.aclose()
+    await core.aclose()  # a second close does nothing
+
+
+@pytest.mark.asyncio
+async def test_background_tasks_cancel_on_close_but_let_closes_finish(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+
+    from pod_studio.services.lifecycle import BackgroundTasks, aclose_logged
+
+    tasks = BackgroundTasks()
+    closed: list[str] = []
+    gate = asyncio.Event()
+
+    async def closing() -> None:
+        await gate.wait()
+        closed.append("closed")
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    tasks.spawn(closing(), name="retire", finish=True)
+    waiter = tasks.spawn(forever(), name="wait")
+    tasks.spawn(broken(), name="broken")
+    await asyncio.sleep(0)
+    assert tasks.running("retire") and tasks.running("wait") and not tasks.running("broken")
+    closing_all = asyncio.ensure_future(tasks.aclose())
+    await asyncio.sleep(0)
+    gate.set()
+    await closing_all
+    assert closed == ["closed"] and waiter.cancelled()
+    assert any("background task broken failed" in r.getMessage() for r in caplog.records)
+
+    class Stuck:
+        async def aclose(self) -> None:
+            raise OSError("socket gone")
+
+    with caplog.at_level("WARNING"):
+        await aclose_logged(Stuck(), "the old client")
+    assert any("closing the old client failed" in r.getMessage() for r in caplog.records)

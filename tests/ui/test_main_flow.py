@@ -172,7 +172,8 @@ def test_settings_dialog_saves_servers(qtbot: Any, app_ctl: Any) -> None:
     assert dialog.isVisible() and not dialog.isModal()
     dialog.server_url_edit.setText("not a url")
     dialog.add_server_button.click()
-    assert "http" in dialog.error_label.text()
+    # refused, in words: what was typed and why it is not a URL
+    assert "not a url" in dialog.error_label.text() and "space" in dialog.error_label.text()
     dialog.server_url_edit.setText("http://10.0.0.9:8188/")
     dialog.add_server_button.click()
     assert dialog.server_urls() == ["http://127.0.0.1:8188", "http://10.0.0.9:8188"]

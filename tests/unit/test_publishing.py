@@ -342,7 +342,7 @@ async def test_costs_reported_by_a_created_draft_feed_the_next_profit_preview(
     sandbox: PrintifySandbox, design: GeneratedImage, tmp_path: Path
 ) -> None:
     async with engine(tmp_path, sandbox) as core:
-        assert await core.profit_preview(design, TEE) == []  # no cost known yet
+        assert await core.designs.profit_preview(design, TEE) == []  # no cost known yet
         (result,) = await run_publish(core, [design], [TEE], ["printify"], draft=True)
         assert result.ok, result
     product = next(iter(sandbox.products.values()))
@@ -350,7 +350,7 @@ async def test_costs_reported_by_a_created_draft_feed_the_next_profit_preview(
 
     # A restarted app: a new client and a new cost book over the same cache folder.
     async with engine(tmp_path, sandbox) as core:
-        lines = await core.profit_preview(design, TEE)
+        lines = await core.designs.profit_preview(design, TEE)
     assert lines, "costs learned from the draft were not used"
     assert {line.cost for line in lines} <= set(reported.values())
     assert all(line.profit == line.price - line.cost - line.shipping for line in lines)

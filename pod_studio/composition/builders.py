@@ -225,7 +225,6 @@ def platform_builders(
     from pod_studio.adapters.marketplaces.etsy import EtsyClient
     from pod_studio.adapters.marketplaces.etsy_oauth import EtsyAuth
     from pod_studio.adapters.marketplaces.mockup_images import download_mockups
-    from pod_studio.adapters.marketplaces.printify import PrintifyClient
     from pod_studio.adapters.marketplaces.shopify import ShopifyClient
     from pod_studio.composition import publishing as pub
     from pod_studio.domain.publishing import PublishPlatform
@@ -239,11 +238,9 @@ def platform_builders(
 
     def etsy(settings: AppSettings, auth: EtsyAuthPort, catalog: PrintifyPort | None) -> EtsyPort:
         assert isinstance(auth, EtsyAuth)
-        printify = catalog if isinstance(catalog, PrintifyClient) else None
-        return pub.build_etsy_client(settings, auth, hub, paths, catalog=printify)
+        return pub.build_etsy_client(settings, auth, hub, paths, catalog=catalog)
 
     def printify_platform(client: PrintifyPort) -> PublishPlatform:
-        assert isinstance(client, PrintifyClient)
         return pub.printify_platform(client, paths)
 
     def shopify_platform(client: PlatformClient) -> PublishPlatform:

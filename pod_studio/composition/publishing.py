@@ -37,6 +37,7 @@ from pod_studio.services.publish_platforms import (
     BasicPlatform,
     CostBook,
     PrintifyPlatform,
+    PrintifyShop,
 )
 from pod_studio.services.publishing import PublishService
 from pod_studio.services.ratelimit import EtsyBudget, PrintifyBudget, ShopifyCostBucket
@@ -300,7 +301,7 @@ def cost_book(paths: AppPaths) -> CostBook:
     return CostBook(DiskCache(paths.catalog_cache_dir / "costs", default_ttl=CostBook.TTL))
 
 
-def printify_platform(client: PrintifyClient, paths: AppPaths) -> PrintifyPlatform:
+def printify_platform(client: PrintifyShop, paths: AppPaths) -> PrintifyPlatform:
     """Printify's strategy, its catalog's costs from the ``CostBook``."""
     return PrintifyPlatform(client, costs=cost_book(paths))
 

@@ -28,6 +28,7 @@ from pod_studio.domain.views import PlatformChoice
 from pod_studio.services.health import HealthResult, HealthService
 from pod_studio.services.lifecycle import aclose_logged
 from pod_studio.services.orchestrator import Orchestrator
+from pod_studio.services.publish_platforms import PrintifyShop
 from pod_studio.services.publishing import PublishService
 from pod_studio.services.resilience import BreakerManager
 
@@ -50,7 +51,7 @@ class PlatformClient(PublishMarketplace, Protocol):
     async def aclose(self) -> None: ...
 
 
-class PrintifyPort(PlatformClient, Protocol):
+class PrintifyPort(PlatformClient, PrintifyShop, Protocol):
     async def shops(self) -> list[Shop]: ...
 
 

@@ -170,7 +170,8 @@ async def test_full_flow_shops_catalog_upload_create_publish_read_back(
     assert shipping[0].first_item == Decimal("4.75")
 
     spec = spec_for(design_png)
-    draft = await client.create_listing_once(spec)
+    assert await client.find_existing(spec.idem_key) is None
+    draft = await client.create_listing(spec)
     assert draft.status is ListingStatus.DRAFT and draft.platform == "printify"
     assert len(draft.remote_id) == 24
 
@@ -212,8 +213,9 @@ async def test_full_flow_shops_catalog_upload_create_publish_read_back(
     assert (
         sandbox.request_counts["POST /v1/shops/{shop_id}/products/{product_id}/publish.json"] == 1
     )
-    # create_listing_once with the same key adopts the existing product
-    assert (await client.create_listing_once(spec)).remote_id == draft.remote_id
+    # a second run of the same key finds the existing product (and creates nothing)
+    found = await client.find_existing(spec.idem_key)
+    assert found is not None and found.remote_id == draft.remote_id
     assert sandbox.request_counts[PRODUCTS] == 1
 
 
@@ -281,7 +283,7 @@ async def test_wrong_token_is_authentication_error_without_retry_or_leak(
     assert ok is False and "token" in detail
     texts = [str(exc), repr(exc), exc.user_message, detail, repr(client), caplog.text]
     assert not any(wrong in text for text in texts)
-    assert "<redacted>" in caplog.text
+    assert "'authorization': '***'" in caplog.text
 
 
 @pytest.mark.asyncio
@@ -290,7 +292,7 @@ async def test_token_never_in_logs_of_a_full_flow(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     client = make_client()
-    await client.publish(await client.create_listing_once(spec_for(design_png, key="job-log")))
+    await client.publish(await client.create_listing(spec_for(design_png, key="job-log")))
     assert "printify -> POST" in caplog.text
     assert TOKEN not in caplog.text and TOKEN not in repr(client)
 
@@ -361,19 +363,30 @@ async def test_slow_server_maps_to_retryable_timeout(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("mode", ["hang", "drop"])
+@pytest.mark.parametrize(("mode", "error"), [("hang", PodTimeoutError), ("drop", ServiceError)])
 async def test_create_commits_then_times_out_yields_exactly_one_product(
-    sandbox: PrintifySandbox, make_client: ClientFactory, design_png: Path, mode: str
+    sandbox: PrintifySandbox,
+    make_client: ClientFactory,
+    design_png: Path,
+    mode: str,
+    error: type[PodStudioError],
 ) -> None:
+    """What the publish service does after an ambiguous create: the create is not resent by
+    the guard (not idempotent), it ends retryable, and ``find_existing`` finds the product the
+    server made, so nothing is created twice."""
     guard = RetryingGuard()
     client = make_client(guard=guard, timeout=httpx.Timeout(5.0, read=0.5))
     sandbox.commit_then_timeout_next(1, mode=mode)
     spec = spec_for(design_png, key=f"job-{mode}")
-    listing = await client.create_listing_once(spec)
-    assert sandbox.creates_per_key[marker_for(spec.idem_key)] == 1
-    assert list(sandbox.products) == [listing.remote_id]
-    assert sandbox.request_counts[PRODUCTS] == 1  # never re-sent: the read found it
+    with pytest.raises(error) as info:
+        await client.create_listing(spec)
+    assert info.value.retryable
+    assert sandbox.request_counts[PRODUCTS] == 1  # never re-sent
     assert ("create_product", False, None) in guard.calls
+    found = await client.find_existing(spec.idem_key)
+    assert found is not None and found.status is ListingStatus.DRAFT
+    assert sandbox.creates_per_key[marker_for(spec.idem_key)] == 1
+    assert list(sandbox.products) == [found.remote_id]
 
 
 @pytest.mark.asyncio
@@ -381,8 +394,13 @@ async def test_create_retried_after_ambiguous_failure_that_did_not_land(
     sandbox: PrintifySandbox, make_client: ClientFactory, design_png: Path
 ) -> None:
     client = make_client()
+    spec = spec_for(design_png, key="job-502")
     sandbox.fail_next(1, 502, match="POST /v1/shops/{shop_id}/products.json")
-    listing = await client.create_listing_once(spec_for(design_png, key="job-502"))
+    with pytest.raises(ServiceError) as info:
+        await client.create_listing(spec)
+    assert info.value.retryable and info.value.status_code == 502
+    assert await client.find_existing(spec.idem_key) is None  # it did not land: create again
+    listing = await client.create_listing(spec)
     assert sandbox.request_counts[PRODUCTS] == 2
     assert list(sandbox.products) == [listing.remote_id]
 
@@ -499,7 +517,7 @@ async def test_bad_design_files_rejected_before_upload(
     for path, expected in cases.items():
         spec = spec_for(path, key=f"bad-{path.name}")
         with pytest.raises(ValidationError) as info:
-            await client.create_listing_once(spec)
+            await client.create_listing(spec)
         assert expected in info.value.user_message, info.value.user_message
     with pytest.raises(ValidationError):
         await client.upload_image(b"")

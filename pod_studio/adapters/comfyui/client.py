@@ -39,13 +39,6 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from pod_studio import USER_AGENT
-from pod_studio.adapters.bounded import (
-    ERROR_BODY_LIMIT,
-    IMAGE_LIMIT,
-    JSON_LIMIT,
-    pixel_guard,
-    read_bounded,
-)
 from pod_studio.adapters.comfyui.errors import (
     SERVICE,
     error_for_status,
@@ -62,6 +55,13 @@ from pod_studio.adapters.comfyui.errors import (
 from pod_studio.adapters.comfyui.frames import PreviewImageFrame, ProgressTextFrame, parse_frame
 from pod_studio.adapters.comfyui.listener import ConnectFn, WebsocketListener
 from pod_studio.adapters.comfyui.names import safe_local_name, sanitize_ref
+from pod_studio.adapters.http_edge import (
+    ERROR_BODY_LIMIT,
+    IMAGE_LIMIT,
+    JSON_LIMIT,
+    pixel_guard,
+    read_bounded,
+)
 from pod_studio.adapters.storage import resources
 from pod_studio.domain.comfyui_process import ComfyUIGauges
 from pod_studio.domain.errors import (

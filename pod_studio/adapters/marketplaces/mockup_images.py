@@ -3,8 +3,8 @@
 The URLs come from the platform's product JSON and point at its image host, not at its API:
 they are fetched with a plain client of their own (no ``Authorization`` header, so the API
 token never reaches the image host), only over http(s), at most a few of them, each through
-``read_bounded`` with a byte cap and a pixel cap. A mockup that cannot be had is logged and
-left out; the others still come back.
+``http_edge.read_bounded`` with a byte cap and a pixel cap. A mockup that cannot be had is
+logged and left out; the others still come back.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from pod_studio import USER_AGENT
-from pod_studio.adapters.bounded import MB, image_header, pixel_guard, read_bounded
+from pod_studio.adapters.http_edge import MB, image_header, pixel_guard, read_bounded
 from pod_studio.domain.errors import PodStudioError
 
 log = logging.getLogger(__name__)

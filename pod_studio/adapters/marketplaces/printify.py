@@ -1,15 +1,16 @@
 """Adapters layer: the Printify REST API v1 client (implements ``Marketplace``).
 
-One ``httpx.AsyncClient`` with explicit timeouts (a longer write timeout for uploads); every
-request runs inside ``CallGuard.call`` with the right rate bucket ("catalog", "publish" or the
-global one). HTTP and transport failures are mapped once, here, into the domain error tree.
-The token comes from ``token_provider`` at request time and never reaches logs, exceptions or
-``repr``.
+Requests go through the marketplace edge (``adapters.http_edge``: explicit timeouts, a longer
+write timeout for uploads, capped reads, the status ladder in Printify's words, the redacting
+request log); every request runs inside ``CallGuard.call`` with the right rate bucket
+("catalog", "publish" or the global one). The token comes from ``token_provider`` at request
+time and never reaches logs, exceptions or ``repr``.
 
 Duplicate avoidance (Printify has no idempotency key): each variant gets a deterministic SKU
 ``POD-<hash of idem_key>-<variant id>``; ``find_existing`` pages the shop's products and
-matches it; ``create_listing_once`` reconciles through it before and after an ambiguous create.
-Images are uploaded once per content hash (in memory, optionally persisted to a JSON file).
+matches it, so a caller that saw a create end ambiguously (a timeout, a dropped connection)
+looks it up before creating again. Images are uploaded once per content hash (in memory,
+optionally persisted to a JSON file).
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from pod_studio import USER_AGENT
-from pod_studio.adapters.bounded import ERROR_BODY_LIMIT, JSON_LIMIT, read_bounded
+from pod_studio.adapters.http_edge import (
+    JSON_LIMIT,
+    HttpEdge,
+    PlatformWords,
+    json_or_none,
+    redacting,
+)
 from pod_studio.adapters.imaging import fit_for_upload, open_checked_image
 from pod_studio.adapters.storage.atomic import atomic_write_text, move_aside
 from pod_studio.domain.errors import (
@@ -59,7 +66,6 @@ from pod_studio.domain.marketplace import (
     Shop,
 )
 from pod_studio.domain.ports import CallGuard, PassthroughGuard
-from pod_studio.domain.retry_after import parse_retry_after
 from pod_studio.domain.urls import check_server_url
 
 log = logging.getLogger(__name__)
@@ -144,6 +150,7 @@ def effective_dpi(image_w: int, scale: float, area_w: int) -> float:
     return 300.0 * image_w / (scale * area_w)
 
 
+@redacting
 class PrintifyClient:
     """Printify API v1 client. See the module docstring.
 
@@ -166,6 +173,7 @@ class PrintifyClient:
         transport: httpx.AsyncBaseTransport | None = None,
         upload_index_path: Path | None = None,
         max_upload_bytes: int = MAX_BASE64_BYTES,
+        max_response_bytes: int = JSON_LIMIT,
         max_title_chars: int = 140,
         max_price: Decimal = Decimal("1000"),
         min_dpi: float = 150.0,
@@ -183,12 +191,16 @@ class PrintifyClient:
             write=max(self._timeout.write or 0.0, UPLOAD_WRITE_TIMEOUT),
             pool=self._timeout.pool,
         )
-        self._http = httpx.AsyncClient(
+        self._edge = HttpEdge(
+            SERVICE,
+            PrintifyWords(),
             base_url=self._base_url,
             timeout=self._timeout,
             transport=transport,
             headers={"User-Agent": user_agent, "Accept": "application/json"},
-            event_hooks={"request": [self._log_request], "response": [self._log_response]},
+            secrets=lambda: (self._token_provider(),),
+            limit=max_response_bytes,
+            retry_after_cap=RETRY_AFTER_CAP,
         )
         self._upload_index_path = upload_index_path
         self._uploads: dict[str, UploadedImage] | None = None
@@ -211,7 +223,7 @@ class PrintifyClient:
         return self._shop_id
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._edge.aclose()
 
     # ------------------------------------------------------------------ transport
 
@@ -230,30 +242,6 @@ class PrintifyClient:
                 user_message="The Printify token looks damaged; paste it again in Settings.",
             )
         return token
-
-    @staticmethod
-    def _redacted(headers: httpx.Headers) -> dict[str, str]:
-        return {
-            k: ("<redacted>" if k.lower() in ("authorization", "cookie") else v)
-            for k, v in headers.items()
-        }
-
-    async def _log_request(self, request: httpx.Request) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "printify -> %s %s headers=%s",
-                request.method,
-                request.url.path,
-                self._redacted(request.headers),
-            )
-
-    async def _log_response(self, response: httpx.Response) -> None:
-        log.debug(
-            "printify <- %s %s %s",
-            response.status_code,
-            response.request.method,
-            response.request.url.path,
-        )
 
     async def _request(
         self,
@@ -276,37 +264,16 @@ class PrintifyClient:
             headers = {"Authorization": f"Bearer {self._token()}"}
             if content is not None:
                 headers["Content-Type"] = "application/json;charset=utf-8"
-            try:
-                async with self._http.stream(
-                    method,
-                    path,
-                    content=content,
-                    params=params,
-                    headers=headers,
-                    timeout=request_timeout or self._timeout,
-                ) as streamed:
-                    ok = 200 <= streamed.status_code < 300
-                    response = await read_bounded(
-                        streamed,
-                        limit=JSON_LIMIT if ok else ERROR_BODY_LIMIT,
-                        what=f"the {operation} reply",
-                        server="Printify",
-                        service=SERVICE,
-                        truncate=not ok,
-                    )
-            except httpx.TimeoutException as exc:
-                raise PodTimeoutError(
-                    f"{operation}: no answer in time ({type(exc).__name__})",
-                    service=SERVICE,
-                    user_message="Printify did not answer in time; it will be tried again.",
-                ) from exc
-            except httpx.TransportError as exc:
-                raise ServiceError(
-                    f"{operation}: connection failed ({type(exc).__name__})",
-                    service=SERVICE,
-                    user_message="Could not reach Printify (connection failed).",
-                ) from exc
-            return _decode(response, operation, not_found)
+            response = await self._edge.send(
+                method,
+                path,
+                operation=operation,
+                content=content,
+                params=params,
+                headers=headers,
+                request_timeout=request_timeout,
+            )
+            return self._edge.result(response, operation, not_found=not_found)
 
         return await self._guard.call(operation, attempt, idempotent=idempotent, bucket=bucket)
 
@@ -695,27 +662,6 @@ class PrintifyClient:
             not_found=_shop_not_found(shop),
         )
 
-    async def create_listing_once(self, spec: ListingSpec, *, attempts: int = 3) -> RemoteListing:
-        """Create unless it exists; after an ambiguous failure, look before creating again."""
-        existing = await self.find_existing(spec.idem_key)
-        if existing is not None:
-            return existing
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self.create_listing(spec)
-            except (PodTimeoutError, ServiceError) as exc:
-                if attempt >= attempts:
-                    raise
-                log.info(
-                    "printify create for %s had an unknown outcome (%s); checking before retry",
-                    marker_for(spec.idem_key),
-                    exc.kind,
-                )
-                found = await self.find_existing(spec.idem_key)
-                if found is not None:
-                    return found
-        raise AssertionError("unreachable")  # pragma: no cover
-
     async def publish(self, listing: RemoteListing, *, republish: bool = False) -> RemoteListing:
         """Ask Printify to push the product to the sales channel (one of 200 per 30 min).
 
@@ -790,6 +736,25 @@ class PrintifyClient:
         """Older name of ``report_publishing_failed``."""
         await self.report_publishing_failed(remote_id, reason)
 
+    async def check_credentials(self) -> None:
+        """The credential pre-flight: one read that proves the token works and names a usable
+        shop. ``AuthenticationError`` for a rejected (or missing) token, ``ValidationError``
+        when the chosen shop is not on the account or none is chosen among several; a
+        transport or server failure raises its own error."""
+        shops = await self.shops()
+        listing = ", ".join(f"{s.id} {s.title!r}" for s in shops) or "none"
+        if self._shop_id is not None:
+            if any(s.id == str(self._shop_id) for s in shops):
+                return
+            problem = f"Printify shop {self._shop_id} is not on this account (shops: {listing})."
+        elif len(shops) == 1:
+            return
+        else:
+            problem = (
+                f"{len(shops)} Printify shops on this account ({listing}): choose one in Settings."
+            )
+        raise ValidationError(problem, service=SERVICE, user_message=problem)
+
     async def health_check(self) -> tuple[bool, str]:
         try:
             shops = await self.shops()
@@ -802,7 +767,8 @@ class PrintifyClient:
                     f"Printify shop {self._shop_id} is not on this account "
                     f"({len(shops)} shop(s) available)."
                 )
-            return True, f"Printify OK: shop {match.title!r} ({match.sales_channel})."
+            line = f"Printify OK: shop {match.title!r} ({match.sales_channel})."
+            return True, self._edge.redact(line)
         return True, f"Printify OK: {len(shops)} shop(s)."
 
     # ------------------------------------------------------------------ pre-flight
@@ -955,126 +921,52 @@ def _parse(build: Callable[[], T], what: str) -> T:
         ) from exc
 
 
-_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-
-
-def _error_reason(response: httpx.Response) -> tuple[str, int | None]:
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        text = response.content[:65536].decode("utf-8", "replace").strip()
-        ctype = response.headers.get("content-type", "").lower()
-        if "html" in ctype or text[:1] == "<":
-            # An HTML error page (a proxy, a CDN): its markup means nothing to a seller.
-            m = _TITLE_RE.search(text)
-            title = " ".join(m[1].split())[:80] if m and m[1].strip() else ""
-            page = f"an HTML page “{title}”" if title else "an HTML page"
-            return f"HTTP {response.status_code} ({page})", None
-        flat = " ".join(text.split())
-        return (flat[:200] or f"HTTP {response.status_code}"), None
-
-    if not isinstance(body, dict):
-        return f"HTTP {response.status_code}", None
-    errors = body.get("errors")
-    reason: Any = errors.get("reason") if isinstance(errors, dict) else errors
-    if not reason:
-        reason = body.get("message") or body.get("error") or f"HTTP {response.status_code}"
-    if not isinstance(reason, str):
-        reason = json.dumps(reason)[:300]
-    code = body.get("code")
-    return reason[:300], code if isinstance(code, int) else None
-
-
 # Printify's longest window is the 30-minute publish window; a Retry-After beyond it (or
 # "inf", "nan", garbage) must not park a call for ever.
 RETRY_AFTER_CAP = 1800.0
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    return parse_retry_after(
-        response.headers.get("Retry-After"), now=time.time(), cap=RETRY_AFTER_CAP
-    )
+class PrintifyWords(PlatformWords):
+    """Printify's words on the status ladder, and its "product is locked" answer."""
 
+    def __init__(self) -> None:
+        super().__init__("Printify")
 
-def _decode(response: httpx.Response, operation: str, not_found: str | None) -> Any:
-    status = response.status_code
-    if 200 <= status < 300:
-        if not response.content.strip():
-            return {}
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise UpstreamDataError(
-                f"{operation}: HTTP {status} with a body that is not JSON",
-                status_code=status,
+    def special(self, response: httpx.Response, where: str, reason: str) -> PodStudioError | None:
+        if response.status_code in (401, 403, 404, 429):
+            return None
+        body = json_or_none(response.content)
+        code = body.get("code") if isinstance(body, dict) else None
+        if code == 8252 or "locked" in reason.lower():
+            return APIError(
+                where,
+                status_code=response.status_code,
                 service=SERVICE,
-                user_message="Printify sent a garbled reply; it will be tried again.",
-            ) from exc
-    reason, code = _error_reason(response)
-    where = f"{operation}: HTTP {status}: {reason}"
-    if status == 401:
-        raise AuthenticationError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message="Printify rejected the API token (missing, wrong or expired). "
-            "Create a new Personal Access Token and save it in Settings.",
+                user_message="The Printify product is locked while it is being published; "
+                "try again when publishing has finished.",
+                retryable=False,
+            )
+        return None
+
+    def unauthorized(self, reason: str) -> str:
+        return (
+            "Printify rejected the API token (missing, wrong or expired). "
+            "Create a new Personal Access Token and save it in Settings."
         )
-    if status == 403:
-        raise AuthenticationError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message=f"The Printify token is not allowed to do this: {reason}. "
-            "Create a token with the needed scopes.",
+
+    def forbidden(self, reason: str) -> str:
+        return (
+            f"The Printify token is not allowed to do this: {reason}. "
+            "Create a token with the needed scopes."
         )
-    if status == 429:
-        wait = _retry_after(response)
-        raise RateLimitError(
+
+    def rate_limited(self, where: str, reason: str, wait: float | None) -> RateLimitError:
+        return RateLimitError(
             where,
             retry_after=wait,
             service=SERVICE,
             user_message="Printify rate limit reached; waiting before the next request.",
         )
-    if status == 404:
-        message = not_found or f"{operation}: not found"
-        raise APIError(
-            f"{message} (Printify: {reason})",
-            status_code=404,
-            service=SERVICE,
-            user_message=message + ".",
-            retryable=False,
-        )
-    if code == 8252 or "locked" in reason.lower():
-        raise APIError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message="The Printify product is locked while it is being published; "
-            "try again when publishing has finished.",
-            retryable=False,
-        )
-    if status in (400, 413, 422):
-        raise ValidationError(
-            where,
-            details=[reason],
-            service=SERVICE,
-            user_message=f"Printify rejected the request: {reason}",
-        )
-    if status >= 500:
-        raise ServiceError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message=f"Printify is having trouble (HTTP {status}); it will be tried again.",
-        )
-    raise APIError(
-        where,
-        status_code=status,
-        service=SERVICE,
-        user_message=f"Printify refused the request (HTTP {status}): {reason}",
-        retryable=False,
-    )
 
 
 def _read_file(path: Path) -> bytes:

@@ -17,8 +17,8 @@ import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from pod_studio.domain.errors import AuthenticationError
+from pod_studio.domain.redaction import SecretMask
 from pod_studio.domain.settings import SecretName, SecretStorePort
-from pod_studio.domain.urls import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -317,59 +317,24 @@ def default_secret_store(
 
 # --- redaction -------------------------------------------------------------------------------
 
-MASK = "***"
-MIN_SECRET_CHARS = 6
-
-_HEADER_RE = re.compile(
-    r"(?i)\b(authorization|x-shopify-access-token|x-api-key|x-printify-token)"
-    r"(\s*[\"']?\s*[:=]\s*[\"']?\s*)"
-    r"(?:(bearer|basic|token)\s+)?"
-    r"([^\s\"',;}\]]+)"
-)
-_QUERY_RE = re.compile(
-    r"(?i)\b(access_token|refresh_token|client_secret|api_key|apikey|keystring|password|token)"
-    r"(\s*[\"']?\s*[=:]\s*[\"']?)([^\s\"'&,;}\]]+)"
-)
-
 
 class Redactor(logging.Filter):
     """A logging filter (attach it to handlers) that masks credentials in log records.
 
-    Masks the values of ``Authorization``, ``X-Shopify-Access-Token`` and ``x-api-key`` headers,
-    token-like query/JSON fields, and every secret value registered with ``register_secret``.
+    Masks through ``domain.redaction.SecretMask``: the values of ``Authorization``,
+    ``X-Shopify-Access-Token`` and ``x-api-key`` headers, token-like query/JSON fields, and
+    every secret value registered with ``register_secret``.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._lock = threading.Lock()
-        self._secrets: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-        for s in secrets:
-            self.register_secret(s)
+        self._mask = SecretMask(secrets)
 
     def register_secret(self, value: str | None) -> None:
-        if not value:
-            return
-        value = value.strip()
-        if len(value) < MIN_SECRET_CHARS:
-            return
-        with self._lock:
-            if value in self._secrets:
-                return
-            self._secrets.add(value)
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        self._mask.add(value)
 
     def redact(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is not None:
-            text = pattern.sub(MASK, text)
-        text = _HEADER_RE.sub(
-            lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) + ' ' if m.group(3) else ''}{MASK}",
-            text,
-        )
-        text = _QUERY_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
-        return mask_url(text)  # http://user:pass@host -> http://***@host
+        return self._mask.redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

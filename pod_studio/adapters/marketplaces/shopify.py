@@ -1,8 +1,10 @@
 """Adapters layer: the Shopify Admin GraphQL API client (implements ``Marketplace``).
 
-One ``httpx.AsyncClient`` with explicit timeouts, ``POST /admin/api/{version}/graphql.json``
-with ``X-Shopify-Access-Token``. The version is pinned (``DEFAULT_API_VERSION``, the version
-whose schema the tests validate every document against) and configurable. Every request runs
+Requests go through the marketplace edge (``adapters.http_edge``: explicit timeouts, capped
+reads, the status ladder in Shopify's words, the redacting request log):
+``POST /admin/api/{version}/graphql.json`` with ``X-Shopify-Access-Token``. The version is
+pinned (``DEFAULT_API_VERSION``, the version whose schema the tests validate every document
+against) and configurable. Every request runs
 inside ``CallGuard.call`` with an estimated point cost (the last requested cost the server
 reported for that operation), and every answer's ``extensions.cost.throttleStatus`` is handed
 to ``observe_response`` (the ``ShopifyCostBucket`` of the resilience hub), throttled answers
@@ -19,10 +21,11 @@ identifier is an upsert, so the guard may retry it after a timeout. Media: each 
 staged (``stagedUploadsCreate``), uploaded to the staged target, registered with
 ``fileCreate`` and polled until it is READY before the product refers to it.
 
-Errors are mapped once, here: THROTTLED (HTTP 200 or 429) -> retryable ``RateLimitError`` with
-the wait computed from ``throttleStatus``; ``userErrors`` -> ``ValidationError`` naming the
-field; 401 (``errors`` is a string) -> ``AuthenticationError``; 402, 403, 404 and 423 each get
-their own message. Bodies are read up to ``max_response_bytes`` (8 MiB) and no further.
+Shopify's own answers are mapped here: THROTTLED (HTTP 200 or 429) -> retryable
+``RateLimitError`` with the wait computed from ``throttleStatus``; ``userErrors`` ->
+``ValidationError`` naming the field; GraphQL ``errors`` by their codes; 402 and 423 get their
+own message (``ShopifyWords``); every other status goes down the edge's ladder. Bodies are
+read up to ``max_response_bytes`` (8 MiB) and no further.
 """
 
 from __future__ import annotations
@@ -45,11 +48,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from pod_studio.adapters.http_edge import HttpEdge, PlatformWords, json_or_none, redacting
 from pod_studio.domain.errors import (
     APIError,
     AuthenticationError,
     PodStudioError,
-    PodTimeoutError,
     RateLimitError,
     ServiceError,
     UpstreamDataError,
@@ -57,7 +60,6 @@ from pod_studio.domain.errors import (
 )
 from pod_studio.domain.marketplace import ListingSpec, ListingStatus, RemoteListing
 from pod_studio.domain.ports import CallGuard, PassthroughGuard
-from pod_studio.domain.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -216,18 +218,12 @@ def _number(value: Any) -> float | None:
 
 
 @dataclass
-class _Answer:
-    status: int
-    headers: httpx.Headers
-    body: bytes
-
-
-@dataclass
 class _IssuedToken:
     value: str
     expires_at: float
 
 
+@redacting
 class ShopifyClient:
     """Shopify Admin GraphQL client. See the module docstring.
 
@@ -290,12 +286,16 @@ class ShopifyClient:
             write=max(self._timeout.write or 0.0, UPLOAD_WRITE_TIMEOUT),
             pool=self._timeout.pool,
         )
-        self._http = httpx.AsyncClient(
+        self._edge = HttpEdge(
+            SERVICE,
+            ShopifyWords(),
             base_url=self._base_url,
             timeout=self._timeout,
             transport=transport,
             headers={"User-Agent": user_agent, "Accept": "application/json"},
-            event_hooks={"request": [self._log_request], "response": [self._log_response]},
+            secrets=self._secrets,
+            limit=max_response_bytes,
+            retry_after_cap=3600.0,
         )
         self.vendor = vendor
         self.product_type = product_type
@@ -323,7 +323,14 @@ class ShopifyClient:
         )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._edge.aclose()
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        """What this client holds now: the pasted token, or the app secret and its token."""
+        issued = self._issued.value if self._issued is not None else None
+        token = self._token_provider() if self._token_provider is not None else None
+        secret = self._secret_provider() if self._secret_provider is not None else None
+        return token, secret, issued
 
     # ------------------------------------------------------------------ tokens
 
@@ -372,28 +379,17 @@ class ShopifyClient:
             "client_id": self._client_id,
             "client_secret": secret,
         }
-        answer = await self._send(
+        answer = await self._edge.send(
             "POST",
             TOKEN_PATH,
-            "token exchange",
+            operation="token exchange",
+            limit=self.max_response_bytes,
             data=form,
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
-        body = _json_or_none(answer.body)
-        if answer.status in (400, 401, 403):
-            reason = _oauth_reason(body) or f"HTTP {answer.status}"
-            raise AuthenticationError(
-                f"token exchange refused: HTTP {answer.status}: {reason}",
-                status_code=answer.status,
-                service=SERVICE,
-                user_message=(
-                    "Shopify refused the app's client id or secret "
-                    f"({reason}). Check both in Settings; the app must be installed on "
-                    "this shop."
-                ),
-            )
-        if answer.status != 200:
-            raise _status_error(answer.status, "token exchange", _errors_text(body))
+        if answer.status_code != 200:
+            raise self._edge.status_error(answer, "token exchange", words=TOKEN_EXCHANGE_WORDS)
+        body = json_or_none(answer.content)
         try:
             assert isinstance(body, dict)
             token = str(body["access_token"])
@@ -409,80 +405,6 @@ class ShopifyClient:
         return _IssuedToken(value=token, expires_at=self._clock() + lifetime - margin)
 
     # ------------------------------------------------------------------ transport
-
-    @staticmethod
-    def _redacted(headers: httpx.Headers) -> dict[str, str]:
-        hidden = ("x-shopify-access-token", "authorization", "cookie")
-        return {k: ("<redacted>" if k.lower() in hidden else v) for k, v in headers.items()}
-
-    async def _log_request(self, request: httpx.Request) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "shopify -> %s %s headers=%s",
-                request.method,
-                request.url.path,
-                self._redacted(request.headers),
-            )
-
-    async def _log_response(self, response: httpx.Response) -> None:
-        log.debug(
-            "shopify <- %s %s %s",
-            response.status_code,
-            response.request.method,
-            response.request.url.path,
-        )
-
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        operation: str,
-        *,
-        content: bytes | None = None,
-        data: Mapping[str, str] | None = None,
-        files: Mapping[str, tuple[str, bytes, str]] | None = None,
-        headers: Mapping[str, str] | None = None,
-        request_timeout: httpx.Timeout | None = None,
-    ) -> _Answer:
-        """One HTTP exchange, transport errors mapped, the body read up to the cap."""
-        limit = self.max_response_bytes
-        try:
-            request = self._http.build_request(
-                method,
-                url,
-                content=content,
-                data=data,
-                files=files,
-                headers=headers,
-                timeout=request_timeout or self._timeout,
-            )
-            response = await self._http.send(request, stream=True)
-            try:
-                declared = response.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise _too_big(operation, limit)
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise _too_big(operation, limit)
-                    chunks.append(chunk)
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            raise PodTimeoutError(
-                f"{operation}: no answer in time ({type(exc).__name__})",
-                service=SERVICE,
-                user_message="Shopify did not answer in time; it will be tried again.",
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ServiceError(
-                f"{operation}: connection failed ({type(exc).__name__})",
-                service=SERVICE,
-                user_message="Could not reach Shopify (connection failed).",
-            ) from exc
-        return _Answer(status=response.status_code, headers=response.headers, body=b"".join(chunks))
 
     async def _graphql(
         self,
@@ -501,7 +423,7 @@ class ShopifyClient:
         async def attempt() -> dict[str, Any]:
             token = await self._access_token()
             answer = await self._post_graphql(content, token, operation)
-            if answer.status == 401 and self._client_id is not None:
+            if answer.status_code == 401 and self._client_id is not None:
                 # A revoked or rotated client-credentials token: exchange once more.
                 await self._invalidate(token)
                 answer = await self._post_graphql(content, await self._access_token(), operation)
@@ -512,17 +434,18 @@ class ShopifyClient:
             f"shopify.{operation}", attempt, idempotent=idempotent, cost=cost
         )
 
-    async def _post_graphql(self, content: bytes, token: str, operation: str) -> _Answer:
-        return await self._send(
+    async def _post_graphql(self, content: bytes, token: str, operation: str) -> httpx.Response:
+        return await self._edge.send(
             "POST",
             self._graphql_path,
-            operation,
+            operation=operation,
+            limit=self.max_response_bytes,
             content=content,
             headers={"Content-Type": "application/json", "X-Shopify-Access-Token": token},
         )
 
-    def _decode(self, answer: _Answer, operation: str) -> dict[str, Any]:
-        body = _json_or_none(answer.body)
+    def _decode(self, answer: httpx.Response, operation: str) -> dict[str, Any]:
+        body = json_or_none(answer.content)
         if isinstance(body, dict):
             if self._observe is not None:
                 self._observe(dict(answer.headers), body)
@@ -530,11 +453,11 @@ class ShopifyClient:
             requested = _number(cost.get("requestedQueryCost")) if cost else None
             if requested is not None:
                 self._costs[operation] = requested
-        status = answer.status
+        status = answer.status_code
         if status == 429 or (status == 200 and _throttled(body)):
             wait = throttle_wait(_extension_cost(body)) if isinstance(body, dict) else None
             if wait is None:
-                wait = _retry_after(answer.headers)
+                wait = self._edge.retry_after(answer.headers)
             raise RateLimitError(
                 f"{operation}: throttled (HTTP {status})",
                 retry_after=wait,
@@ -544,7 +467,7 @@ class ShopifyClient:
                 "waiting for it to refill.",
             )
         if status != 200:
-            raise _status_error(status, operation, _errors_text(body))
+            raise self._edge.status_error(answer, operation)
         if not isinstance(body, dict):
             raise UpstreamDataError(
                 f"{operation}: HTTP 200 with a body that is not a JSON object",
@@ -574,12 +497,9 @@ class ShopifyClient:
             if isinstance(s, dict)
         }
 
-    async def health_check(self) -> tuple[bool, str]:
-        """One line for the seller: which shop, and which access scopes are missing."""
-        try:
-            data = await self._graphql("shop", Q_SHOP)
-        except PodStudioError as exc:
-            return False, exc.user_message
+    async def _shop_check(self) -> tuple[str, list[str]]:
+        """The shop as "'name' (domain)", and the needed access scopes not granted."""
+        data = await self._graphql("shop", Q_SHOP)
         shop = data.get("shop") if isinstance(data.get("shop"), dict) else {}
         assert isinstance(shop, dict)
         name = str(shop.get("name") or self.shop_domain)
@@ -590,12 +510,35 @@ class ShopifyClient:
         }
         missing = [alts[0] for alts in REQUIRED_SCOPES if not granted.intersection(alts)]
         domain = str(shop.get("myshopifyDomain") or self.shop_domain)
+        return self._edge.redact(f"{name!r} ({domain})"), missing
+
+    @staticmethod
+    def _lacking(shop: str, missing: list[str]) -> str:
+        return (
+            f"Connected to Shopify shop {shop}, but the app lacks the access scopes "
+            f"{', '.join(missing)}: add them to the app and install it again."
+        )
+
+    async def check_credentials(self) -> None:
+        """The credential pre-flight: one read that proves the token (or the app's client
+        credentials) works and carries the access scopes publishing needs.
+        ``AuthenticationError`` when it does not; a transport or server failure raises its
+        own error."""
+        shop, missing = await self._shop_check()
         if missing:
-            return False, (
-                f"Connected to Shopify shop {name!r} ({domain}), but the app lacks the access "
-                f"scopes {', '.join(missing)}: add them to the app and install it again."
-            )
-        return True, f"Shopify OK: shop {name!r} ({domain}), all needed access scopes granted."
+            text = self._lacking(shop, missing)
+            raise AuthenticationError(text, service=SERVICE, user_message=text)
+
+    async def health_check(self) -> tuple[bool, str]:
+        """One line for the seller: which shop, and which access scopes are missing."""
+        try:
+            shop, missing = await self._shop_check()
+        except PodStudioError as exc:
+            self._edge.scrub(exc)
+            return False, exc.user_message
+        if missing:
+            return False, self._lacking(shop, missing)
+        return True, f"Shopify OK: shop {shop}, all needed access scopes granted."
 
     # ------------------------------------------------------------------ reading products
 
@@ -777,18 +720,17 @@ class ShopifyClient:
 
         async def attempt() -> None:
             # No access token here: the target is a storage host, signed by the parameters.
-            answer = await self._send(
+            answer = await self._edge.send(
                 "POST",
                 url,
-                "staged upload",
+                operation="staged upload",
+                limit=self.max_response_bytes,
                 data=params,
                 files={"file": (filename, data, mime)},
                 request_timeout=self._upload_timeout,
             )
-            if not 200 <= answer.status < 300:
-                raise _status_error(
-                    answer.status, "staged upload", answer.body[:200].decode("utf-8", "replace")
-                )
+            if not 200 <= answer.status_code < 300:
+                raise self._edge.status_error(answer, "staged upload")
 
         await self._guard.call("shopify.staged_upload", attempt, idempotent=True, cost=0.0)
 
@@ -998,15 +940,6 @@ def _op_name(document: str) -> str:
     return match.group(1) if match else ""
 
 
-def _json_or_none(body: bytes) -> Any:
-    if not body.strip():
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
 def _path(value: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(value, dict):
@@ -1027,99 +960,81 @@ def _throttled(body: Any) -> bool:
     )
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    return parse_retry_after(headers.get("Retry-After"), now=time.time(), cap=3600.0)
+class ShopifyWords(PlatformWords):
+    """Shopify's words on the status ladder, and its 402 (frozen) and 423 (locked) shops."""
 
+    def __init__(self) -> None:
+        super().__init__("Shopify")
 
-def _too_big(operation: str, limit: int) -> UpstreamDataError:
-    error = UpstreamDataError(
-        f"{operation}: the reply is larger than {limit} bytes; reading stopped there",
-        service=SERVICE,
-        user_message=f"Shopify sent a reply larger than {limit / 1048576:g} MiB, more than "
-        "POD Studio reads; nothing was changed on this side.",
-    )
-    error.retryable = False
-    return error
+    def special(self, response: httpx.Response, where: str, reason: str) -> PodStudioError | None:
+        status = response.status_code
+        if status == 402:
+            return APIError(
+                where,
+                status_code=status,
+                service=SERVICE,
+                user_message="The Shopify shop is frozen (its bill is unpaid); pay it in the "
+                "Shopify admin, then publish again.",
+                retryable=False,
+            )
+        if status == 423:
+            return APIError(
+                where,
+                status_code=status,
+                service=SERVICE,
+                user_message="The Shopify shop is locked (Shopify locks shops that break its "
+                "terms or are being reviewed); contact Shopify support.",
+                retryable=False,
+            )
+        return None
 
-
-def _errors_text(body: Any) -> str:
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, str):
-        return errors[:300]
-    if isinstance(errors, list):
-        return "; ".join(str(_path(e, "message") or e) for e in errors)[:300]
-    if isinstance(errors, dict):
-        return json.dumps(errors)[:300]
-    return ""
-
-
-def _oauth_reason(body: Any) -> str:
-    if not isinstance(body, dict):
-        return ""
-    return str(body.get("error_description") or body.get("error") or _errors_text(body))[:200]
-
-
-def _status_error(status: int, operation: str, reason: str) -> PodStudioError:
-    where = f"{operation}: HTTP {status}" + (f": {reason}" if reason else "")
-    if status == 401:
-        return AuthenticationError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message="Shopify rejected the access token (wrong, revoked or expired). "
-            "Paste a new admin API token, or check the app's client id and secret, in Settings.",
+    def unauthorized(self, reason: str) -> str:
+        return (
+            "Shopify rejected the access token (wrong, revoked or expired). Paste a new admin "
+            "API token, or check the app's client id and secret, in Settings."
         )
-    if status == 402:
-        return APIError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message="The Shopify shop is frozen (its bill is unpaid); pay it in the "
-            "Shopify admin, then publish again.",
-            retryable=False,
+
+    def forbidden(self, reason: str) -> str:
+        return (
+            "The Shopify app is not allowed to do this (an access scope is missing). Add the "
+            "scopes write_products, write_files and write_publications to the app and install "
+            "it again."
         )
-    if status == 403:
-        return AuthenticationError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message="The Shopify app is not allowed to do this (an access scope is "
-            "missing). Add the scopes write_products, write_files and write_publications "
-            "to the app and install it again.",
+
+    def not_found(self, operation: str) -> str:
+        return (
+            "Shopify does not know this shop or API version; check the shop domain and API "
+            "version in Settings."
         )
-    if status == 404:
-        return APIError(
+
+    def rate_limited(self, where: str, reason: str, wait: float | None) -> RateLimitError:
+        return RateLimitError(
             where,
-            status_code=status,
+            retry_after=wait,
             service=SERVICE,
-            user_message="Shopify does not know this shop or API version; check the "
-            "shop domain and API version in Settings.",
-            retryable=False,
+            user_message="Shopify's API limit for this shop is used up for the moment; "
+            "waiting for it to refill.",
         )
-    if status == 423:
-        return APIError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message="The Shopify shop is locked (Shopify locks shops that break its "
-            "terms or are being reviewed); contact Shopify support.",
-            retryable=False,
-        )
-    if status >= 500:
-        return ServiceError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message=f"Shopify is having trouble (HTTP {status}); it will be tried again.",
-        )
-    return APIError(
-        where,
-        status_code=status,
-        service=SERVICE,
-        user_message=f"Shopify refused the request (HTTP {status})"
-        + (f": {reason}" if reason else "."),
-        retryable=False,
-    )
+
+
+class _TokenExchangeWords(ShopifyWords):
+    """The client-credentials grant: a refusal names the app's id and secret."""
+
+    def special(self, response: httpx.Response, where: str, reason: str) -> PodStudioError | None:
+        if response.status_code in (400, 401, 403):
+            return AuthenticationError(
+                f"token exchange refused: HTTP {response.status_code}: {reason}",
+                status_code=response.status_code,
+                service=SERVICE,
+                user_message=(
+                    f"Shopify refused the app's client id or secret ({reason}). Check both in "
+                    "Settings; the app must be installed on this shop."
+                ),
+            )
+        return super().special(response, where, reason)
+
+
+TOKEN_EXCHANGE_WORDS = _TokenExchangeWords()
 
 
 def _graphql_error(errors: Any, operation: str) -> PodStudioError:

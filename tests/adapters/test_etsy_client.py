@@ -737,7 +737,8 @@ async def test_server_errors_and_oversized_replies(
     )
     with pytest.raises(UpstreamDataError) as info2:
         await capped.shops()
-    assert "unexpectedly large reply (over 976 KB)" in info2.value.user_message
+    assert "Etsy sent the get me reply larger than the 976 KB limit" in info2.value.user_message
+    assert not info2.value.retryable  # it would be as large again
 
 
 # --------------------------------------------------------------------------- spec check

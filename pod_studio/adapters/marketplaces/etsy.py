@@ -1,11 +1,13 @@
 """Adapters layer: the Etsy Open API v3 client (implements ``PublishMarketplace``).
 
-One ``httpx.AsyncClient``; every request runs inside ``CallGuard.call`` (the hub's "etsy"
+Requests go through the marketplace edge (``adapters.http_edge``: capped reads, the status
+ladder in Etsy's words, the redacting request log, masking every secret ``EtsyAuth`` holds,
+rotated tokens included); every request runs inside ``CallGuard.call`` (the hub's "etsy"
 guard, whose budget is ``EtsyBudget``) and carries ``x-api-key: <keystring>:<shared_secret>``
 and ``Authorization: Bearer`` from ``EtsyAuth`` (a 401 ``invalid_token`` triggers one
 single-flight refresh and one resend). Every answer's ``x-limit-*``/``x-remaining-*`` headers
 are handed to the budget (``observe_response``) and kept for ``remaining_today()``. Replies are
-read up to ``max_response_bytes``. HTTP and transport failures are mapped once, here.
+read up to ``max_response_bytes``.
 
 A listing is made in four steps: ``createDraftListing`` (form-encoded), image upload
 (multipart: a web-sized preview of the print file, then any mockups), ``updateListingInventory``
@@ -38,11 +40,11 @@ from typing import Any, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from pod_studio.adapters.http_edge import HttpEdge, PlatformWords, json_or_none, redacting
 from pod_studio.adapters.marketplaces.etsy_oauth import RECONNECT, EtsyAuth
 from pod_studio.adapters.storage.atomic import atomic_write_text, move_aside
 from pod_studio.domain.errors import (
     APIError,
-    AuthenticationError,
     PodStudioError,
     PodTimeoutError,
     RateLimitError,
@@ -59,7 +61,6 @@ from pod_studio.domain.marketplace import (
     VariantPrice,
 )
 from pod_studio.domain.ports import CallGuard, PassthroughGuard
-from pod_studio.domain.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def _money_text(price: Decimal) -> str:
     return format(price.quantize(Decimal("0.01")), "f")
 
 
+@redacting
 class EtsyClient:
     """Etsy Open API v3 client. See the module docstring.
 
@@ -181,12 +183,17 @@ class EtsyClient:
         self._guard: CallGuard = guard or PassthroughGuard()
         self._budget = budget
         self._timeout = timeout or DEFAULT_TIMEOUT
-        self._http = httpx.AsyncClient(
+        self._limits: dict[str, int] = {}
+        self._edge = HttpEdge(
+            SERVICE,
+            EtsyWords(self._limits),
             base_url=self._base_url,
             timeout=self._timeout,
             transport=transport,
             headers={"User-Agent": user_agent, "Accept": "application/json"},
-            event_hooks={"request": [self._log_request]},
+            secrets=auth.known_secrets,
+            limit=max_response_bytes,
+            retry_after_cap=RETRY_AFTER_CAP,
         )
         self._journal_path = journal_path
         self._journal: dict[str, dict[str, Any]] | None = None
@@ -197,7 +204,6 @@ class EtsyClient:
         self.max_title_chars = max_title_chars
         self.max_price = max_price
         self.preview_max_px = preview_max_px
-        self._limits: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"EtsyClient(base_url={self._base_url!r}, shop_id={self._shop_id!r})"
@@ -211,13 +217,9 @@ class EtsyClient:
         return self._auth
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._edge.aclose()
 
     # ------------------------------------------------------------------ transport
-
-    @staticmethod
-    async def _log_request(request: httpx.Request) -> None:
-        log.debug("etsy -> %s %s", request.method, request.url.path)
 
     def _observe(self, headers: httpx.Headers) -> None:
         seen = {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-")}
@@ -262,143 +264,26 @@ class EtsyClient:
                     "x-api-key": await self._auth.api_key_header(),
                     "Authorization": f"Bearer {token}",
                 }
-                request = self._http.build_request(
+                response = await self._edge.send(
                     method,
                     path,
+                    operation=operation,
+                    limit=self.max_response_bytes,
                     params=params,
                     data=dict(form) if form is not None else None,
                     json=json_body,
                     files=dict(files) if files is not None else None,
                     headers=headers,
-                    timeout=request_timeout or self._timeout,
+                    request_timeout=request_timeout,
                 )
-                status, resp_headers, body = await self._send(request, operation)
-                self._observe(resp_headers)
-                if status == 401 and not renewed and _token_problem(body):
+                self._observe(response.headers)
+                if response.status_code == 401 and not renewed and _token_problem(response):
                     token = await self._auth.refresh(stale_access_token=token)
                     continue
-                return self._decode(status, resp_headers, body, operation, not_found)
+                return self._edge.result(response, operation, not_found=not_found)
             raise AssertionError("unreachable")  # pragma: no cover
 
         return await self._guard.call(operation, attempt, idempotent=idempotent)
-
-    async def _send(
-        self, request: httpx.Request, operation: str
-    ) -> tuple[int, httpx.Headers, bytes]:
-        try:
-            response = await self._http.send(request, stream=True)
-            try:
-                body = await _read_capped(response, self.max_response_bytes, operation)
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            raise PodTimeoutError(
-                f"{operation}: no answer in time ({type(exc).__name__})",
-                service=SERVICE,
-                user_message="Etsy did not answer in time; it will be tried again.",
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ServiceError(
-                f"{operation}: connection failed ({type(exc).__name__})",
-                service=SERVICE,
-                user_message="Could not reach Etsy (connection failed).",
-            ) from exc
-        return response.status_code, response.headers, body
-
-    def _decode(
-        self,
-        status: int,
-        headers: httpx.Headers,
-        body: bytes,
-        operation: str,
-        not_found: str | None,
-    ) -> Any:
-        if 200 <= status < 300:
-            if not body.strip():
-                return {}
-            try:
-                return json.loads(body)
-            except ValueError as exc:
-                raise UpstreamDataError(
-                    f"{operation}: HTTP {status} with a body that is not JSON",
-                    status_code=status,
-                    service=SERVICE,
-                    user_message="Etsy sent a garbled reply; it will be tried again.",
-                ) from exc
-        reason, details = _error_reason(status, body)
-        where = f"{operation}: HTTP {status}: {reason}"
-        if status == 401:
-            raise AuthenticationError(
-                where,
-                status_code=status,
-                service=SERVICE,
-                user_message="Etsy rejected POD Studio's access even after renewing it. "
-                + RECONNECT,
-            )
-        if status == 403:
-            raise AuthenticationError(
-                where, status_code=status, service=SERVICE, user_message=_forbidden_text(reason)
-            )
-        if status == 429:
-            raise self._rate_limited(where, reason, headers)
-        if status == 404:
-            message = not_found or f"{operation}: not found"
-            raise APIError(
-                f"{message} (Etsy: {reason})",
-                status_code=404,
-                service=SERVICE,
-                user_message=message + ".",
-                retryable=False,
-            )
-        if status in (400, 413, 422):
-            hint = ""
-            if "shipping_profile_id" in reason:
-                hint = " Choose one of the shop's shipping profiles in Settings."
-            elif "readiness_state_id" in reason:
-                hint = " Choose one of the shop's processing profiles in Settings."
-            raise ValidationError(
-                where,
-                details=details,
-                service=SERVICE,
-                user_message=f"Etsy rejected the request: {reason}{hint}",
-            )
-        if status >= 500:
-            raise ServiceError(
-                where,
-                status_code=status,
-                service=SERVICE,
-                user_message=f"Etsy is having trouble (HTTP {status}); it will be tried again.",
-            )
-        raise APIError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message=f"Etsy refused the request (HTTP {status}): {reason}",
-            retryable=False,
-        )
-
-    def _rate_limited(self, where: str, reason: str, headers: httpx.Headers) -> RateLimitError:
-        wait = _retry_after(headers.get("Retry-After"))
-        lowered = reason.lower()
-        day_spent = self._limits.get("x-remaining-today") == 0 or "day" in lowered
-        if not day_spent:
-            return RateLimitError(
-                where,
-                retry_after=wait if wait is not None else 1.0,
-                service=SERVICE,
-                user_message="Etsy asks POD Studio to slow down (too many requests per "
-                "second); waiting a moment.",
-            )
-        retry = wait if wait is not None else DAY_RECHECK_SECONDS
-        at = (datetime.now().astimezone() + timedelta(seconds=retry)).strftime("%H:%M")
-        return RateLimitError(
-            where,
-            retry_after=retry,
-            service=SERVICE,
-            user_message=f"Etsy's daily request quota for this app is used up. Nothing is "
-            f"lost: POD Studio tries again when it frees up, in about {_human(retry)} "
-            f"(around {at}).",
-        )
 
     # ------------------------------------------------------------------ shop and settings
 
@@ -515,6 +400,13 @@ class EtsyClient:
 
     # ------------------------------------------------------------------ health
 
+    async def check_credentials(self) -> None:
+        """The credential pre-flight: one read that proves the app key pair and the OAuth
+        tokens work and that the account has a shop. ``AuthenticationError`` for a missing or
+        rejected credential, ``ValidationError`` for an account without a shop; a transport
+        or server failure raises its own error."""
+        await self.shops()
+
     async def health_check(self) -> tuple[bool, str]:
         """(ok, one line in words). Never raises."""
         try:
@@ -535,7 +427,7 @@ class EtsyClient:
         todo = (
             f" Choose a {' and a '.join(missing)} in Settings before publishing." if missing else ""
         )
-        return True, f"Etsy OK: shop {shops[0].title!r}{quota}.{todo}"
+        return True, self._edge.redact(f"Etsy OK: shop {shops[0].title!r}{quota}.{todo}")
 
     # ------------------------------------------------------------------ listings: reads
 
@@ -950,6 +842,67 @@ class EtsyClient:
 
 # ---------------------------------------------------------------------- helpers
 
+# A spent day quota may take up to a day to free up (Etsy's window is a sliding 24 h).
+RETRY_AFTER_CAP = 86_400.0
+
+
+class EtsyWords(PlatformWords):
+    """Etsy's words on the status ladder: its 403 reasons (key, shared secret, scope), a
+    hint for a refused shipping or processing profile, and its two rate limits (per second
+    and per day), told apart by the last ``x-remaining-today`` the client saw (``limits``)."""
+
+    def __init__(self, limits: Mapping[str, int]) -> None:
+        super().__init__("Etsy")
+        self._limits = limits
+
+    def unauthorized(self, reason: str) -> str:
+        return "Etsy rejected POD Studio's access even after renewing it. " + RECONNECT
+
+    def forbidden(self, reason: str) -> str:
+        lowered = reason.lower()
+        if "shared secret" in lowered:
+            return (
+                "Etsy needs the app's shared secret together with the keystring: enter the "
+                "shared secret in Settings."
+            )
+        if "api key" in lowered or "not active" in lowered:
+            return (
+                "Etsy does not accept this app key (not approved yet, deactivated, or a typo): "
+                "check the keystring in Settings."
+            )
+        if "scope" in lowered:
+            return "POD Studio lacks a permission on Etsy. " + RECONNECT
+        return f"Etsy does not allow this: {reason}"
+
+    def rejected(self, reason: str) -> str:
+        hint = ""
+        if "shipping_profile_id" in reason:
+            hint = " Choose one of the shop's shipping profiles in Settings."
+        elif "readiness_state_id" in reason:
+            hint = " Choose one of the shop's processing profiles in Settings."
+        return f"Etsy rejected the request: {reason}{hint}"
+
+    def rate_limited(self, where: str, reason: str, wait: float | None) -> RateLimitError:
+        day_spent = self._limits.get("x-remaining-today") == 0 or "day" in reason.lower()
+        if not day_spent:
+            return RateLimitError(
+                where,
+                retry_after=wait if wait is not None else 1.0,
+                service=SERVICE,
+                user_message="Etsy asks POD Studio to slow down (too many requests per "
+                "second); waiting a moment.",
+            )
+        retry = wait if wait is not None else DAY_RECHECK_SECONDS
+        at = (datetime.now().astimezone() + timedelta(seconds=retry)).strftime("%H:%M")
+        return RateLimitError(
+            where,
+            retry_after=retry,
+            service=SERVICE,
+            user_message=f"Etsy's daily request quota for this app is used up. Nothing is "
+            f"lost: POD Studio tries again when it frees up, in about {_human(retry)} "
+            f"(around {at}).",
+        )
+
 
 def _validation(problems: list[str]) -> ValidationError:
     return ValidationError(
@@ -1043,56 +996,10 @@ def _title_problems(title: str) -> list[str]:
     return problems
 
 
-def _token_problem(body: bytes) -> bool:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return True
+def _token_problem(response: httpx.Response) -> bool:
+    """Whether a 401 may be an expired access token (worth one refresh and one resend)."""
+    data = json_or_none(response.content)
     return not isinstance(data, dict) or data.get("error") in ("invalid_token", None)
-
-
-def _forbidden_text(reason: str) -> str:
-    lowered = reason.lower()
-    if "shared secret" in lowered:
-        return (
-            "Etsy needs the app's shared secret together with the keystring: enter the "
-            "shared secret in Settings."
-        )
-    if "api key" in lowered or "not active" in lowered:
-        return (
-            "Etsy does not accept this app key (not approved yet, deactivated, or a typo): "
-            "check the keystring in Settings."
-        )
-    if "scope" in lowered:
-        return "POD Studio lacks a permission on Etsy. " + RECONNECT
-    return f"Etsy does not allow this: {reason}"
-
-
-def _error_reason(status: int, body: bytes) -> tuple[str, list[str]]:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        text = body.decode("utf-8", "replace").strip().replace("\n", " ")
-        return (text[:200] or f"HTTP {status}"), []
-    if isinstance(data, list):  # [{"path","type","message"}] validation shape
-        details = [
-            f"{d.get('path', '')}: {d.get('message', d.get('type', ''))}".strip(": ")
-            for d in data
-            if isinstance(d, dict)
-        ]
-        return ("; ".join(details)[:300] or f"HTTP {status}"), details
-    if isinstance(data, dict):
-        error = data.get("error")
-        described = data.get("error_description")
-        text = str(error) if error else f"HTTP {status}"
-        if described:
-            text += f" ({described})"
-        return text[:300], [text[:300]]
-    return f"HTTP {status}", []
-
-
-def _retry_after(value: str | None) -> float | None:
-    return parse_retry_after(value, now=time.time(), cap=86_400.0)
 
 
 def _human(seconds: float) -> str:
@@ -1101,28 +1008,6 @@ def _human(seconds: float) -> str:
     if seconds < 5400:
         return f"{round(seconds / 60)} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def _size(n: int) -> str:
-    return f"{n // 1048576} MB" if n >= 1048576 else f"{n // 1024} KB"
-
-
-async def _read_capped(response: httpx.Response, cap: int, operation: str) -> bytes:
-    """The body, refusing to hold more than ``cap`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            raise UpstreamDataError(
-                f"{operation}: Etsy's reply is larger than {cap} bytes; not read further",
-                status_code=response.status_code,
-                service=SERVICE,
-                user_message=f"Etsy sent an unexpectedly large reply (over {_size(cap)}) to "
-                f"{operation.replace('_', ' ')}; it was not read.",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _preview(path: Path, sha256: str | None, max_px: int) -> tuple[bytes, str]:

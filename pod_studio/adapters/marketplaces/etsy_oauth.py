@@ -17,7 +17,9 @@
   there (written by another instance) is adopted instead of declaring the credential dead.
 
 Secrets come from and go to a ``SecretStorePort`` (OS keyring; calls run in a worker thread)
-and never reach logs, exceptions or ``repr``.
+and never reach logs, exceptions or ``repr``: the token endpoint is reached through the
+marketplace edge (``adapters.http_edge``), which masks every secret ``known_secrets`` names
+(rotated tokens included) in what it logs and raises.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import asyncio
 import base64
 import hashlib
 import inspect
-import json
 import logging
 import secrets
 import time
@@ -37,12 +38,12 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from pod_studio.adapters.http_edge import HttpEdge, PlatformWords, json_or_none, redacting
 from pod_studio.domain.errors import (
     AuthenticationError,
     PodStudioError,
     PodTimeoutError,
     RateLimitError,
-    ServiceError,
     UpstreamDataError,
     ValidationError,
 )
@@ -246,6 +247,43 @@ def _html(status: int, title: str, text: str) -> web.Response:
     )
 
 
+class SignInWords(PlatformWords):
+    """What Etsy's token endpoint says: ``invalid_grant`` means reconnect; any other refusal
+    is a credential problem (the keystring), not a bad request."""
+
+    def __init__(self) -> None:
+        super().__init__("Etsy's sign-in server")
+
+    def special(self, response: httpx.Response, where: str, reason: str) -> PodStudioError | None:
+        status = response.status_code
+        body = json_or_none(response.content)
+        if isinstance(body, dict) and body.get("error") == "invalid_grant":
+            return InvalidGrantError(
+                where,
+                status_code=status,
+                service=SERVICE,
+                user_message="Etsy no longer accepts POD Studio's connection (it was revoked, "
+                "expired, or the Etsy password changed). " + RECONNECT,
+            )
+        if status == 429 or status >= 500:
+            return None
+        return AuthenticationError(
+            where,
+            status_code=status,
+            service=SERVICE,
+            user_message=f"Etsy refused the sign-in ({reason}). Check the keystring in Settings.",
+        )
+
+    def rate_limited(self, where: str, reason: str, wait: float | None) -> RateLimitError:
+        return RateLimitError(
+            where,
+            retry_after=wait,
+            service=SERVICE,
+            user_message="Etsy's sign-in server asks POD Studio to slow down; waiting.",
+        )
+
+
+@redacting
 class EtsyAuth:
     """The Etsy credential: app key pair, OAuth tokens, connect flow and refresh.
 
@@ -274,11 +312,15 @@ class EtsyAuth:
         self._redirect_port = redirect_port
         self._refresh_margin = refresh_margin
         self._clock = clock
-        self._http = httpx.AsyncClient(
+        self._edge = HttpEdge(
+            SERVICE,
+            SignInWords(),
             base_url=auth_base_url.rstrip("/"),
             timeout=timeout or DEFAULT_TIMEOUT,
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "POD-Studio/0.1"},
+            secrets=self.known_secrets,
+            limit=MAX_TOKEN_REPLY_BYTES,
         )
         self._lock = asyncio.Lock()
         self._tokens: TokenSet | None = None
@@ -290,7 +332,16 @@ class EtsyAuth:
         return f"EtsyAuth(connected={self._tokens is not None}, scopes={self._scopes!r})"
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._edge.aclose()
+
+    def known_secrets(self) -> tuple[str | None, ...]:
+        """Every secret this credential holds now (the tokens change at run time: Etsy
+        rotates them on each refresh), for masking."""
+        held: list[str | None] = [self._api_key]
+        for tokens in (self._tokens, self._pending):
+            if tokens is not None:
+                held += [tokens.access_token, tokens.refresh_token]
+        return tuple(held)
 
     # ------------------------------------------------------------------ secret store
 
@@ -503,59 +554,13 @@ class EtsyAuth:
         return new
 
     async def _token_request(self, form: dict[str, str], *, operation: str) -> TokenSet:
-        try:
-            async with self._http.stream("POST", TOKEN_PATH, data=form) as response:
-                body = await _read_capped(response, MAX_TOKEN_REPLY_BYTES, operation)
-        except httpx.TimeoutException as exc:
-            raise PodTimeoutError(
-                f"Etsy {operation}: no answer in time ({type(exc).__name__})",
-                service=SERVICE,
-                user_message="Etsy's sign-in server did not answer in time; it will be tried "
-                "again.",
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ServiceError(
-                f"Etsy {operation}: connection failed ({type(exc).__name__})",
-                service=SERVICE,
-                user_message="Could not reach Etsy's sign-in server (connection failed).",
-            ) from exc
-        status = response.status_code
-        data = _json_or_none(body)
-        if 200 <= status < 300:
-            return self._parse_tokens(data, operation)
-        error = str(data.get("error", "")) if isinstance(data, dict) else ""
-        described = str(data.get("error_description", ""))[:200] if isinstance(data, dict) else ""
-        where = f"Etsy {operation}: HTTP {status} {error} {described}".strip()
-        if error == "invalid_grant":
-            raise InvalidGrantError(
-                where,
-                status_code=status,
-                service=SERVICE,
-                user_message="Etsy no longer accepts POD Studio's connection (it was revoked, "
-                "expired, or the Etsy password changed). " + RECONNECT,
-            )
-        if status >= 500:
-            raise ServiceError(
-                where,
-                status_code=status,
-                service=SERVICE,
-                user_message=f"Etsy's sign-in server is having trouble (HTTP {status}); it "
-                "will be tried again.",
-            )
-        if status == 429:
-            raise RateLimitError(
-                where,
-                retry_after=_seconds(response.headers.get("Retry-After")),
-                service=SERVICE,
-                user_message="Etsy's sign-in server asks POD Studio to slow down; waiting.",
-            )
-        raise AuthenticationError(
-            where,
-            status_code=status,
-            service=SERVICE,
-            user_message=f"Etsy refused the sign-in ({error or f'HTTP {status}'}"
-            f"{': ' + described if described else ''}). Check the keystring in Settings.",
-        )
+        self._edge.remember(form.get("code"), form.get("code_verifier"), form.get("refresh_token"))
+        response = await self._edge.send("POST", TOKEN_PATH, operation=operation, data=form)
+        if 200 <= response.status_code < 300:
+            tokens = self._parse_tokens(json_or_none(response.content), operation)
+            self._edge.remember(tokens.access_token, tokens.refresh_token)
+            return tokens
+        raise self._edge.status_error(response, operation)
 
     def _parse_tokens(self, data: Any, operation: str) -> TokenSet:
         if not isinstance(data, dict):
@@ -587,37 +592,3 @@ def _store_error(action: str, name: SecretName, exc: BaseException) -> Authentic
         user_message=f"POD Studio cannot {action} the {what} in the secret store: {detail} "
         "Unlock the keyring (or fix its access) and try again.",
     )
-
-
-async def _read_capped(response: httpx.Response, cap: int, operation: str) -> bytes:
-    """The body, refusing to hold more than ``cap`` bytes (a broken or hostile server)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            raise UpstreamDataError(
-                f"Etsy {operation}: reply larger than {cap} bytes, not read further",
-                status_code=response.status_code,
-                service=SERVICE,
-                user_message=f"Etsy sent an unexpectedly large reply (over {cap // 1024} KB) "
-                f"to {operation}; it was not read.",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body) if body.strip() else None
-    except ValueError:
-        return None
-
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -35,7 +35,7 @@ import logging
 import re
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import httpx
@@ -62,6 +62,8 @@ ERROR_BODY_LIMIT = MB  # an error body is shown as an excerpt (a 400 lists node 
 IMAGE_LIMIT = 256 * MB
 HEADER_PROBE_BYTES = 64 * 1024
 REASON_CHARS = 300
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
+UPLOAD_WRITE_TIMEOUT = 120.0
 
 SECRET_HEADERS = frozenset(
     {
@@ -258,41 +260,40 @@ def error_reason(response: httpx.Response) -> tuple[str, list[str]]:
 
 
 class PlatformWords:
-    """What one platform says in its own words at each rung of the status ladder. The
-    defaults name the platform (``server``); a platform overrides what it says differently,
-    and ``special`` maps the statuses and error codes only it has."""
+    """What one platform says at each rung of the status ladder: message templates (with
+    ``{server}``, ``{reason}``, ``{status}``, ``{operation}``) a platform replaces as class
+    attributes, and ``special`` for the statuses and error codes only it has. A platform whose
+    words depend on the reason or on its state overrides the ``*_text`` methods."""
 
-    def __init__(self, server: str) -> None:
-        self.server = server
+    server = "the server"
+    unauthorized = "{server} rejected the credentials (missing, wrong or expired): {reason}."
+    forbidden = "{server} does not allow this: {reason}"
+    not_found = "{operation}: not found"
+    rejected = "{server} rejected the request: {reason}"
+    slow_down = "{server} asks POD Studio to slow down; waiting."
+    failing = "{server} is having trouble (HTTP {status}); it will be tried again."
+    refused = "{server} refused the request (HTTP {status}): {reason}"
+
+    def say(self, template: str, **values: object) -> str:
+        return template.format(server=self.server, **values)
 
     def special(self, response: httpx.Response, where: str, reason: str) -> PodStudioError | None:
         """An error for an answer only this platform gives (checked before the ladder)."""
         return None
 
-    def unauthorized(self, reason: str) -> str:
-        return f"{self.server} rejected the credentials (missing, wrong or expired): {reason}."
+    def refusal(self, response: httpx.Response, where: str, user_message: str) -> APIError:
+        """A refusal that trying again will not change (for ``special``)."""
+        status = response.status_code
+        return APIError(where, status_code=status, user_message=user_message, retryable=False)
 
-    def forbidden(self, reason: str) -> str:
-        return f"{self.server} does not allow this: {reason}"
+    def forbidden_text(self, reason: str) -> str:
+        return self.say(self.forbidden, reason=reason)
 
-    def not_found(self, operation: str) -> str:
-        return f"{operation}: not found"
-
-    def rejected(self, reason: str) -> str:
-        return f"{self.server} rejected the request: {reason}"
+    def rejected_text(self, reason: str) -> str:
+        return self.say(self.rejected, reason=reason)
 
     def rate_limited(self, where: str, reason: str, wait: float | None) -> RateLimitError:
-        return RateLimitError(
-            where,
-            retry_after=wait,
-            user_message=f"{self.server} asks POD Studio to slow down; waiting.",
-        )
-
-    def failing(self, status: int) -> str:
-        return f"{self.server} is having trouble (HTTP {status}); it will be tried again."
-
-    def refused(self, status: int, reason: str) -> str:
-        return f"{self.server} refused the request (HTTP {status}): {reason}"
+        return RateLimitError(where, retry_after=wait, user_message=self.say(self.slow_down))
 
 
 # ---------------------------------------------------------------------- the edge
@@ -304,6 +305,7 @@ class HttpEdge:
     ``service`` names the service in errors ("printify"); ``words`` says the rest in the
     platform's words (its ``server`` is the name a seller reads, "Printify"). ``secrets()``
     returns the secrets the client holds now; ``limit`` caps a reply body in bytes.
+    ``upload_timeout`` is ``timeout`` with room for sending a large file.
     """
 
     def __init__(
@@ -312,9 +314,9 @@ class HttpEdge:
         words: PlatformWords,
         *,
         base_url: str = "",
-        timeout: httpx.Timeout,
+        timeout: httpx.Timeout | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        headers: Mapping[str, str] | None = None,
+        user_agent: str,
         secrets: Callable[[], Iterable[str | None]] | None = None,
         limit: int = JSON_LIMIT,
         retry_after_cap: float = 3600.0,
@@ -326,11 +328,18 @@ class HttpEdge:
         self.retry_after_cap = retry_after_cap
         self._secrets = secrets
         self._mask = SecretMask()
+        self.timeout = timeout or DEFAULT_TIMEOUT
+        self.upload_timeout = httpx.Timeout(
+            connect=self.timeout.connect,
+            read=max(self.timeout.read or 0.0, 60.0),
+            write=max(self.timeout.write or 0.0, UPLOAD_WRITE_TIMEOUT),
+            pool=self.timeout.pool,
+        )
         self.http = httpx.AsyncClient(
             base_url=base_url,
-            timeout=timeout,
+            timeout=self.timeout,
             transport=transport,
-            headers=dict(headers or {}),
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
             event_hooks={"request": [self._log_request], "response": [self._log_response]},
         )
 
@@ -511,15 +520,17 @@ class HttpEdge:
             return special
         service = self.service
         if status == 401:
+            text = words.say(words.unauthorized, reason=reason)
             return AuthenticationError(
-                where, status_code=status, service=service, user_message=words.unauthorized(reason)
+                where, status_code=status, service=service, user_message=text
             )
         if status == 403:
+            text = words.forbidden_text(reason)
             return AuthenticationError(
-                where, status_code=status, service=service, user_message=words.forbidden(reason)
+                where, status_code=status, service=service, user_message=text
             )
         if status == 404:
-            message = not_found or words.not_found(operation)
+            message = not_found or words.say(words.not_found, operation=operation)
             return APIError(
                 f"{message} ({words.server}: {reason})",
                 status_code=404,
@@ -531,17 +542,20 @@ class HttpEdge:
             return words.rate_limited(where, reason, self.retry_after(response.headers))
         if status in _VALIDATION_STATUSES:
             return ValidationError(
-                where, details=details, service=service, user_message=words.rejected(reason)
+                where, details=details, service=service, user_message=words.rejected_text(reason)
             )
         if status >= 500:
             return ServiceError(
-                where, status_code=status, service=service, user_message=words.failing(status)
+                where,
+                status_code=status,
+                service=service,
+                user_message=words.say(words.failing, status=status),
             )
         return APIError(
             where,
             status_code=status,
             service=service,
-            user_message=words.refused(status, reason),
+            user_message=words.say(words.refused, status=status, reason=reason),
             retryable=False,
         )
 

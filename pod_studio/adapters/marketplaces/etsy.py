@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 
 SERVICE = "etsy"
 API = "/v3/application"
-DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(connect=5.0, read=90.0, write=120.0, pool=10.0)
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_TITLE_CHARS = 140
@@ -182,15 +181,14 @@ class EtsyClient:
         self._catalog = catalog
         self._guard: CallGuard = guard or PassthroughGuard()
         self._budget = budget
-        self._timeout = timeout or DEFAULT_TIMEOUT
         self._limits: dict[str, int] = {}
         self._edge = HttpEdge(
             SERVICE,
             EtsyWords(self._limits),
             base_url=self._base_url,
-            timeout=self._timeout,
+            timeout=timeout,
             transport=transport,
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            user_agent=user_agent,
             secrets=auth.known_secrets,
             limit=max_response_bytes,
             retry_after_cap=RETRY_AFTER_CAP,
@@ -851,14 +849,13 @@ class EtsyWords(PlatformWords):
     hint for a refused shipping or processing profile, and its two rate limits (per second
     and per day), told apart by the last ``x-remaining-today`` the client saw (``limits``)."""
 
+    server = "Etsy"
+    unauthorized = "Etsy rejected POD Studio's access even after renewing it. " + RECONNECT
+
     def __init__(self, limits: Mapping[str, int]) -> None:
-        super().__init__("Etsy")
         self._limits = limits
 
-    def unauthorized(self, reason: str) -> str:
-        return "Etsy rejected POD Studio's access even after renewing it. " + RECONNECT
-
-    def forbidden(self, reason: str) -> str:
+    def forbidden_text(self, reason: str) -> str:
         lowered = reason.lower()
         if "shared secret" in lowered:
             return (
@@ -874,7 +871,7 @@ class EtsyWords(PlatformWords):
             return "POD Studio lacks a permission on Etsy. " + RECONNECT
         return f"Etsy does not allow this: {reason}"
 
-    def rejected(self, reason: str) -> str:
+    def rejected_text(self, reason: str) -> str:
         hint = ""
         if "shipping_profile_id" in reason:
             hint = " Choose one of the shop's shipping profiles in Settings."

@@ -43,7 +43,6 @@ from pod_studio.domain.errors import (
     AuthenticationError,
     PodStudioError,
     PodTimeoutError,
-    RateLimitError,
     UpstreamDataError,
     ValidationError,
 )
@@ -251,8 +250,8 @@ class SignInWords(PlatformWords):
     """What Etsy's token endpoint says: ``invalid_grant`` means reconnect; any other refusal
     is a credential problem (the keystring), not a bad request."""
 
-    def __init__(self) -> None:
-        super().__init__("Etsy's sign-in server")
+    server = "Etsy's sign-in server"
+    slow_down = "Etsy's sign-in server asks POD Studio to slow down; waiting."
 
     def special(self, response: httpx.Response, where: str, reason: str) -> PodStudioError | None:
         status = response.status_code
@@ -261,7 +260,6 @@ class SignInWords(PlatformWords):
             return InvalidGrantError(
                 where,
                 status_code=status,
-                service=SERVICE,
                 user_message="Etsy no longer accepts POD Studio's connection (it was revoked, "
                 "expired, or the Etsy password changed). " + RECONNECT,
             )
@@ -270,16 +268,7 @@ class SignInWords(PlatformWords):
         return AuthenticationError(
             where,
             status_code=status,
-            service=SERVICE,
             user_message=f"Etsy refused the sign-in ({reason}). Check the keystring in Settings.",
-        )
-
-    def rate_limited(self, where: str, reason: str, wait: float | None) -> RateLimitError:
-        return RateLimitError(
-            where,
-            retry_after=wait,
-            service=SERVICE,
-            user_message="Etsy's sign-in server asks POD Studio to slow down; waiting.",
         )
 
 
@@ -318,7 +307,7 @@ class EtsyAuth:
             base_url=auth_base_url.rstrip("/"),
             timeout=timeout or DEFAULT_TIMEOUT,
             transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "POD-Studio/0.1"},
+            user_agent="POD-Studio/0.1",
             secrets=self.known_secrets,
             limit=MAX_TOKEN_REPLY_BYTES,
         )
@@ -487,16 +476,7 @@ class EtsyAuth:
         if tokens is not None and self._fresh(tokens):
             return tokens.access_token
         async with self._lock:
-            if self._pending is not None:
-                await self._save(self._pending)
-                self._tokens, self._pending = self._pending, None
-            tokens = await self._current()
-            if tokens is None:
-                raise AuthenticationError(
-                    "Etsy is not connected",
-                    service=SERVICE,
-                    user_message="Etsy is not connected yet. Use Connect Etsy in Settings.",
-                )
+            tokens = await self._settled()
             if self._fresh(tokens):
                 return tokens.access_token
             return (await self._refresh_locked(tokens)).access_token
@@ -505,16 +485,7 @@ class EtsyAuth:
         """Refresh once for everyone: if the token changed since ``stale_access_token`` was
         read (another caller refreshed meanwhile), the current one is returned instead."""
         async with self._lock:
-            if self._pending is not None:
-                await self._save(self._pending)
-                self._tokens, self._pending = self._pending, None
-            tokens = await self._current()
-            if tokens is None:
-                raise AuthenticationError(
-                    "Etsy is not connected",
-                    service=SERVICE,
-                    user_message="Etsy is not connected yet. Use Connect Etsy in Settings.",
-                )
+            tokens = await self._settled()
             if (
                 stale_access_token is not None
                 and tokens.access_token
@@ -523,6 +494,20 @@ class EtsyAuth:
             ):
                 return tokens.access_token
             return (await self._refresh_locked(tokens)).access_token
+
+    async def _settled(self) -> TokenSet:
+        """Under the lock: the current pair, after storing a pending rotated one."""
+        if self._pending is not None:
+            await self._save(self._pending)
+            self._tokens, self._pending = self._pending, None
+        tokens = await self._current()
+        if tokens is None:
+            raise AuthenticationError(
+                "Etsy is not connected",
+                service=SERVICE,
+                user_message="Etsy is not connected yet. Use Connect Etsy in Settings.",
+            )
+        return tokens
 
     async def _refresh_locked(self, tokens: TokenSet) -> TokenSet:
         client_id = await self.keystring()

@@ -45,11 +45,9 @@ from pod_studio.adapters.http_edge import (
 from pod_studio.adapters.imaging import fit_for_upload, open_checked_image
 from pod_studio.adapters.storage.atomic import atomic_write_text, move_aside
 from pod_studio.domain.errors import (
-    APIError,
     AuthenticationError,
     PodStudioError,
     PodTimeoutError,
-    RateLimitError,
     ServiceError,
     UpstreamDataError,
     ValidationError,
@@ -72,8 +70,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SERVICE = "printify"
-DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
-UPLOAD_WRITE_TIMEOUT = 120.0
 MAX_BASE64_BYTES = 5 * 1024 * 1024  # Printify: keep base64 uploads under 5 MB
 PRODUCTS_PAGE_LIMIT = 50
 PUBLISH_FIELDS: dict[str, bool] = {
@@ -184,20 +180,13 @@ class PrintifyClient:
         self._shop_id = shop_id
         self._guard: CallGuard = guard or PassthroughGuard()
         self._catalog_cache: CatalogCache = catalog_cache or MemoryCatalogCache()
-        self._timeout = timeout or DEFAULT_TIMEOUT
-        self._upload_timeout = httpx.Timeout(
-            connect=self._timeout.connect,
-            read=max(self._timeout.read or 0.0, 60.0),
-            write=max(self._timeout.write or 0.0, UPLOAD_WRITE_TIMEOUT),
-            pool=self._timeout.pool,
-        )
         self._edge = HttpEdge(
             SERVICE,
             PrintifyWords(),
             base_url=self._base_url,
-            timeout=self._timeout,
+            timeout=timeout,
             transport=transport,
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            user_agent=user_agent,
             secrets=lambda: (self._token_provider(),),
             limit=max_response_bytes,
             retry_after_cap=RETRY_AFTER_CAP,
@@ -517,7 +506,7 @@ class PrintifyClient:
                 "/v1/uploads/images.json",
                 operation="upload_image",
                 body=payload,
-                request_timeout=self._upload_timeout,
+                request_timeout=self._edge.upload_timeout,
             )
             image = _parse(
                 lambda: UploadedImage(
@@ -561,15 +550,17 @@ class PrintifyClient:
                 return
             page += 1
 
-    async def get_listing(self, remote_id: str) -> RemoteListing:
+    async def _product(self, remote_id: str) -> Any:
         shop = await self._shop()
-        raw = await self._request(
+        return await self._request(
             "GET",
             f"/v1/shops/{shop}/products/{remote_id}.json",
             operation="get_product",
             not_found=f"Printify product {remote_id} was not found in shop {shop}",
         )
-        return self._to_listing(raw)
+
+    async def get_listing(self, remote_id: str) -> RemoteListing:
+        return self._to_listing(await self._product(remote_id))
 
     async def variant_costs(self, remote_id: str) -> dict[int, Decimal]:
         """Printify's cost per enabled variant of a product (cents in the API, Decimal here).
@@ -578,13 +569,7 @@ class PrintifyClient:
         """
         raw = self._created.pop(remote_id, None)  # the create's answer has them already
         if raw is None:
-            shop = await self._shop()
-            raw = await self._request(
-                "GET",
-                f"/v1/shops/{shop}/products/{remote_id}.json",
-                operation="get_product",
-                not_found=f"Printify product {remote_id} was not found in shop {shop}",
-            )
+            raw = await self._product(remote_id)
         out: dict[int, Decimal] = {}
         for v in raw.get("variants", []) if isinstance(raw, dict) else []:
             if isinstance(v, dict) and isinstance(v.get("id"), int):
@@ -929,44 +914,29 @@ RETRY_AFTER_CAP = 1800.0
 class PrintifyWords(PlatformWords):
     """Printify's words on the status ladder, and its "product is locked" answer."""
 
-    def __init__(self) -> None:
-        super().__init__("Printify")
+    server = "Printify"
+    unauthorized = (
+        "Printify rejected the API token (missing, wrong or expired). "
+        "Create a new Personal Access Token and save it in Settings."
+    )
+    forbidden = (
+        "The Printify token is not allowed to do this: {reason}. "
+        "Create a token with the needed scopes."
+    )
+    slow_down = "Printify rate limit reached; waiting before the next request."
 
     def special(self, response: httpx.Response, where: str, reason: str) -> PodStudioError | None:
         if response.status_code in (401, 403, 404, 429):
             return None
         body = json_or_none(response.content)
-        code = body.get("code") if isinstance(body, dict) else None
-        if code == 8252 or "locked" in reason.lower():
-            return APIError(
+        if (isinstance(body, dict) and body.get("code") == 8252) or "locked" in reason.lower():
+            return self.refusal(
+                response,
                 where,
-                status_code=response.status_code,
-                service=SERVICE,
-                user_message="The Printify product is locked while it is being published; "
+                "The Printify product is locked while it is being published; "
                 "try again when publishing has finished.",
-                retryable=False,
             )
         return None
-
-    def unauthorized(self, reason: str) -> str:
-        return (
-            "Printify rejected the API token (missing, wrong or expired). "
-            "Create a new Personal Access Token and save it in Settings."
-        )
-
-    def forbidden(self, reason: str) -> str:
-        return (
-            f"The Printify token is not allowed to do this: {reason}. "
-            "Create a token with the needed scopes."
-        )
-
-    def rate_limited(self, where: str, reason: str, wait: float | None) -> RateLimitError:
-        return RateLimitError(
-            where,
-            retry_after=wait,
-            service=SERVICE,
-            user_message="Printify rate limit reached; waiting before the next request.",
-        )
 
 
 def _read_file(path: Path) -> bytes:

@@ -65,8 +65,6 @@ log = logging.getLogger(__name__)
 
 SERVICE = "shopify"
 DEFAULT_API_VERSION = "2026-07"
-DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
-UPLOAD_WRITE_TIMEOUT = 120.0
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # Shopify's commonly cited image limit
 MAX_OPTIONS = 3
@@ -279,20 +277,13 @@ class ShopifyClient:
         self._graphql_path = f"/admin/api/{api_version}/graphql.json"
         self._guard: CallGuard = guard or PassthroughGuard()
         self._observe = observe_response
-        self._timeout = timeout or DEFAULT_TIMEOUT
-        self._upload_timeout = httpx.Timeout(
-            connect=self._timeout.connect,
-            read=max(self._timeout.read or 0.0, 60.0),
-            write=max(self._timeout.write or 0.0, UPLOAD_WRITE_TIMEOUT),
-            pool=self._timeout.pool,
-        )
         self._edge = HttpEdge(
             SERVICE,
             ShopifyWords(),
             base_url=self._base_url,
-            timeout=self._timeout,
+            timeout=timeout,
             transport=transport,
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            user_agent=user_agent,
             secrets=self._secrets,
             limit=max_response_bytes,
             retry_after_cap=3600.0,
@@ -727,7 +718,7 @@ class ShopifyClient:
                 limit=self.max_response_bytes,
                 data=params,
                 files={"file": (filename, data, mime)},
-                request_timeout=self._upload_timeout,
+                request_timeout=self._edge.upload_timeout,
             )
             if not 200 <= answer.status_code < 300:
                 raise self._edge.status_error(answer, "staged upload")
@@ -963,58 +954,33 @@ def _throttled(body: Any) -> bool:
 class ShopifyWords(PlatformWords):
     """Shopify's words on the status ladder, and its 402 (frozen) and 423 (locked) shops."""
 
-    def __init__(self) -> None:
-        super().__init__("Shopify")
+    server = "Shopify"
+    unauthorized = (
+        "Shopify rejected the access token (wrong, revoked or expired). Paste a new admin "
+        "API token, or check the app's client id and secret, in Settings."
+    )
+    forbidden = (
+        "The Shopify app is not allowed to do this (an access scope is missing). Add the "
+        "scopes write_products, write_files and write_publications to the app and install "
+        "it again."
+    )
+    not_found = (
+        "Shopify does not know this shop or API version; check the shop domain and API "
+        "version in Settings."
+    )
+    slow_down = (
+        "Shopify's API limit for this shop is used up for the moment; waiting for it to refill."
+    )
+    special_statuses = {
+        402: "The Shopify shop is frozen (its bill is unpaid); pay it in the Shopify admin, "
+        "then publish again.",
+        423: "The Shopify shop is locked (Shopify locks shops that break its terms or are "
+        "being reviewed); contact Shopify support.",
+    }
 
     def special(self, response: httpx.Response, where: str, reason: str) -> PodStudioError | None:
-        status = response.status_code
-        if status == 402:
-            return APIError(
-                where,
-                status_code=status,
-                service=SERVICE,
-                user_message="The Shopify shop is frozen (its bill is unpaid); pay it in the "
-                "Shopify admin, then publish again.",
-                retryable=False,
-            )
-        if status == 423:
-            return APIError(
-                where,
-                status_code=status,
-                service=SERVICE,
-                user_message="The Shopify shop is locked (Shopify locks shops that break its "
-                "terms or are being reviewed); contact Shopify support.",
-                retryable=False,
-            )
-        return None
-
-    def unauthorized(self, reason: str) -> str:
-        return (
-            "Shopify rejected the access token (wrong, revoked or expired). Paste a new admin "
-            "API token, or check the app's client id and secret, in Settings."
-        )
-
-    def forbidden(self, reason: str) -> str:
-        return (
-            "The Shopify app is not allowed to do this (an access scope is missing). Add the "
-            "scopes write_products, write_files and write_publications to the app and install "
-            "it again."
-        )
-
-    def not_found(self, operation: str) -> str:
-        return (
-            "Shopify does not know this shop or API version; check the shop domain and API "
-            "version in Settings."
-        )
-
-    def rate_limited(self, where: str, reason: str, wait: float | None) -> RateLimitError:
-        return RateLimitError(
-            where,
-            retry_after=wait,
-            service=SERVICE,
-            user_message="Shopify's API limit for this shop is used up for the moment; "
-            "waiting for it to refill.",
-        )
+        text = self.special_statuses.get(response.status_code)
+        return self.refusal(response, where, text) if text is not None else None
 
 
 class _TokenExchangeWords(ShopifyWords):

@@ -539,7 +539,9 @@ class EtsyAuth:
         return new
 
     async def _token_request(self, form: dict[str, str], *, operation: str) -> TokenSet:
-        self._edge.remember(form.get("code"), form.get("code_verifier"), form.get("refresh_token"))
+        # the keystring (client_id) is half of the app's API key: masked like the rest
+        self._edge.remember(*(form.get(k) for k in ("client_id", "code", "code_verifier")))
+        self._edge.remember(form.get("refresh_token"))
         response = await self._edge.send("POST", TOKEN_PATH, operation=operation, data=form)
         if 200 <= response.status_code < 300:
             tokens = self._parse_tokens(json_or_none(response.content), operation)

@@ -440,6 +440,26 @@ async def test_missing_keys_have_clear_messages(
 
 
 @pytest.mark.asyncio
+async def test_check_credentials_proves_the_key_the_tokens_and_the_shop(
+    sandbox: EtsySandbox, make_auth: AuthFactory, make_client: Factory
+) -> None:
+    client = make_client()
+    with pytest.raises(AuthenticationError) as not_connected:
+        await client.check_credentials()
+    assert "Use Connect Etsy in Settings" in not_connected.value.user_message
+    await client.auth.connect(follow_consent)
+    await client.check_credentials()
+    assert client.shop_id == sandbox.shop_id
+    wrong = MemorySecretStore({SecretName.ETSY_KEYSTRING.value: KEY,
+                               SecretName.ETSY_SHARED_SECRET.value: "wrong"})  # fmt: skip
+    other = make_client(auth=make_auth(wrong))
+    await other.auth.connect(follow_consent)
+    with pytest.raises(AuthenticationError) as info:
+        await other.check_credentials()
+    assert "shared secret" in info.value.user_message
+
+
+@pytest.mark.asyncio
 async def test_wrong_shared_secret_is_explained(
     make_auth: AuthFactory, make_client: Factory
 ) -> None:

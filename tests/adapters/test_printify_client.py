@@ -267,6 +267,24 @@ async def test_custom_shop_publishing_failed_unlocks_and_succeeded_later(design_
 
 
 @pytest.mark.asyncio
+async def test_check_credentials_proves_the_token_and_the_shop(
+    sandbox: PrintifySandbox, make_client: ClientFactory
+) -> None:
+    await make_client().check_credentials()
+    await make_client(shop_id=None).check_credentials()  # the account's only shop
+    assert sandbox.request_counts["GET /v1/shops.json"] == 2
+    with pytest.raises(AuthenticationError) as wrong:
+        await make_client(token="wrong-token-for-the-check").check_credentials()
+    assert "rejected the API token" in wrong.value.user_message
+    with pytest.raises(AuthenticationError):
+        await make_client(token=None).check_credentials()
+    with pytest.raises(ValidationError) as shop:
+        await make_client(shop_id=999).check_credentials()
+    assert "Printify shop 999 is not on this account" in shop.value.user_message
+    assert str(sandbox.shop_id) in shop.value.user_message  # the shops it does have
+
+
+@pytest.mark.asyncio
 async def test_wrong_token_is_authentication_error_without_retry_or_leak(
     sandbox: PrintifySandbox, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -434,6 +434,22 @@ async def test_wrong_and_revoked_tokens_are_authentication_errors(
 
 
 @pytest.mark.asyncio
+async def test_check_credentials_proves_the_token_and_its_scopes(
+    sandbox: ShopifySandbox, make_client: ClientFactory
+) -> None:
+    await make_client().check_credentials()
+    with pytest.raises(AuthenticationError) as wrong:
+        await make_client(token="shpat_wrong_for_the_check").check_credentials()
+    assert (
+        wrong.value.status_code == 401 and "rejected the access token" in wrong.value.user_message
+    )
+    async with ShopifySandbox(tokens={TOKEN: {"write_products"}}) as sb:
+        with pytest.raises(AuthenticationError) as scopes:
+            await make_client(base_url=sb.base_url).check_credentials()
+    assert "lacks the access scopes write_files, write_publications" in scopes.value.user_message
+
+
+@pytest.mark.asyncio
 async def test_missing_scope(make_client: ClientFactory, design_png: Path) -> None:
     async with ShopifySandbox(tokens={TOKEN: {"write_products", "read_publications"}}) as sb:
         client = make_client(base_url=sb.base_url)

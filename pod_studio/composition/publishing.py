@@ -307,12 +307,11 @@ def printify_platform(client: PrintifyShop, paths: AppPaths) -> PrintifyPlatform
 
 
 def shopify_platform(client: ShopifyClient) -> BasicPlatform:
-    # the shop query answers only for an accepted token (it also names the granted scopes)
-    return BasicPlatform(client, check=client.granted_scopes)
+    return BasicPlatform(client, check=client.check_credentials)
 
 
 def etsy_platform(client: EtsyClient) -> BasicPlatform:
-    return BasicPlatform(client, check=client.shops)
+    return BasicPlatform(client, check=client.check_credentials)
 
 
 def export_platform(market: ExportMarketplace) -> BasicPlatform:

@@ -25,7 +25,6 @@ from pod_studio.domain.cache_port import PersistentCachePort
 from pod_studio.domain.errors import (
     PodStudioError,
     ServiceUnavailableError,
-    ValidationError,
     user_message,
 )
 from pod_studio.domain.jobs import idempotency_key
@@ -35,7 +34,6 @@ from pod_studio.domain.marketplace import (
     ListingStatus,
     RemoteListing,
     ShippingProfile,
-    Shop,
 )
 from pod_studio.domain.products import ProductTemplate
 from pod_studio.domain.publishing import (
@@ -216,9 +214,6 @@ class PrintifyShop(CatalogSource, Protocol):
 
     name: str
 
-    @property
-    def shop_id(self) -> int | None: ...
-
     async def find_existing(self, idem_key: str) -> RemoteListing | None: ...
 
     async def create_listing(self, spec: ListingSpec) -> RemoteListing: ...
@@ -227,7 +222,7 @@ class PrintifyShop(CatalogSource, Protocol):
 
     async def get_listing(self, remote_id: str) -> RemoteListing: ...
 
-    async def shops(self) -> list[Shop]: ...
+    async def check_credentials(self) -> None: ...
 
     async def upload_image(
         self, source: Path | bytes, file_name: str | None = None
@@ -277,20 +272,7 @@ class PrintifyPlatform:
 
     async def check_credentials(self) -> None:
         """The token works and names one usable shop (the chosen one, or the only one)."""
-        shops = await self._client.shops()
-        shop_id = self._client.shop_id
-        listing = ", ".join(f"{s.id} {s.title!r}" for s in shops) or "none"
-        if shop_id is not None:
-            if any(s.id == str(shop_id) for s in shops):
-                return
-            problem = f"Printify shop {shop_id} is not on this account (shops: {listing})."
-        elif len(shops) == 1:
-            return
-        else:
-            problem = (
-                f"{len(shops)} Printify shops on this account ({listing}): choose one in Settings."
-            )
-        raise ValidationError(problem, service=self.name, user_message=problem)
+        await self._client.check_credentials()
 
     async def upload(self, print_file: Path) -> str | None:
         return (await self._client.upload_image(print_file)).id

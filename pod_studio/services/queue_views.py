@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 
+import pydantic
+
 from pod_studio.domain.jobs import JobKind, JobStatus
 from pod_studio.domain.ledger_port import JobRecord, StepRecord
 from pod_studio.domain.orchestration import (
@@ -41,14 +43,14 @@ def queue_entry(job: JobRecord, server: str = "") -> QueueEntry:
     """A ledger row as the queue view shows it."""
     label, platform, design_id = job.id, "", ""
     if job.kind is JobKind.GENERATE:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(pydantic.ValidationError):  # a payload of another version
             label = GenerationPayload.model_validate(job.payload).spec.prompt
         latest = latest_prompt_step(job)
         if not server and latest is not None:
             with contextlib.suppress(ValueError):
                 server = parse_prompt_step_key(latest.idem_key)[0]
     else:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(pydantic.ValidationError):  # a payload of another version
             task = PublishPayload.model_validate(job.payload).task
             label = f"{task.template_name} @ {task.platform}"
             platform, design_id = task.platform, task.design_id

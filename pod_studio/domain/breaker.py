@@ -222,45 +222,16 @@ class CircuitBreaker:
     def check(self) -> None:
         """``CircuitOpenError`` if ``admit()`` would refuse now; changes nothing (so a caller
         can wait for its rate budget first and take its permit, or probe, only after)."""
-        now = self._clock()
-        if self._state is BreakerState.OPEN:
-            waited = now - self._opened_at
-            if waited < self.config.reset_timeout:
-                raise CircuitOpenError(
-                    self.name,
-                    self.config.reset_timeout - waited,
-                    last_error=self._last_error or None,
-                )
-        elif self._state is BreakerState.HALF_OPEN and self._probe_started is not None:
-            running = now - self._probe_started
-            if running < self.config.probe_timeout:
-                raise CircuitOpenError(
-                    self.name,
-                    self.config.probe_timeout - running,
-                    last_error=self._last_error or None,
-                )
+        self._refuse_while_waiting(self._clock())
 
     def admit(self) -> Admission:
         """A permit for one call, or ``CircuitOpenError`` (nothing remote is touched)."""
         now = self._clock()
+        self._refuse_while_waiting(now)
         if self._state is BreakerState.OPEN:
-            waited = now - self._opened_at
-            if waited < self.config.reset_timeout:
-                raise CircuitOpenError(
-                    self.name,
-                    self.config.reset_timeout - waited,
-                    last_error=self._last_error or None,
-                )
-            self._transition(BreakerState.HALF_OPEN)
+            self._transition(BreakerState.HALF_OPEN)  # the reset timeout has passed
         if self._state is BreakerState.HALF_OPEN:
-            if self._probe_started is not None:
-                running = now - self._probe_started
-                if running < self.config.probe_timeout:
-                    raise CircuitOpenError(
-                        self.name,
-                        self.config.probe_timeout - running,
-                        last_error=self._last_error or None,
-                    )
+            if self._probe_started is not None:  # a probe older than the probe timeout
                 self._total_failures += 1
                 self._note_failure(f"probe gave no answer within {self.config.probe_timeout:g} s")
                 self._open(now)
@@ -325,6 +296,18 @@ class CircuitBreaker:
             self._transition(BreakerState.CLOSED)
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _refuse_while_waiting(self, now: float) -> None:
+        """``CircuitOpenError`` while OPEN within ``reset_timeout``, or while HALF_OPEN with
+        its probe running within ``probe_timeout``."""
+        if self._state is BreakerState.OPEN:
+            elapsed, limit = now - self._opened_at, self.config.reset_timeout
+        elif self._state is BreakerState.HALF_OPEN and self._probe_started is not None:
+            elapsed, limit = now - self._probe_started, self.config.probe_timeout
+        else:
+            return
+        if elapsed < limit:
+            raise CircuitOpenError(self.name, limit - elapsed, last_error=self._last_error or None)
 
     def _is_current_probe(self, admission: Admission) -> bool:
         return (

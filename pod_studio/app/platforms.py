@@ -65,9 +65,27 @@ def check_etsy_keys(keystring: str, shared_secret: str) -> str:
 
 
 class _Base(QObject):
-    def __init__(self, runner: TaskRunner, parent: QObject | None) -> None:
+    """What both controllers share: the settings they edit, the stores they save to, the
+    connection test, and running one background task that answers with a signal."""
+
+    def __init__(
+        self,
+        runner: TaskRunner,
+        settings: Callable[[], AppSettings],
+        save_settings: SaveSettings,
+        save_secret: SaveSecret,
+        test: Verdict,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self._runner = runner
+        self._settings = settings
+        self._save_settings = save_settings
+        self._save_secret = save_secret
+        self._test = test
+
+    def current(self) -> AppSettings:
+        return self._settings()
 
     def _spawn(
         self,
@@ -95,24 +113,6 @@ class ShopifyController(_Base):
 
     sig_validation_failed = Signal(str)
     sig_tested = Signal(bool, str)
-
-    def __init__(
-        self,
-        runner: TaskRunner,
-        settings: Callable[[], AppSettings],
-        save_settings: SaveSettings,
-        save_secret: SaveSecret,
-        test: Verdict,
-        parent: QObject | None = None,
-    ) -> None:
-        super().__init__(runner, parent)
-        self._settings = settings
-        self._save_settings = save_settings
-        self._save_secret = save_secret
-        self._test = test
-
-    def current(self) -> AppSettings:
-        return self._settings()
 
     def save_and_test(self, domain: str, api_version: str, token: str = "") -> bool:
         new, problem = check_shopify(self._settings(), domain, api_version)
@@ -166,17 +166,10 @@ class EtsyController(_Base):
         choices: Callable[[], Awaitable[dict[str, list[tuple[str, str]]]]],
         parent: QObject | None = None,
     ) -> None:
-        super().__init__(runner, parent)
-        self._settings = settings
-        self._save_settings = save_settings
-        self._save_secret = save_secret
+        super().__init__(runner, settings, save_settings, save_secret, test, parent)
         self._connect = connect
         self._disconnect = disconnect
-        self._test = test
         self._choices = choices
-
-    def current(self) -> AppSettings:
-        return self._settings()
 
     def save_keys(self, keystring: str, shared_secret: str) -> bool:
         problem = check_etsy_keys(keystring, shared_secret)

@@ -51,8 +51,8 @@ class PodStudioError(Exception):
         return f"[{self.service}] {self.message}"
 
 
-class APIError(PodStudioError):
-    """The remote answered, but not with what we asked for (4xx other than the specific ones)."""
+class _StatusCodeError(PodStudioError):
+    """An error that may carry the HTTP ``status_code`` the remote answered with."""
 
     def __init__(
         self,
@@ -65,6 +65,10 @@ class APIError(PodStudioError):
     ) -> None:
         super().__init__(message, service=service, user_message=user_message, retryable=retryable)
         self.status_code = status_code
+
+
+class APIError(_StatusCodeError):
+    """The remote answered, but not with what we asked for (4xx other than the specific ones)."""
 
 
 class AuthenticationError(APIError):
@@ -129,24 +133,12 @@ class ValidationError(PodStudioError):
         self.details: list[str] = list(details or [])
 
 
-class ServiceError(PodStudioError):
+class ServiceError(_StatusCodeError):
     """The remote is unreachable or failing (5xx, connection refused/reset). Retryable."""
 
     exit_class = ExitClass.UNREACHABLE
 
     default_retryable = True
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        service: str = "app",
-        user_message: str | None = None,
-        retryable: bool | None = None,
-    ) -> None:
-        super().__init__(message, service=service, user_message=user_message, retryable=retryable)
-        self.status_code = status_code
 
 
 class UpstreamDataError(ServiceError):

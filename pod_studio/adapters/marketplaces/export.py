@@ -352,7 +352,8 @@ class ExportMarketplace:
             raise ValidationError(f"{remote_id!r} is not an export listing id", service=SERVICE)
         return self.root_dir / remote_id
 
-    def _get_sync(self, remote_id: str) -> RemoteListing:
+    def _existing_listing(self, remote_id: str) -> tuple[Path, dict[str, Any]]:
+        """The folder and saved data of ``remote_id``; a 404 ``APIError`` when there is none."""
         self._recover()
         folder = self._folder_of(remote_id)
         data = self._read_listing(folder)
@@ -363,19 +364,14 @@ class ExportMarketplace:
                 service=SERVICE,
                 retryable=False,
             )
+        return folder, data
+
+    def _get_sync(self, remote_id: str) -> RemoteListing:
+        folder, data = self._existing_listing(remote_id)
         return self._remote(folder, data)
 
     def _publish_sync(self, remote_id: str) -> RemoteListing:
-        self._recover()
-        folder = self._folder_of(remote_id)
-        data = self._read_listing(folder)
-        if data is None:
-            raise APIError(
-                f"export listing {remote_id} does not exist",
-                status_code=404,
-                service=SERVICE,
-                retryable=False,
-            )
+        folder, data = self._existing_listing(remote_id)
         if data.get("status") != ListingStatus.PUBLISHED.value:
             data["status"] = ListingStatus.PUBLISHED.value
             data["published_at"] = datetime.now(UTC).isoformat()

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     QPoint,
@@ -29,7 +28,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMenu,
     QPushButton,
     QStyle,
     QStyledItemDelegate,
@@ -52,7 +50,7 @@ from pod_studio.domain.events import (
 )
 from pod_studio.domain.models import JobState
 from pod_studio.domain.orchestration import QueueChanged
-from pod_studio.ui.widgets import JOB_STATE_COLOURS
+from pod_studio.ui.widgets import JOB_STATE_COLOURS, JobRowsModel, popup_row_menu
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 PREVIEW_INTERVAL_MS = 150
@@ -95,33 +93,15 @@ class JobRow:
         return self.node_class or self.node
 
 
-class JobTableModel(QAbstractTableModel):
+class JobTableModel(JobRowsModel[JobRow]):
     """One row per job, in the order they were queued."""
 
-    COLUMNS = ("Prompt", "Seed", "State", "Progress", "Node", "Server")
+    HEADERS = ("Prompt", "Seed", "State", "Progress", "Node", "Server")
     COL_PROMPT, COL_SEED, COL_STATE, COL_PROGRESS, COL_NODE, COL_SERVER = range(6)
     JobIdRole = Qt.ItemDataRole.UserRole + 1
     FractionRole = Qt.ItemDataRole.UserRole + 2
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._rows: list[JobRow] = []
-        self._index: dict[str, int] = {}
-
     # -- Qt model API ---------------------------------------------------------------------
-
-    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.tr(self.COLUMNS[section])
-        return None
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
@@ -160,13 +140,6 @@ class JobTableModel(QAbstractTableModel):
 
     # -- access ---------------------------------------------------------------------------
 
-    def row_of(self, job_id: str) -> int | None:
-        return self._index.get(job_id)
-
-    def job(self, job_id: str) -> JobRow | None:
-        i = self._index.get(job_id)
-        return self._rows[i] if i is not None else None
-
     def job_at(self, row: int) -> JobRow | None:
         return self._rows[row] if 0 <= row < len(self._rows) else None
 
@@ -174,10 +147,7 @@ class JobTableModel(QAbstractTableModel):
         return list(self._rows)
 
     def clear_finished(self) -> None:
-        self.beginResetModel()
-        self._rows = [r for r in self._rows if not r.state.is_terminal]
-        self._index = {r.job_id: i for i, r in enumerate(self._rows)}
-        self.endResetModel()
+        self._reset_rows(r for r in self._rows if not r.state.is_terminal)
 
     def _changed(self, job_id: str, first: int = 0, last: int | None = None) -> None:
         i = self._index[job_id]
@@ -222,7 +192,7 @@ class JobTableModel(QAbstractTableModel):
         """The durable queue's view of a job: covers what no JobStateChanged says (a queued
         job cancelled, a retry planned, a job removed)."""
         if event.state == "discarded":
-            self.remove_job(event.job_id)
+            self.remove(event.job_id)
             return
         row = self.job(event.job_id)
         state = _QUEUE_STATES.get(event.state)
@@ -273,15 +243,6 @@ class JobTableModel(QAbstractTableModel):
                 )
             )
         self.endInsertRows()
-
-    def remove_job(self, job_id: str) -> None:
-        i = self._index.get(job_id)
-        if i is None:
-            return
-        self.beginRemoveRows(QModelIndex(), i, i)
-        del self._rows[i]
-        self._index = {r.job_id: n for n, r in enumerate(self._rows)}
-        self.endRemoveRows()
 
     @Slot(object)
     def _on_bridge_job_progress(self, event: JobProgress) -> None:
@@ -481,12 +442,7 @@ class JobListView(QWidget):
 
     @Slot(QPoint)
     def _on_table_context_menu_requested(self, pos: QPoint) -> None:
-        if not self.table.indexAt(pos).isValid():
-            return
-        menu = QMenu(self)
-        menu.setObjectName("job_context_menu")
-        menu.addAction(self.cancel_action)
-        menu.popup(self.table.viewport().mapToGlobal(pos))
+        popup_row_menu(self, self.table, pos, "job_context_menu", [self.cancel_action])
 
     @Slot()
     def _on_cancel_clicked(self) -> None:

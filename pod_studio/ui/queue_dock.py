@@ -51,7 +51,16 @@ from pod_studio.app.queue import (
     describe_counts,
 )
 from pod_studio.domain.orchestration import ServerStatus
-from pod_studio.ui.widgets import AMBER, BLUE, GREEN, GREY, RED, EmptyStateLabel, HeaderedTableModel
+from pod_studio.ui.widgets import (
+    AMBER,
+    BLUE,
+    GREEN,
+    GREY,
+    RED,
+    EmptyStateLabel,
+    JobRowsModel,
+    popup_row_menu,
+)
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 
@@ -120,7 +129,7 @@ def details_text(row: QueueRow, now: float) -> str:
     return "\n".join(lines)
 
 
-class QueueTableModel(HeaderedTableModel):
+class QueueTableModel(JobRowsModel[QueueRow]):
     """One row per job of the durable queue."""
 
     HEADERS = ("Job", "Design / product", "State", "Server / platform", "Tries", "Next try",
@@ -133,8 +142,6 @@ class QueueTableModel(HeaderedTableModel):
         self, parent: QWidget | None = None, *, clock: Callable[[], float] = time.time
     ) -> None:
         super().__init__(parent)
-        self._rows: list[QueueRow] = []
-        self._index: dict[str, int] = {}
         self._clock = clock
 
     def _text(self, row: QueueRow, col: int) -> str:
@@ -182,13 +189,6 @@ class QueueTableModel(HeaderedTableModel):
     def rows(self) -> list[QueueRow]:
         return list(self._rows)
 
-    def row_of(self, job_id: str) -> int | None:
-        return self._index.get(job_id)
-
-    def job(self, job_id: str) -> QueueRow | None:
-        i = self._index.get(job_id)
-        return self._rows[i] if i is not None else None
-
     def row_texts(self, job_id: str) -> list[str]:
         row = self.job(job_id)
         return [] if row is None else [self._text(row, c) for c in range(len(self.HEADERS))]
@@ -199,10 +199,7 @@ class QueueTableModel(HeaderedTableModel):
     # -- updates ----------------------------------------------------------------------------
 
     def set_rows(self, rows: list[QueueRow]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self._index = {r.job_id: i for i, r in enumerate(self._rows)}
-        self.endResetModel()
+        self._reset_rows(rows)
 
     def upsert(self, row: QueueRow) -> None:
         i = self._index.get(row.job_id)
@@ -215,15 +212,6 @@ class QueueTableModel(HeaderedTableModel):
             return
         self._rows[i] = row
         self.dataChanged.emit(self.index(i, 0), self.index(i, self.columnCount() - 1))
-
-    def remove(self, job_id: str) -> None:
-        i = self._index.get(job_id)
-        if i is None:
-            return
-        self.beginRemoveRows(QModelIndex(), i, i)
-        del self._rows[i]
-        self._index = {r.job_id: n for n, r in enumerate(self._rows)}
-        self.endRemoveRows()
 
     def refresh_countdowns(self) -> None:
         if self._rows:
@@ -544,14 +532,13 @@ class QueueDock(_QDockWidget):
 
     @Slot(QPoint)
     def _on_table_context_menu_requested(self, pos: QPoint) -> None:
-        if not self.table.indexAt(pos).isValid():
-            return
-        menu = QMenu(self)
-        menu.setObjectName("queue_context_menu")
-        menu.addAction(self.cancel_action)
-        menu.addAction(self.retry_action)
-        menu.addAction(self.discard_action)
-        menu.popup(self.table.viewport().mapToGlobal(pos))
+        popup_row_menu(
+            self,
+            self.table,
+            pos,
+            "queue_context_menu",
+            [self.cancel_action, self.retry_action, self.discard_action],
+        )
 
     @Slot()
     def _on_pause_clicked(self) -> None:

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Sized
-from typing import Any
+from collections.abc import Iterable, Sequence, Sized
+from typing import Any, Generic, Protocol, TypeVar
 
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
+    QPoint,
     QPointF,
     QRectF,
     QSize,
     Qt,
 )
-from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
-from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+from PySide6.QtGui import QAction, QColor, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QSizePolicy,
+    QSpinBox,
+    QWidget,
+)
+
+from pod_studio.app.generation import MAX_SIDE, MIN_SIDE, SIDE_STEP
 
 GREEN = QColor("#2e9d4f")
 RED = QColor("#d0453b")
@@ -162,3 +173,75 @@ class HeaderedTableModel(QAbstractTableModel):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return self.tr(self.HEADERS[section])
         return None
+
+
+class _JobKeyed(Protocol):
+    @property
+    def job_id(self) -> str: ...
+
+
+_R = TypeVar("_R", bound=_JobKeyed)
+
+
+class JobRowsModel(HeaderedTableModel, Generic[_R]):
+    """A ``HeaderedTableModel`` whose rows are keyed by ``job_id``, kept in insertion order."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[_R] = []
+        self._index: dict[str, int] = {}
+
+    def row_of(self, job_id: str) -> int | None:
+        return self._index.get(job_id)
+
+    def job(self, job_id: str) -> _R | None:
+        i = self._index.get(job_id)
+        return self._rows[i] if i is not None else None
+
+    def _reset_rows(self, rows: Iterable[_R]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self._index = {r.job_id: i for i, r in enumerate(self._rows)}
+        self.endResetModel()
+
+    def remove(self, job_id: str) -> None:
+        i = self._index.get(job_id)
+        if i is None:
+            return
+        self.beginRemoveRows(QModelIndex(), i, i)
+        del self._rows[i]
+        self._index = {r.job_id: n for n, r in enumerate(self._rows)}
+        self.endRemoveRows()
+
+
+def popup_row_menu(
+    parent: QWidget, view: QAbstractItemView, pos: QPoint, name: str, actions: Sequence[QAction]
+) -> None:
+    """Pop up a context menu of ``actions`` for the row under ``pos`` (nothing off the rows)."""
+    if not view.indexAt(pos).isValid():
+        return
+    menu = QMenu(parent)
+    menu.setObjectName(name)
+    for action in actions:
+        menu.addAction(action)
+    menu.popup(view.viewport().mapToGlobal(pos))
+
+
+def side_spin(parent: QWidget, name: str, value: int) -> QSpinBox:
+    """A spin box for an image side in pixels, within the sides ComfyUI accepts."""
+    spin = QSpinBox(parent)
+    spin.setObjectName(name)
+    spin.setRange(MIN_SIDE, MAX_SIDE)
+    spin.setSingleStep(SIDE_STEP)
+    spin.setSuffix(" px")
+    spin.setValue(max(MIN_SIDE, min(int(value), MAX_SIDE)))
+    return spin
+
+
+def size_row(parent: QWidget, width: QSpinBox, height: QSpinBox) -> QHBoxLayout:
+    """``width × height`` side by side, for a form row."""
+    row = QHBoxLayout()
+    row.addWidget(width)
+    row.addWidget(QLabel("×", parent))
+    row.addWidget(height)
+    return row

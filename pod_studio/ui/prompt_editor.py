@@ -21,14 +21,12 @@ from PySide6.QtWidgets import (
 )
 
 from pod_studio.app.generation import (
-    MAX_SIDE,
     MAX_VARIATIONS,
-    MIN_SIDE,
-    SIDE_STEP,
     FormCheck,
     GenerationController,
     PromptForm,
 )
+from pod_studio.ui.widgets import side_spin, size_row
 
 _SEED_MAX = 2**31 - 1
 
@@ -73,8 +71,8 @@ class PromptEditor(QWidget):
         self.seed_spin.setObjectName("seed_spin")
         self.seed_spin.setRange(0, _SEED_MAX)
         self.seed_spin.setEnabled(False)
-        self.width_spin = self._side_spin("width_spin", width)
-        self.height_spin = self._side_spin("height_spin", height)
+        self.width_spin = side_spin(self, "width_spin", width)
+        self.height_spin = side_spin(self, "height_spin", height)
         self.checkpoint_combo = QComboBox(self)
         self.checkpoint_combo.setObjectName("checkpoint_combo")
         self.checkpoint_combo.addItem(self.tr("(from workflow)"), None)
@@ -99,15 +97,6 @@ class PromptEditor(QWidget):
         self._connect_signals()
         self._on_form_changed()
 
-    def _side_spin(self, name: str, value: int) -> QSpinBox:
-        spin = QSpinBox(self)
-        spin.setObjectName(name)
-        spin.setRange(MIN_SIDE, MAX_SIDE)
-        spin.setSingleStep(SIDE_STEP)
-        spin.setSuffix(" px")
-        spin.setValue(max(MIN_SIDE, min(value, MAX_SIDE)))
-        return spin
-
     def _build_layout(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -127,11 +116,7 @@ class PromptEditor(QWidget):
         seed_row.addWidget(self.fixed_seed_check)
         seed_row.addWidget(self.seed_spin, 1)
         form.addRow(self.tr("Seed"), seed_row)
-        size_row = QHBoxLayout()
-        size_row.addWidget(self.width_spin)
-        size_row.addWidget(QLabel("×", self))
-        size_row.addWidget(self.height_spin)
-        form.addRow(self.tr("Size"), size_row)
+        form.addRow(self.tr("Size"), size_row(self, self.width_spin, self.height_spin))
         ckpt_row = QHBoxLayout()
         ckpt_row.addWidget(self.checkpoint_combo, 1)
         ckpt_row.addWidget(self.refresh_checkpoints_button)

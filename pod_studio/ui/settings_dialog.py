@@ -36,11 +36,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from pod_studio.app.generation import MAX_SIDE, MAX_VARIATIONS, MIN_SIDE, SIDE_STEP
+from pod_studio.app.generation import MAX_VARIATIONS
 from pod_studio.app.publishing import PrintifyController
 from pod_studio.app.settings import SettingsController, WorkflowController, validate_server_url
 from pod_studio.domain.products import ProductTemplate
 from pod_studio.ui.products_editor import ProductsEditor
+from pod_studio.ui.widgets import side_spin, size_row
 
 
 def _attr(obj: Any, name: str, default: Any) -> Any:
@@ -95,8 +96,8 @@ class SettingsDialog(QDialog):
         self.in_flight_spin.setValue(int(_attr(settings, "max_in_flight_per_server", 2)))
 
         # defaults
-        self.width_spin = self._side_spin("default_width_spin", _attr(generation, "width", 1024))
-        self.height_spin = self._side_spin("default_height_spin", _attr(generation, "height", 1024))
+        self.width_spin = side_spin(self, "default_width_spin", _attr(generation, "width", 1024))
+        self.height_spin = side_spin(self, "default_height_spin", _attr(generation, "height", 1024))
         self.variations_spin = QSpinBox(self)
         self.variations_spin.setObjectName("default_variations_spin")
         self.variations_spin.setRange(1, MAX_VARIATIONS)
@@ -151,15 +152,6 @@ class SettingsDialog(QDialog):
 
         self._build_layout()
         self._connect_signals()
-
-    def _side_spin(self, name: str, value: int) -> QSpinBox:
-        spin = QSpinBox(self)
-        spin.setObjectName(name)
-        spin.setRange(MIN_SIDE, MAX_SIDE)
-        spin.setSingleStep(SIDE_STEP)
-        spin.setSuffix(" px")
-        spin.setValue(int(value))
-        return spin
 
     def _build_desktop_widgets(self, settings: Any) -> None:
         desktop = _attr(settings, "desktop", None)
@@ -321,11 +313,7 @@ class SettingsDialog(QDialog):
 
         defaults = QGroupBox(self.tr("Defaults for new batches"), parent)
         d_layout = QFormLayout(defaults)
-        size_row = QHBoxLayout()
-        size_row.addWidget(self.width_spin)
-        size_row.addWidget(QLabel("×", self))
-        size_row.addWidget(self.height_spin)
-        d_layout.addRow(self.tr("Size"), size_row)
+        d_layout.addRow(self.tr("Size"), size_row(self, self.width_spin, self.height_spin))
         d_layout.addRow(self.tr("Variations"), self.variations_spin)
         layout.addWidget(defaults)
 

@@ -26,6 +26,11 @@ class PromptTypeError(Exception):
     """The prompt is not a JSON object: the real server answers with a bare 500."""
 
 
+def _error(kind: str, message: str, details: str, **extra_info: Any) -> dict[str, Any]:
+    """One validation error, in the server's shape."""
+    return {"type": kind, "message": message, "details": details, "extra_info": extra_info}
+
+
 def _type_name(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
@@ -92,12 +97,12 @@ class Validator:
             if x not in inputs:
                 if category == "required":
                     errors.append(
-                        {
-                            "type": "required_input_missing",
-                            "message": "Required input is missing",
-                            "details": f"{x}",
-                            "extra_info": {"input_name": x},
-                        }
+                        _error(
+                            "required_input_missing",
+                            "Required input is missing",
+                            f"{x}",
+                            input_name=x,
+                        )
                     )
                 continue
             val = inputs[x]
@@ -105,17 +110,14 @@ class Validator:
             if isinstance(val, list):
                 if len(val) != 2:
                     errors.append(
-                        {
-                            "type": "bad_linked_input",
-                            "message": "Bad linked input, must be a length-2 list of "
-                            "[node_id, slot_index]",
-                            "details": f"{x}",
-                            "extra_info": {
-                                "input_name": x,
-                                "input_config": config,
-                                "received_value": val,
-                            },
-                        }
+                        _error(
+                            "bad_linked_input",
+                            "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                            f"{x}",
+                            input_name=x,
+                            input_config=config,
+                            received_value=val,
+                        )
                     )
                     continue
                 o_id = val[0]
@@ -123,18 +125,16 @@ class Validator:
                 received_type = return_types(o_class_type)[val[1]]
                 if not _types_match(received_type, input_type):
                     errors.append(
-                        {
-                            "type": "return_type_mismatch",
-                            "message": "Return type mismatch between linked nodes",
-                            "details": f"{x}, received_type({received_type}) mismatch "
+                        _error(
+                            "return_type_mismatch",
+                            "Return type mismatch between linked nodes",
+                            f"{x}, received_type({received_type}) mismatch "
                             f"input_type({input_type})",
-                            "extra_info": {
-                                "input_name": x,
-                                "input_config": config,
-                                "received_type": received_type,
-                                "linked_node": val,
-                            },
-                        }
+                            input_name=x,
+                            input_config=config,
+                            received_type=received_type,
+                            linked_node=val,
+                        )
                     )
                     continue
                 try:
@@ -147,19 +147,17 @@ class Validator:
                     self.validated[o_id] = (
                         False,
                         [
-                            {
-                                "type": "exception_during_inner_validation",
-                                "message": "Exception when validating inner node",
-                                "details": str(ex),
-                                "extra_info": {
-                                    "input_name": x,
-                                    "input_config": config,
-                                    "exception_message": str(ex),
-                                    "exception_type": _type_name(ex),
-                                    "traceback": list(_VALIDATE_TB),
-                                    "linked_node": val,
-                                },
-                            }
+                            _error(
+                                "exception_during_inner_validation",
+                                "Exception when validating inner node",
+                                str(ex),
+                                input_name=x,
+                                input_config=config,
+                                exception_message=str(ex),
+                                exception_type=_type_name(ex),
+                                traceback=list(_VALIDATE_TB),
+                                linked_node=val,
+                            )
                         ],
                         o_id,
                     )
@@ -183,17 +181,15 @@ class Validator:
                         inputs[x] = val
                 except Exception as ex:  # noqa: BLE001 - mirrors the server's catch-all
                     errors.append(
-                        {
-                            "type": "invalid_input_type",
-                            "message": f"Failed to convert an input value to a {input_type} value",
-                            "details": f"{x}, {val}, {ex}",
-                            "extra_info": {
-                                "input_name": x,
-                                "input_config": config,
-                                "received_value": val,
-                                "exception_message": str(ex),
-                            },
-                        }
+                        _error(
+                            "invalid_input_type",
+                            f"Failed to convert an input value to a {input_type} value",
+                            f"{x}, {val}, {ex}",
+                            input_name=x,
+                            input_config=config,
+                            received_value=val,
+                            exception_message=str(ex),
+                        )
                     )
                     continue
                 if x in custom_inputs:
@@ -201,30 +197,26 @@ class Validator:
                 try:
                     if "min" in extra and val < extra["min"]:
                         errors.append(
-                            {
-                                "type": "value_smaller_than_min",
-                                "message": f"Value {val} smaller than min of {extra['min']}",
-                                "details": f"{x}",
-                                "extra_info": {
-                                    "input_name": x,
-                                    "input_config": config,
-                                    "received_value": val,
-                                },
-                            }
+                            _error(
+                                "value_smaller_than_min",
+                                f"Value {val} smaller than min of {extra['min']}",
+                                f"{x}",
+                                input_name=x,
+                                input_config=config,
+                                received_value=val,
+                            )
                         )
                         continue
                     if "max" in extra and val > extra["max"]:
                         errors.append(
-                            {
-                                "type": "value_bigger_than_max",
-                                "message": f"Value {val} bigger than max of {extra['max']}",
-                                "details": f"{x}",
-                                "extra_info": {
-                                    "input_name": x,
-                                    "input_config": config,
-                                    "received_value": val,
-                                },
-                            }
+                            _error(
+                                "value_bigger_than_max",
+                                f"Value {val} bigger than max of {extra['max']}",
+                                f"{x}",
+                                input_name=x,
+                                input_config=config,
+                                received_value=val,
+                            )
                         )
                         continue
                 except TypeError:
@@ -243,16 +235,14 @@ class Validator:
                         else:
                             list_info = str(combo)
                         errors.append(
-                            {
-                                "type": "value_not_in_list",
-                                "message": "Value not in list",
-                                "details": f"{x}: '{val}' not in {list_info}",
-                                "extra_info": {
-                                    "input_name": x,
-                                    "input_config": input_config,
-                                    "received_value": val,
-                                },
-                            }
+                            _error(
+                                "value_not_in_list",
+                                "Value not in list",
+                                f"{x}: '{val}' not in {list_info}",
+                                input_name=x,
+                                input_config=input_config,
+                                received_value=val,
+                            )
                         )
                         continue
 
@@ -260,12 +250,12 @@ class Validator:
             value = inputs["image"]
             if not isinstance(value, list) and not self.image_exists(str(value)):
                 errors.append(
-                    {
-                        "type": "custom_validation_failed",
-                        "message": "Custom validation failed for node",
-                        "details": f"image - Invalid image file: {value}",
-                        "extra_info": {"input_name": "image"},
-                    }
+                    _error(
+                        "custom_validation_failed",
+                        "Custom validation failed for node",
+                        f"image - Invalid image file: {value}",
+                        input_name="image",
+                    )
                 )
 
         outcome: ValidationResult = (
@@ -291,32 +281,25 @@ def validate_prompt(
         if not isinstance(node, dict):
             raise PromptTypeError(type(node).__name__)
         if "class_type" not in node:
-            error = {
-                "type": "invalid_prompt",
-                "message": "Cannot execute because a node is missing the class_type property.",
-                "details": f"Node ID '#{x}'",
-                "extra_info": {},
-            }
+            error = _error(
+                "invalid_prompt",
+                "Cannot execute because a node is missing the class_type property.",
+                f"Node ID '#{x}'",
+            )
             return False, error, [], {}
         class_type = node["class_type"]
         spec = NODES.get(class_type) if isinstance(class_type, str) else None
         if spec is None:
-            error = {
-                "type": "invalid_prompt",
-                "message": f"Cannot execute because node {class_type} does not exist.",
-                "details": f"Node ID '#{x}'",
-                "extra_info": {},
-            }
+            error = _error(
+                "invalid_prompt",
+                f"Cannot execute because node {class_type} does not exist.",
+                f"Node ID '#{x}'",
+            )
             return False, error, [], {}
         if spec.output_node:
             outputs.append(x)
     if not outputs:
-        error = {
-            "type": "prompt_no_outputs",
-            "message": "Prompt has no outputs",
-            "details": "",
-            "extra_info": {},
-        }
+        error = _error("prompt_no_outputs", "Prompt has no outputs", "")
         return False, error, [], {}
 
     validator = Validator(prompt, info_for, image_exists)
@@ -329,15 +312,13 @@ def validate_prompt(
         except Exception as ex:  # noqa: BLE001 - mirrors the server's catch-all
             valid = False
             reasons = [
-                {
-                    "type": "exception_during_validation",
-                    "message": "Exception when validating node",
-                    "details": str(ex),
-                    "extra_info": {
-                        "exception_type": _type_name(ex),
-                        "traceback": list(_VALIDATE_TB),
-                    },
-                }
+                _error(
+                    "exception_during_validation",
+                    "Exception when validating node",
+                    str(ex),
+                    exception_type=_type_name(ex),
+                    traceback=list(_VALIDATE_TB),
+                )
             ]
             validator.validated[o] = (False, reasons, o)
         if valid is True:
@@ -356,11 +337,8 @@ def validate_prompt(
 
     if not good_outputs:
         lines = [f"{e['message']}: {e['details']}" for _, reasons in errors for e in reasons]
-        error = {
-            "type": "prompt_outputs_failed_validation",
-            "message": "Prompt outputs failed validation",
-            "details": "\n".join(lines),
-            "extra_info": {},
-        }
+        error = _error(
+            "prompt_outputs_failed_validation", "Prompt outputs failed validation", "\n".join(lines)
+        )
         return False, error, [], node_errors
     return True, None, good_outputs, node_errors

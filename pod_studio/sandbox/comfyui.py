@@ -239,6 +239,12 @@ class _PromptRun:
         if self.client_id is not None:
             await self.sandbox._send_json(event, data, self.client_id)
 
+    async def send_executed(self, node_id: str, ui: Any) -> None:
+        await self.send(
+            "executed",
+            {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": self.prompt_id},
+        )
+
     def _state(self, node_id: str, value: float, total: float, state: str) -> dict[str, Any]:
         return {
             "value": value,
@@ -650,16 +656,7 @@ class ComfyUISandbox(SandboxServer):
             if is_cached(node_id):
                 outputs, ui = self._cache[signatures[node_id]]
                 results[node_id] = outputs
-                if run.client_id is not None:
-                    await run.send(
-                        "executed",
-                        {
-                            "node": node_id,
-                            "display_node": node_id,
-                            "output": ui,
-                            "prompt_id": run.prompt_id,
-                        },
-                    )
+                await run.send_executed(node_id, ui)  # a cached node says so even without ui
                 if ui:
                     ui_outputs[node_id] = ui
                 await run.finish_node(node_id)
@@ -701,15 +698,7 @@ class ComfyUISandbox(SandboxServer):
             run.executed.append(node_id)
             if ui:
                 ui_outputs[node_id] = ui
-                await run.send(
-                    "executed",
-                    {
-                        "node": node_id,
-                        "display_node": node_id,
-                        "output": ui,
-                        "prompt_id": run.prompt_id,
-                    },
-                )
+                await run.send_executed(node_id, ui)
             await run.finish_node(node_id)
             plan.complete(node_id)
         await run.add_message(
